@@ -1,0 +1,296 @@
+"""The ``facecompare`` command line.
+
+Exit codes of ``facecompare compare``: 0 MATCH, 1 NO_MATCH, 3 REVIEW (a person must look: no face, several
+faces in the selfie, a face too small or of low quality, or a similarity inside the review band),
+2 error (unreadable or invalid input, bad arguments). ``detect`` exits 0 when it ran (even with no face) and 2
+on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import FaceCompareError
+
+EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_REVIEW = 0, 1, 2, 3
+EXIT_CODES = {"MATCH": EXIT_MATCH, "NO_MATCH": EXIT_NO_MATCH, "REVIEW": EXIT_REVIEW}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facecompare",
+        description="Offline face verification: does a selfie show the same person as an ID-document portrait? "
+        "Answers in AWS Rekognition's shapes; no image leaves this machine and none is stored.",
+        epilog="Settings can also come from FACECOMPARE_* environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"facecompare {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare a selfie with an identity-document photo (MATCH / NO_MATCH / REVIEW)",
+        description="Compare the selfie's face with the document's portrait (its largest face). Prints the "
+        "decision, similarity and reasons; exit code 0 MATCH, 1 NO_MATCH, 3 REVIEW, 2 error.",
+    )
+    compare.add_argument("selfie", help="selfie image (JPEG or PNG)")
+    compare.add_argument("document", help="photo or scan of the ID card / passport (JPEG or PNG)")
+    compare.add_argument("--threshold", type=float, default=80.0,
+                         help="Similarity (0-100) at which faces match, as Rekognition's SimilarityThreshold "
+                         "(default 80; the README lists the error rates of each threshold)")
+    compare.add_argument("--quality-filter", default="NONE", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"],
+                         help="Rekognition QualityFilter for the CompareFaces part of --json (default NONE)")
+    compare.add_argument("--calibration", metavar="FILE", help="calibration JSON from `facecompare calibrate` "
+                         "(default: the LFW calibration shipped with the package)")
+    compare.add_argument("--json", action="store_true", help="print JSON: the decision and Rekognition's "
+                         "CompareFaces response for the pair")
+    compare.add_argument("--annotate", metavar="OUT.png", help="write the two images side by side with the "
+                         "compared faces boxed (green match, red no match, amber review)")
+
+    detect = sub.add_parser("detect", help="find faces in an image (Rekognition DetectFaces)",
+                            description="List the faces in an image with boxes, landmarks, pose and quality.")
+    detect.add_argument("image", help="image (JPEG or PNG)")
+    detect.add_argument("--json", action="store_true", help="print Rekognition's DetectFaces response as JSON")
+    detect.add_argument("--annotate", metavar="OUT.png", help="write the image with every face boxed")
+
+    def add_pairs_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("pairs", help="pair list: LFW pairs.txt, or CSV with columns selfie,document,same[,fold]")
+        p.add_argument("--root", help="folder the image names are relative to (LFW: the folder of person "
+                       "folders; CSV: default the CSV's folder)")
+        p.add_argument("--format", choices=["lfw", "csv"], help="pair list format (default: from the file name)")
+        p.add_argument("--face", choices=["largest", "center"],
+                       help="which face of each image to use: largest (the product's rule, default for csv) or "
+                       "center (LFW's protocol: the labelled person is centred; default for lfw)")
+        p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = sub.add_parser("evaluate", help="measure accuracy and error rates on labelled pairs",
+                              description="Embed every image once (in parallel), score every pair, and report "
+                              "LFW 10-fold accuracy (when the list has folds), ROC AUC, EER, TAR at FMR 1e-2/1e-3/"
+                              "1e-4, failure to acquire, and FMR/FNMR at Similarity thresholds 80/90/95/99. Writes "
+                              "pairs.csv and summary.json to --out.")
+    add_pairs_arguments(evaluate)
+    evaluate.add_argument("--out", default="evaluation", help="output folder (default: ./evaluation)")
+    evaluate.add_argument("--calibration", metavar="FILE", help="calibration JSON (default: the shipped LFW one)")
+
+    calibrate = sub.add_parser("calibrate", help="fit the distance-to-Similarity mapping on labelled pairs",
+                               description="Fit Similarity = 100 / (1 + exp(slope * (distance - midpoint))) on "
+                               "labelled pairs and write it, with the measured threshold table (FMR, FNMR), as a "
+                               "calibration JSON that --calibration / FACECOMPARE_CALIBRATION load.")
+    add_pairs_arguments(calibrate)
+    calibrate.add_argument("--from-results", metavar="PAIRS.csv",
+                           help="reuse the distances in a pairs.csv written by `facecompare evaluate`")
+    calibrate.add_argument("--out", default="calibration.json", help="calibration file to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "detect":
+            return _detect(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "calibrate":
+            return _calibrate(args)
+    except FaceCompareError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return EXIT_ERROR
+
+
+def _verifier(calibration: str | None = None):
+    from .engine import Verifier
+    from .settings import Settings
+
+    return Verifier(Settings.from_env(calibration=calibration))
+
+
+def _panel(decoded):
+    from .draw import PANEL_HEIGHT, as_pil
+
+    return as_pil(decoded.view(decoded.reduction_for_long_side(PANEL_HEIGHT * 2)))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .engine import MAX_FACES, check_quality_filter, check_threshold, verification_dict
+    from .rekognition import compare_faces_response
+
+    threshold = check_threshold(args.threshold, "--threshold")
+    quality_filter = check_quality_filter(args.quality_filter)
+    verifier = _verifier(args.calibration)
+    selfie = verifier.load(args.selfie)
+    document = verifier.load(args.document)
+    want_all = args.json
+    selfie_image, document_image = verifier.analyze_pair(selfie, document, embed_first=1,
+                                                         embed_second=MAX_FACES if want_all else 1)
+    verification = verifier.decide(selfie_image, document_image, threshold)
+    if args.annotate:
+        from .draw import annotate_verification, save_png
+
+        save_png(annotate_verification(_panel(selfie), _panel(document), verification), args.annotate)
+    if args.json:
+        out = {"verification": verification_dict(verification)}
+        try:
+            comparison = verifier.match_faces(selfie_image, document_image, threshold, quality_filter)
+            out["CompareFaces"] = compare_faces_response(comparison)
+        except FaceCompareError as exc:
+            out["CompareFaces"] = {"__type": exc.code, "Message": exc.message}
+        print(json.dumps(out, indent=2))
+    else:
+        _print_summary(verification, args.annotate)
+    return EXIT_CODES[verification.decision]
+
+
+def _print_summary(v, annotate: str | None) -> None:
+    lo, hi = v.review_band
+    print(f"Decision:    {v.decision}")
+    if v.similarity is None:
+        print("Similarity:  -  (no comparison possible)")
+    else:
+        print(f"Similarity:  {v.similarity:.2f}  (threshold {v.threshold:g}; REVIEW between {lo:.1f} and {hi:.1f})")
+    print(f"Reasons:     {', '.join(v.reasons) if v.reasons else 'none'}")
+    for label, analyzed in (("Selfie", v.selfie), ("Document", v.document)):
+        face = analyzed.largest if analyzed else None
+        count = len(analyzed.faces) if analyzed else 0
+        if face is None:
+            print(f"{label + ':':<12} no face found")
+            continue
+        turned = f", found after turning the image {analyzed.rotation} degrees" if analyzed.rotation else ""
+        print(f"{label + ':':<12} {count} face{'s' if count != 1 else ''}; compared face {face.width_px:.0f} px wide, "
+              f"detector confidence {face.confidence:.1f}{turned}")
+    if v.notes:
+        print(f"Notes:       {', '.join(v.notes)}")
+    if annotate:
+        print(f"Annotated:   {annotate}")
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from .rekognition import detect_faces_response
+
+    verifier = _verifier()
+    decoded = verifier.load(args.image)
+    analyzed = verifier.analyze(decoded, embed=0)
+    if args.annotate:
+        from .draw import annotate_detection, save_png
+
+        save_png(annotate_detection(_panel(decoded), analyzed), args.annotate)
+    if args.json:
+        print(json.dumps(detect_faces_response(analyzed), indent=2))
+    else:
+        print(f"{len(analyzed.faces)} face{'s' if len(analyzed.faces) != 1 else ''} in {Path(args.image).name} "
+              f"({analyzed.width}x{analyzed.height})"
+              + (f", found after turning it {analyzed.rotation} degrees" if analyzed.rotation else ""))
+        for i, face in enumerate(analyzed.faces, 1):
+            b = face.bounding_box
+            print(f"  {i}. box left={b.left:.3f} top={b.top:.3f} width={b.width:.3f} height={b.height:.3f} "
+                  f"({face.width_px:.0f} px wide), confidence {face.confidence:.1f}, "
+                  f"pose roll/yaw/pitch {face.pose.roll:.0f}/{face.pose.yaw:.0f}/{face.pose.pitch:.0f}, "
+                  f"brightness {face.quality.brightness:.0f}, sharpness {face.quality.sharpness:.0f}")
+        if args.annotate:
+            print(f"Annotated: {args.annotate}")
+    return 0
+
+
+def _load_pairs(args: argparse.Namespace):
+    from .evaluation import read_csv_pairs, read_lfw_pairs
+
+    fmt = args.format or ("csv" if args.pairs.lower().endswith(".csv") else "lfw")
+    if not Path(args.pairs).is_file():
+        from .errors import InvalidParameterException
+
+        raise InvalidParameterException(f"Pair list not found: {args.pairs}.")
+    if fmt == "lfw":
+        root = args.root or str(Path(args.pairs).parent / "lfw-deepfunneled")
+        pairs = read_lfw_pairs(args.pairs, root)
+    else:
+        pairs = read_csv_pairs(args.pairs, args.root)
+    face = args.face or ("center" if fmt == "lfw" else "largest")
+    return pairs, face
+
+
+def _embed_pairs(args: argparse.Namespace):
+    from .evaluation import embed_images, pair_distances
+
+    pairs, face = _load_pairs(args)
+    paths = [p.first for p in pairs] + [p.second for p in pairs]
+    started = time.perf_counter()
+    embeddings = embed_images(paths, choose=face, workers=args.workers, progress=not args.no_progress)
+    elapsed = time.perf_counter() - started
+    return pairs, embeddings, pair_distances(pairs, embeddings), elapsed
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import save_json, summarize, write_pair_rows
+    from .scoring import load_calibration
+
+    calibration = load_calibration(args.calibration)
+    pairs, embeddings, distances, elapsed = _embed_pairs(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(pairs, distances, embeddings, calibration)
+    summary["wall_seconds"] = round(elapsed, 1)
+    summary["pairs_file"] = args.pairs
+    write_pair_rows(out / "pairs.csv", pairs, distances, embeddings, calibration)
+    save_json(out / "summary.json", summary)
+    _print_evaluation(summary)
+    print(f"Wrote {out / 'pairs.csv'} and {out / 'summary.json'}")
+    return 0
+
+
+def _print_evaluation(s: dict) -> None:
+    print(f"Pairs: {s['pairs']} ({s['genuine_pairs']} genuine, {s['impostor_pairs']} impostor); "
+          f"images: {s['images']}, no usable face in {s['failure_to_acquire_images']} "
+          f"({100 * s['failure_to_acquire_rate']:.2f} %)")
+    if "kfold_accuracy" in s:
+        k = s["kfold_accuracy"]
+        print(f"{len(k['folds'])}-fold accuracy: {100 * k['mean']:.2f} % +- {100 * k['std']:.2f}")
+    print(f"ROC AUC: {s['roc_auc']:.5f}   EER: {100 * s['eer']:.2f} %")
+    for row in s["tar_at_fmr"]:
+        note = "" if row["supported"] else " (too few impostor pairs to measure this rate)"
+        print(f"TAR at FMR {row['fmr_target']:g}: {100 * row['tar']:.2f} %  "
+              f"[{row['impostor_pairs']} impostor pairs]{note}")
+    for row in s["operating_points"]:
+        print(f"Similarity >= {row['similarity_threshold']:g} (distance <= {row['distance']:.3f}): "
+              f"FMR {100 * row['fmr']:.2f} %, FNMR {100 * row['fnmr']:.2f} %")
+    print(f"Time per image: {1000 * s['seconds_per_image_mean']:.0f} ms (one worker)")
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .evaluation import read_pair_rows
+    from .scoring import Calibration, fit_logistic, operating_points
+
+    if args.from_results:
+        pairs, distances = read_pair_rows(args.from_results)
+        source = args.from_results
+    else:
+        pairs, _, distances, _ = _embed_pairs(args)
+        source = args.pairs
+    same = np.array([p.same for p in pairs])
+    finite = np.isfinite(distances)
+    slope, midpoint = fit_logistic(distances[finite], same[finite])
+    calibration = Calibration(slope=slope, midpoint=midpoint, source=f"{Path(source).name}: {len(pairs)} pairs")
+    table = operating_points(calibration, distances, same)
+    calibration = Calibration(slope=slope, midpoint=midpoint, source=calibration.source, operating_points=table)
+    calibration.save(args.out)
+    print(f"Similarity = 100 / (1 + exp({slope:.3f} * (distance - {midpoint:.4f})))")
+    for row in table:
+        print(f"  Similarity >= {row['similarity_threshold']:>4g}: distance <= {row['distance']:.4f}, "
+              f"FMR {100 * row['fmr']:.3f} %, FNMR {100 * row['fnmr']:.3f} %")
+    print(f"Wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

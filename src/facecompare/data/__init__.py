@@ -1,0 +1,1 @@
+"""Package data: the calibration fitted on LFW."""

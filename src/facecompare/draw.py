@@ -1,0 +1,121 @@
+"""Annotated images, in small composable pieces: boxes, landmarks, labels, and two panels side by side.
+
+Colours follow the original notebook: the source face in blue, matched target faces in green, unmatched in red,
+the similarity written by each box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .faces import AnalyzedImage, Comparison, Face
+
+GREEN = (0, 200, 70)
+RED = (230, 30, 30)
+BLUE = (30, 120, 255)
+AMBER = (255, 170, 0)
+PANEL_HEIGHT = 720
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+def fit_height(image: Image.Image, height: int = PANEL_HEIGHT) -> Image.Image:
+    scale = height / image.height
+    return image.resize((max(1, round(image.width * scale)), height), Image.Resampling.LANCZOS)
+
+
+def draw_box(draw: ImageDraw.ImageDraw, face: Face, size: tuple[int, int], color: tuple[int, int, int],
+             label: str | None = None) -> None:
+    """A face box (ratios of the image, as in the responses: ratio times image size) with an optional label."""
+    w, h = size
+    b = face.bounding_box
+    x1, y1, x2, y2 = b.left * w, b.top * h, (b.left + b.width) * w, (b.top + b.height) * h
+    thickness = max(2, round(min(w, h) / 200))
+    draw.rectangle([x1, y1, x2, y2], outline=color, width=thickness)
+    if label:
+        font = _font(max(14, round(min(w, h) / 32)))
+        tx, ty = x1, max(0, y1 - font.size - 8) if hasattr(font, "size") else max(0, y1 - 20)
+        left, top, right, bottom = draw.textbbox((tx, ty), label, font=font)
+        draw.rectangle([left - 3, top - 3, right + 3, bottom + 3], fill=color)
+        draw.text((tx, ty), label, fill=(255, 255, 255), font=font)
+
+
+def draw_landmarks(draw: ImageDraw.ImageDraw, face: Face, size: tuple[int, int], color: tuple[int, int, int]) -> None:
+    w, h = size
+    r = max(2, round(min(w, h) / 250))
+    for lm in face.landmarks:
+        x, y = lm.x * w, lm.y * h
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
+
+
+def side_by_side(panels: Iterable[Image.Image], gap: int = 16) -> Image.Image:
+    panels = list(panels)
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    height = max(p.height for p in panels)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    x = 0
+    for p in panels:
+        canvas.paste(p, (x, 0))
+        x += p.width + gap
+    return canvas
+
+
+def as_pil(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.asarray(array)).convert("RGB")
+
+
+def annotate_detection(image: Image.Image, analyzed: AnalyzedImage) -> Image.Image:
+    """Every face with its box, confidence and landmarks."""
+    panel = fit_height(image) if image.height > PANEL_HEIGHT * 2 else image.copy()
+    draw = ImageDraw.Draw(panel)
+    for face in analyzed.faces:
+        draw_box(draw, face, panel.size, BLUE, f"{face.confidence:.1f}%")
+        draw_landmarks(draw, face, panel.size, AMBER)
+    return panel
+
+
+def annotate_comparison(source: Image.Image, target: Image.Image, comparison: Comparison) -> Image.Image:
+    """Source panel (source face in blue) beside target panel (matches green, others red, similarity by each)."""
+    left = fit_height(source)
+    draw_box(ImageDraw.Draw(left), comparison.source_face, left.size, BLUE, "source")
+    right = fit_height(target)
+    draw = ImageDraw.Draw(right)
+    for match in comparison.unmatched:
+        draw_box(draw, match.face, right.size, RED, f"{match.similarity:.1f}")
+    for match in comparison.matches:
+        draw_box(draw, match.face, right.size, GREEN, f"{match.similarity:.1f}")
+    return side_by_side([left, right])
+
+
+def annotate_verification(selfie: Image.Image, document: Image.Image, verification) -> Image.Image:
+    """Selfie and document side by side; the compared faces green (MATCH), red (NO_MATCH) or amber (REVIEW)."""
+    color = {"MATCH": GREEN, "NO_MATCH": RED}.get(verification.decision, AMBER)
+    label = verification.decision if verification.similarity is None else (
+        f"{verification.decision} {verification.similarity:.1f}")
+    panels = []
+    for image, analyzed in ((selfie, verification.selfie), (document, verification.document)):
+        panel = fit_height(image)
+        draw = ImageDraw.Draw(panel)
+        if analyzed is not None:
+            for face in analyzed.faces[1:]:
+                draw_box(draw, face, panel.size, (150, 150, 150))
+            if analyzed.largest is not None:
+                draw_box(draw, analyzed.largest, panel.size, color, label)
+        panels.append(panel)
+    return side_by_side(panels)
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return path

@@ -1,0 +1,102 @@
+"""Face alignment and embedding.
+
+Default recognizer: the dlib ResNet (128-d, published LFW 99.38 %), with the alignment it was trained with:
+dlib's 5-point shape predictor (eye corners and nose base) and ``dlib.get_face_chip`` (150 px, padding 0.25).
+Both model files ship in the PyPI package ``face_recognition_models``; its ``__init__`` imports
+``pkg_resources`` (gone from new setuptools), so the files are located without importing it.
+
+A recognizer is any object with ``name``, ``load()``, ``align(rgb, box) -> chip`` and
+``embed(chips) -> (n, d) float32 array``; ``distance`` compares two embeddings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ModelNotAvailableError
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+
+
+def face_recognition_models_dir() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailableError(
+            "The dlib models are not installed: run `pip install face_recognition_models dlib-bin`."
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+class Recognizer(Protocol):
+    name: str
+
+    def load(self) -> None: ...
+
+    def align(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray: ...
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def detector_box_to_dlib_rect(box: np.ndarray) -> tuple[int, int, int, int]:
+    """Map a RetinaFace box (forehead to chin) to the square box dlib's HOG detector draws (brows to chin).
+
+    The dlib shape predictor was trained on HOG-detector boxes; measured on 296 LFW faces the HOG box is
+    a square 1.13x the RetinaFace box width (0.82x its height), centred 4 % of the height lower.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    side = (1.127 * w + 0.821 * h) / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + 0.041 * h
+    return (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+
+
+class DlibResNetRecognizer:
+    """dlib's 5-point alignment + ResNet-29 128-d embedding. Thread-safe lazy loading."""
+
+    name = "dlib-resnet-v1"
+    dimension = 128
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shape_predictor = None
+        self._model = None
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                import dlib
+            except ImportError:
+                raise ModelNotAvailableError("dlib is not installed: run `pip install dlib-bin`.") from None
+            models = face_recognition_models_dir()
+            self._shape_predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+            self._model = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+
+    def align(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """A 150x150 aligned chip of the face in ``box`` (pixels of ``rgb``)."""
+        import dlib
+
+        self.load()
+        rect = dlib.rectangle(*detector_box_to_dlib_rect(box))
+        shape = self._shape_predictor(rgb, rect)
+        return dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        self.load()
+        if not chips:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        descriptors = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+        return np.asarray([np.asarray(d) for d in descriptors], dtype=np.float32)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between two embeddings (dlib's metric; 0.6 is its published cut-off)."""
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))

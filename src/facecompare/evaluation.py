@@ -1,0 +1,275 @@
+"""Accuracy on labelled pairs: LFW's 10-fold protocol, ROC/EER, TAR at fixed FMR, failure to acquire,
+and the fit of the distance-to-Similarity calibration.
+
+Each image is embedded once (in worker processes that load the models once), then every pair is scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FaceCompareError, InvalidParameterException
+
+
+@dataclass(frozen=True)
+class Pair:
+    first: str
+    second: str
+    same: bool
+    fold: int | None = None
+
+
+def read_lfw_pairs(path: str | Path, root: str | Path) -> list[Pair]:
+    """LFW ``pairs.txt``: a header ``folds<TAB>n``, then per fold n same-person and n different-person lines."""
+    root = Path(root)
+    lines = [line.split("\t") for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        folds, per_fold = int(lines[0][0]), int(lines[0][1])
+    except (IndexError, ValueError):
+        raise InvalidParameterException(f"{path} is not an LFW pairs file (first line: folds<TAB>pairs).") from None
+
+    def image(name: str, index: str) -> str:
+        return str(root / name / f"{name}_{int(index):04d}.jpg")
+
+    pairs = []
+    for i, parts in enumerate(lines[1:]):
+        fold = i // (2 * per_fold) if folds > 1 else None
+        if len(parts) == 3:
+            pairs.append(Pair(image(parts[0], parts[1]), image(parts[0], parts[2]), True, fold))
+        elif len(parts) == 4:
+            pairs.append(Pair(image(parts[0], parts[1]), image(parts[2], parts[3]), False, fold))
+        else:
+            raise InvalidParameterException(f"{path} line {i + 2}: expected 3 or 4 tab-separated fields.")
+    return pairs
+
+
+def read_csv_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
+    """CSV with columns ``selfie,document,same`` (same: 1/0, true/false, yes/no); optional ``fold``."""
+    base = Path(root) if root else Path(path).parent
+    pairs = []
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"selfie", "document", "same"} - set(reader.fieldnames or [])
+        if missing:
+            raise InvalidParameterException(f"{path} lacks the column(s) {', '.join(sorted(missing))}.")
+        for row in reader:
+            same = str(row["same"]).strip().lower() in ("1", "true", "yes", "same", "y")
+            fold = int(row["fold"]) if row.get("fold") not in (None, "") else None
+            pairs.append(Pair(_resolve(base, row["selfie"]), _resolve(base, row["document"]), same, fold))
+    return pairs
+
+
+def _resolve(base: Path, name: str) -> str:
+    return name if "://" in name or os.path.isabs(name) else str(base / name)
+
+
+# -- embedding many images in worker processes ----------------------------------------------------------------
+
+_worker_verifier = None
+
+
+def _init_worker(settings_kwargs: dict) -> None:
+    global _worker_verifier
+    from .engine import Verifier
+    from .settings import Settings
+
+    _worker_verifier = Verifier(Settings.from_env(**settings_kwargs, threads=1))
+    _worker_verifier.warm()
+
+
+def _embed_one(job: tuple[str, str]) -> tuple[str, list[float] | None, str, float]:
+    """(path, embedding or None, failure reason or '', seconds)."""
+    path, choose = job
+    started = time.perf_counter()
+    try:
+        analyzed = _worker_verifier.analyze(path, embed=1 if choose == "largest" else 100)
+    except FaceCompareError as exc:
+        return path, None, exc.code, time.perf_counter() - started
+    if not analyzed.faces:
+        return path, None, "NO_FACE", time.perf_counter() - started
+    if choose == "center":
+        face = min(analyzed.faces, key=lambda f: abs(f.bounding_box.left + f.bounding_box.width / 2 - 0.5)
+                   + abs(f.bounding_box.top + f.bounding_box.height / 2 - 0.5))
+    else:
+        face = analyzed.faces[0]
+    return path, face.embedding.tolist(), "", time.perf_counter() - started
+
+
+def embed_images(paths: list[str], *, choose: str = "largest", workers: int | None = None,
+                 settings_kwargs: dict | None = None, progress: bool = True) -> dict[str, tuple]:
+    """Embed each image once, in ``workers`` processes. Returns {path: (embedding|None, reason, seconds)}."""
+    from tqdm import tqdm
+
+    workers = workers or os.cpu_count() or 1
+    jobs = [(p, choose) for p in sorted(set(paths))]
+    results: dict[str, tuple] = {}
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(settings_kwargs or {},)) as pool:
+        iterator = pool.imap_unordered(_embed_one, jobs, chunksize=8)
+        for path, vector, reason, seconds in tqdm(iterator, total=len(jobs), disable=not progress,
+                                                  desc="embedding", unit="img"):
+            results[path] = (None if vector is None else np.asarray(vector, dtype=np.float32), reason, seconds)
+    return results
+
+
+# -- metrics --------------------------------------------------------------------------------------------------
+
+
+def pair_distances(pairs: list[Pair], embeddings: dict[str, tuple]) -> np.ndarray:
+    """Distance per pair; ``inf`` where either image has no usable face (a failure to acquire)."""
+    out = np.full(len(pairs), np.inf)
+    for i, p in enumerate(pairs):
+        a, b = embeddings[p.first][0], embeddings[p.second][0]
+        if a is not None and b is not None:
+            out[i] = float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
+    return out
+
+
+def roc(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, FMR, TMR) calling a pair a match when distance <= threshold, for every distinct threshold."""
+    d = np.asarray(distances, dtype=np.float64)
+    y = np.asarray(same).astype(bool)
+    finite = np.unique(d[np.isfinite(d)])
+    thresholds = np.concatenate([[-np.inf], finite])
+    order = np.argsort(d, kind="mergesort")
+    ds, ys = d[order], y[order]
+    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    cum_pos = np.concatenate([[0], np.cumsum(ys)])
+    cum_neg = np.concatenate([[0], np.cumsum(~ys)])
+    idx = np.searchsorted(ds, thresholds, side="right")
+    return thresholds, cum_neg[idx] / n_neg, cum_pos[idx] / n_pos
+
+
+def auc(fmr: np.ndarray, tmr: np.ndarray) -> float:
+    x = np.concatenate([fmr, [1.0]])
+    y = np.concatenate([tmr, [1.0]])
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
+def eer(fmr: np.ndarray, tmr: np.ndarray) -> float:
+    """Equal error rate: where FMR = FNMR (linear interpolation between ROC points)."""
+    fnmr = 1.0 - tmr
+    diff = fmr - fnmr  # rises from -1 to >= 0
+    i = int(np.argmax(diff >= 0))
+    if i == 0:
+        return float(fmr[0])
+    x0, x1 = diff[i - 1], diff[i]
+    t = 0.0 if x1 == x0 else -x0 / (x1 - x0)
+    return float(fmr[i - 1] + t * (fmr[i] - fmr[i - 1]))
+
+
+def tar_at_fmr(distances: np.ndarray, same: np.ndarray, target_fmr: float) -> dict:
+    """The true-match rate at the loosest threshold whose FMR is at most ``target_fmr``."""
+    thresholds, fmr, tmr = roc(distances, same)
+    ok = np.flatnonzero(fmr <= target_fmr)
+    impostors = int((~np.asarray(same).astype(bool)).sum())
+    i = int(ok[-1])
+    return {
+        "fmr_target": target_fmr,
+        "tar": float(tmr[i]),
+        "distance_threshold": float(thresholds[i]),
+        "fmr_measured": float(fmr[i]),
+        "impostor_pairs": impostors,
+        "supported": impostors * target_fmr >= 1.0,  # at least one impostor at that rate
+    }
+
+
+def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
+    """The distance threshold with the highest accuracy (midpoint between neighbouring distances)."""
+    d = np.asarray(distances, dtype=np.float64)
+    y = np.asarray(same).astype(bool)
+    finite = np.sort(np.unique(d[np.isfinite(d)]))
+    if finite.size == 0:
+        return 0.6
+    candidates = np.concatenate([[finite[0] - 1e-6], (finite[1:] + finite[:-1]) / 2, [finite[-1] + 1e-6]])
+    accuracy = [np.mean((d <= t) == y) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict:
+    """LFW's protocol: for each fold, pick the threshold on the other folds, measure on this one."""
+    d, y, f = np.asarray(distances), np.asarray(same).astype(bool), np.asarray(folds)
+    accuracies, thresholds = [], []
+    for k in np.unique(f):
+        train, test = f != k, f == k
+        t = best_threshold(d[train], y[train])
+        thresholds.append(t)
+        accuracies.append(float(np.mean((d[test] <= t) == y[test])))
+    return {"mean": float(np.mean(accuracies)), "std": float(np.std(accuracies)), "folds": accuracies,
+            "thresholds": thresholds}
+
+
+def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tuple], calibration,
+              similarity_thresholds: tuple[float, ...] = (80, 90, 95, 99)) -> dict:
+    from .scoring import error_rates
+
+    same = np.array([p.same for p in pairs])
+    thresholds, fmr, tmr = roc(distances, same)
+    images = list(embeddings.values())
+    failures = [r for r in images if r[0] is None]
+    summary = {
+        "pairs": len(pairs),
+        "genuine_pairs": int(same.sum()),
+        "impostor_pairs": int((~same).sum()),
+        "images": len(images),
+        "failure_to_acquire_images": len(failures),
+        "failure_to_acquire_rate": len(failures) / max(1, len(images)),
+        "pairs_with_failure": int(np.sum(~np.isfinite(distances))),
+        "seconds_per_image_mean": float(np.mean([r[2] for r in images])) if images else 0.0,
+        "roc_auc": auc(fmr, tmr),
+        "eer": eer(fmr, tmr),
+        "tar_at_fmr": [tar_at_fmr(distances, same, t) for t in (1e-2, 1e-3, 1e-4)],
+        "best_distance_threshold": best_threshold(distances, same),
+    }
+    folds = [p.fold for p in pairs]
+    if all(f is not None for f in folds) and len(set(folds)) > 1:
+        summary["kfold_accuracy"] = kfold_accuracy(distances, same, np.array(folds))
+    rows = []
+    for t in similarity_thresholds:
+        dist = calibration.distance_at(t)
+        fm, fnm = error_rates(distances, same, dist)
+        rows.append({"similarity_threshold": t, "distance": round(dist, 4), "fmr": fm, "fnmr": fnm})
+    summary["operating_points"] = rows
+    return summary
+
+
+def write_pair_rows(path: Path, pairs: list[Pair], distances: np.ndarray, embeddings: dict, calibration,
+                    threshold: float = 80.0) -> None:
+    d_t = calibration.distance_at(threshold)
+    with open(path, "w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(["first", "second", "same", "fold", "distance", "similarity", "decision", "reasons"])
+        for p, d in zip(pairs, distances):
+            reasons = ";".join(r for r in (embeddings[p.first][1], embeddings[p.second][1]) if r)
+            if math.isfinite(d):
+                sim = calibration.similarity(d)
+                decision = "MATCH" if d <= d_t else "NO_MATCH"
+                w.writerow([p.first, p.second, int(p.same), "" if p.fold is None else p.fold, f"{d:.6f}",
+                            f"{sim:.4f}", decision, reasons])
+            else:
+                w.writerow([p.first, p.second, int(p.same), "" if p.fold is None else p.fold, "", "", "REVIEW",
+                            reasons or "NO_FACE"])
+
+
+def read_pair_rows(path: str | Path) -> tuple[list[Pair], np.ndarray]:
+    """Pairs and distances from a per-pair CSV written by :func:`write_pair_rows`."""
+    pairs, distances = [], []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            pairs.append(Pair(row["first"], row["second"], row["same"] == "1",
+                              int(row["fold"]) if row["fold"] else None))
+            distances.append(float(row["distance"]) if row["distance"] else np.inf)
+    return pairs, np.array(distances)
+
+
+def save_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,98 @@
+"""The engine's internal representation: plain typed dataclasses.
+
+Coordinates are ratios of the (EXIF-corrected) image width and height, as in Rekognition.
+They become Rekognition dictionaries only in :mod:`facecompare.rekognition`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    left: float
+    top: float
+    width: float
+    height: float
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+
+@dataclass(frozen=True)
+class Landmark:
+    type: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Pose:
+    roll: float
+    yaw: float
+    pitch: float
+
+
+@dataclass(frozen=True)
+class Quality:
+    brightness: float
+    sharpness: float
+
+
+@dataclass
+class Face:
+    """One detected face.
+
+    ``bounding_box`` and ``landmarks`` are ratios of the image; ``width_px`` is the face box width in
+    pixels of the full-resolution image (what "too small" is judged on). ``embedding`` is filled when
+    the face was embedded (``None`` for faces that were only detected).
+    """
+
+    bounding_box: BoundingBox
+    confidence: float
+    landmarks: tuple[Landmark, ...]
+    pose: Pose
+    quality: Quality
+    width_px: float
+    height_px: float
+    rotation: int = 0  # degrees clockwise the image was turned before this face was found
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class AnalyzedImage:
+    """All faces found in one image, largest first."""
+
+    width: int
+    height: int
+    faces: list[Face]
+    rotation: int = 0  # 0, 90, 180 or 270: the rotation retry that found the faces
+
+    @property
+    def largest(self) -> Face | None:
+        return self.faces[0] if self.faces else None
+
+
+@dataclass
+class FaceMatch:
+    similarity: float
+    distance: float
+    face: Face
+
+
+@dataclass
+class Comparison:
+    """CompareFaces semantics on the dataclasses."""
+
+    source_face: Face
+    matches: list[FaceMatch]  # similarity >= threshold, highest first
+    unmatched: list[FaceMatch]  # the other compared target faces (similarity kept for reports)
+    threshold: float
+    source_image: AnalyzedImage
+    target_image: AnalyzedImage

@@ -1,0 +1,74 @@
+"""One settings object, read from ``FACECOMPARE_*`` environment variables and overridable by flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+from .errors import InvalidParameterException
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: largest image accepted as raw bytes (Rekognition's ``Image.Bytes`` limit: 5 MiB)
+    max_image_bytes: int = 5 * MIB
+    #: largest image accepted from a local file or an object store (Rekognition's S3 limit: 15 MB)
+    max_file_bytes: int = 15 * 1000 * 1000
+    #: largest decoded image, in pixels; bigger headers are refused before decoding (decompression bombs)
+    max_pixels: int = 64 * 1000 * 1000
+    #: smallest image side, in pixels (Rekognition: 80)
+    min_image_side: int = 80
+    #: long side, in pixels, of the copy the detector sees on its first pass
+    detection_size: int = 640
+    #: long side of the copy for the second pass that looks for small faces (ID-card portraits)
+    small_face_detection_size: int = 1600
+    #: long side of the last-resort pass at (up to) full resolution, when nothing was found at smaller sizes
+    max_detection_size: int = 4096
+    #: detector score (0-1) below which a candidate is not a face
+    detection_threshold: float = 0.8
+    #: try the image turned by 90/180/270 degrees when no face is found
+    rotation_retry: bool = True
+    #: calibration file (distance -> Similarity, operating points); empty = the one shipped with the package
+    calibration: str = ""
+    #: half-width of the REVIEW band around the threshold, in embedding-distance units
+    review_margin: float = 0.03
+    #: faces narrower than this (pixels of the full image) make a KYC decision FACE_TOO_SMALL
+    min_face_px: int = 40
+    #: worker threads for analysing the two images of a comparison in parallel
+    threads: int = 2
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``FACECOMPARE_<FIELD>`` variables (e.g. ``FACECOMPARE_MAX_IMAGE_BYTES``)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get("FACECOMPARE_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        settings = cls(**values)
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean) if clean else settings
+
+
+def _parse(name: str, type_name: object, raw: str) -> object:
+    type_name = str(type_name)
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise InvalidParameterException(
+            f"FACECOMPARE_{name.upper()}={raw!r} is not a valid {type_name}; fix or unset the variable."
+        ) from None
+    return raw

@@ -1,0 +1,225 @@
+"""Synthetic identity documents and phone photos of them, reproducible from a seed.
+
+No public set of real selfie + ID pairs exists, so the project builds its own: a face photo is printed on
+an ID card (background pattern, text, a small portrait, optionally grayscale, with guilloche lines over it
+and a ghost portrait), and the card is then "photographed": placed on a desk in a large frame, tilted in
+perspective, turned 0/90/180/270 degrees (with or without an EXIF tag that undoes the turn), blurred, given
+glare, and saved as JPEG.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+CARD_ASPECT = 85.6 / 54.0  # ID-1 format
+PORTRAIT_OF_CARD = 0.30  # portrait width as a fraction of the card width
+
+_NAMES = ("MUSTERFRAU", "DOE", "ROSSI", "DUPONT", "NOWAK", "SILVA", "SMITH", "GARCIA", "KOWALSKI", "JANSEN")
+_GIVEN = ("ERIKA", "JANE", "MARIA", "ANNA", "JOHN", "LUCA", "PIOTR", "SOFIA", "PAUL", "EVA")
+
+
+@dataclass
+class PhotoConditions:
+    """How a card is photographed. ``portrait_fraction``: portrait width / frame width."""
+
+    portrait_fraction: float = 0.05
+    rotation: int = 0  # degrees the camera was turned (clockwise)
+    exif: bool = False  # write an EXIF orientation tag that undoes ``rotation``
+    tilt: float = 0.0  # perspective strength, 0 (flat) to about 0.25
+    blur: float = 0.0  # Gaussian blur radius in pixels of the frame
+    glare: float = 0.0  # 0 (none) to 1 (a strong highlight)
+    jpeg_quality: int = 85
+    grayscale: bool = False
+    ghost: bool = False
+    frame: tuple[int, int] = (4000, 3000)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):
+        return ImageFont.load_default()
+
+
+def guilloche(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], rng: np.random.Generator,
+              color: tuple[int, int, int, int], lines: int = 14, width: int = 1) -> None:
+    """Interlaced sine waves, the security pattern printed over card backgrounds and portraits."""
+    x1, y1, x2, y2 = box
+    h = y2 - y1
+    xs = np.linspace(x1, x2, 200)
+    f1, f2 = rng.uniform(2, 6), rng.uniform(5, 11)
+    for i in range(lines):
+        phase = i * 2 * math.pi / lines
+        ys = y1 + h * (0.5 + 0.35 * np.sin(f1 * (xs - x1) / (x2 - x1) * 2 * math.pi + phase)
+                       * np.cos(f2 * (xs - x1) / (x2 - x1) * math.pi + phase / 2))
+        draw.line(list(zip(xs.tolist(), ys.tolist())), fill=color, width=width)
+
+
+def portrait_crop(face_photo: Image.Image, face_box: tuple[float, float, float, float] | None = None) -> Image.Image:
+    """A passport-style crop (head and shoulders, 7:9) around the face box (pixels), or the image centre."""
+    w, h = face_photo.size
+    if face_box is None:  # LFW-style photos: the face is centred, about 40 % of the width
+        cx, cy, fw = w / 2, h / 2, 0.42 * w
+    else:
+        x1, y1, x2, y2 = face_box
+        cx, cy, fw = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1
+    cw = fw * 1.6
+    ch = cw * 9 / 7
+    left, top = cx - cw / 2, cy - ch * 0.45
+    return face_photo.crop((round(left), round(top), round(left + cw), round(top + ch)))
+
+
+def render_card(face_photo: Image.Image, rng: np.random.Generator, *, width: int = 1000, grayscale: bool = False,
+                ghost: bool = False, face_box: tuple[float, float, float, float] | None = None
+                ) -> tuple[Image.Image, dict]:
+    """An ID-1 card image with the face printed as its portrait. Returns the card and the portrait's box
+    (``portrait``) and ghost box (``ghost``) in card pixels."""
+    height = round(width / CARD_ASPECT)
+    base = np.array(rng.integers(170, 235, size=3))
+    gradient = np.linspace(0, 1, width)[None, :, None]
+    tint = (base[None, None, :] * (1 - 0.25 * gradient) + np.array([235, 235, 235]) * 0.25 * gradient)
+    card = Image.fromarray(np.broadcast_to(tint, (height, width, 3)).astype(np.uint8), "RGB").convert("RGBA")
+    overlay = Image.new("RGBA", card.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for k in range(3):
+        guilloche(draw, (0, round(height * k / 3), width, round(height * (k + 1) / 3)), rng,
+                  (*rng.integers(60, 160, size=3).tolist(), 70), lines=18, width=max(1, width // 600))
+    card = Image.alpha_composite(card, overlay)
+    draw = ImageDraw.Draw(card)
+    # header and text fields
+    draw.rectangle([0, 0, width, round(height * 0.12)], fill=(*rng.integers(20, 90, size=3).tolist(), 255))
+    draw.text((round(width * 0.04), round(height * 0.02)), "IDENTITY CARD  CARTE D'IDENTITE",
+              fill=(255, 255, 255), font=_font(max(10, height // 16)))
+    pw = round(width * PORTRAIT_OF_CARD)
+    ph = round(pw * 9 / 7)
+    px, py = round(width * 0.04), round(height * 0.18)
+    font = _font(max(9, height // 20))
+    tx = px + pw + round(width * 0.05)
+    birth = f"{int(rng.integers(1, 28)):02d}.{int(rng.integers(1, 12)):02d}.{int(rng.integers(1950, 2004))}"
+    fields = [("Surname", _NAMES[int(rng.integers(len(_NAMES)))]),
+              ("Given names", _GIVEN[int(rng.integers(len(_GIVEN)))]),
+              ("Date of birth", birth),
+              ("Document no.", "".join(str(int(d)) for d in rng.integers(0, 10, size=9)))]
+    for i, (label, value) in enumerate(fields):
+        y = py + round(i * height * 0.16)
+        draw.text((tx, y), label, fill=(70, 70, 70), font=_font(max(8, height // 28)))
+        draw.text((tx, y + max(9, height // 26)), value, fill=(10, 10, 10), font=font)
+    portrait = portrait_crop(face_photo, face_box).resize((pw, ph), Image.Resampling.LANCZOS)
+    if grayscale:
+        portrait = portrait.convert("L").convert("RGB")
+    portrait = ImageEnhance.Contrast(portrait).enhance(0.9)
+    card.paste(portrait, (px, py))
+    # guilloche printed over the portrait
+    over = Image.new("RGBA", card.size, (0, 0, 0, 0))
+    guilloche(ImageDraw.Draw(over), (px, py, px + pw, py + ph), rng, (120, 60, 160, 60), lines=10,
+              width=max(1, width // 700))
+    card = Image.alpha_composite(card, over)
+    info = {"portrait": (px, py, pw, ph), "ghost": None}
+    if ghost:
+        gw = round(pw * 0.45)
+        gh = round(gw * 9 / 7)
+        gx, gy = round(width * 0.78), round(height * 0.52)
+        ghost_img = portrait.convert("L").resize((gw, gh), Image.Resampling.LANCZOS)
+        ghost_img = ImageEnhance.Contrast(ghost_img).enhance(0.45).convert("RGBA")
+        ghost_img.putalpha(130)
+        card.alpha_composite(ghost_img, (gx, gy))
+        info["ghost"] = (gx, gy, gw, gh)
+    # machine-readable-zone-like lines at the bottom
+    mrz = "IDUTO" + "".join(str(int(d)) for d in rng.integers(0, 10, size=9)) + "<" * 16
+    draw = ImageDraw.Draw(card)
+    draw.text((round(width * 0.04), round(height * 0.86)), mrz, fill=(20, 20, 20), font=_font(max(8, height // 22)))
+    return card.convert("RGB"), info
+
+
+def _perspective_coefficients(src: list[tuple[float, float]], dst: list[tuple[float, float]]) -> list[float]:
+    """Coefficients for ``Image.transform(PERSPECTIVE)``, which maps output points ``dst`` to input ``src``."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs.extend([u, v])
+    return np.linalg.solve(np.array(rows, dtype=np.float64), np.array(rhs, dtype=np.float64)).tolist()
+
+
+def photograph(card: Image.Image, card_info: dict, rng: np.random.Generator,
+               conditions: PhotoConditions) -> tuple[bytes, dict]:
+    """A JPEG "phone photo" of the card under ``conditions``; also the portrait's box in the upright frame."""
+    fw, fh = conditions.frame
+    portrait_w_card = card_info["portrait"][2]
+    card_w = conditions.portrait_fraction * fw * card.width / portrait_w_card
+    card_h = card_w * card.height / card.width
+    if card_w > 0.92 * fw or card_h > 0.92 * fh:
+        raise ValueError("portrait_fraction too large for the frame")
+    # the card's corners in the frame: centred at a random place, tilted in perspective
+    cx = rng.uniform(card_w / 2 + 0.03 * fw, fw - card_w / 2 - 0.03 * fw)
+    cy = rng.uniform(card_h / 2 + 0.03 * fh, fh - card_h / 2 - 0.03 * fh)
+    angle = math.radians(rng.uniform(-8, 8))
+    t = conditions.tilt
+    corners = []
+    for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+        shrink = 1 - t * (0.5 + 0.5 * sx) * rng.uniform(0.6, 1.0)  # far edge smaller
+        x, y = sx * card_w / 2, sy * card_h / 2 * shrink
+        corners.append((cx + x * math.cos(angle) - y * math.sin(angle), cy + x * math.sin(angle) + y * math.cos(angle)))
+    # desk background
+    desk_color = rng.integers(60, 200, size=3)
+    noise = rng.normal(0, 6, size=(fh // 8, fw // 8, 1))
+    desk = np.clip(desk_color[None, None, :] + noise, 0, 255).astype(np.uint8)
+    frame = Image.fromarray(desk, "RGB").resize((fw, fh), Image.Resampling.BILINEAR)
+    src = [(0, 0), (card.width, 0), (card.width, card.height), (0, card.height)]
+    coeffs = _perspective_coefficients(src, corners)
+    warped = card.transform((fw, fh), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC)
+    mask = Image.new("L", card.size, 255).transform((fw, fh), Image.Transform.PERSPECTIVE, coeffs,
+                                                    Image.Resampling.BILINEAR)
+    frame.paste(warped, (0, 0), mask)
+    if conditions.glare > 0:
+        gx, gy = rng.uniform(0.3, 0.7) * fw, rng.uniform(0.3, 0.7) * fh
+        yy, xx = np.mgrid[0:fh:8, 0:fw:8]
+        spot = np.exp(-(((xx - gx) / (0.25 * fw)) ** 2 + ((yy - gy) / (0.18 * fh)) ** 2))
+        spot_img = Image.fromarray((spot * 255 * conditions.glare).astype(np.uint8), "L").resize((fw, fh))
+        frame = Image.composite(Image.new("RGB", (fw, fh), (255, 255, 250)), frame, spot_img)
+    if conditions.blur > 0:
+        frame = frame.filter(ImageFilter.GaussianBlur(conditions.blur))
+    # where the portrait landed (upright frame), for tests
+    px, py, pw, ph = card_info["portrait"]
+    pts = np.array([[px, py], [px + pw, py], [px + pw, py + ph], [px, py + ph]], dtype=np.float64)
+    portrait_pts = _map_points(pts, src, corners)
+    meta = {"portrait_box": _bbox(portrait_pts), "frame": [fw, fh], **conditions.as_dict()}
+    if card_info.get("ghost"):
+        gx, gy, gw, gh = card_info["ghost"]
+        gpts = np.array([[gx, gy], [gx + gw, gy], [gx + gw, gy + gh], [gx, gy + gh]], dtype=np.float64)
+        meta["ghost_box"] = _bbox(_map_points(gpts, src, corners))
+    rotated = frame
+    if conditions.rotation:
+        # the camera turned clockwise by r: the stored pixels are the scene turned counter-clockwise by r
+        rotated = frame.rotate(conditions.rotation, expand=True)
+    buffer = io.BytesIO()
+    save_kwargs: dict = {"format": "JPEG", "quality": int(conditions.jpeg_quality)}
+    if conditions.rotation and conditions.exif:
+        exif = Image.Exif()
+        exif[0x0112] = {90: 6, 180: 3, 270: 8}[conditions.rotation]
+        save_kwargs["exif"] = exif.tobytes()
+    rotated.save(buffer, **save_kwargs)
+    return buffer.getvalue(), meta
+
+
+def _map_points(points: np.ndarray, src: list, dst: list) -> np.ndarray:
+    """Apply the homography taking ``src`` corners to ``dst`` corners."""
+    c = _perspective_coefficients(dst, src)  # maps src -> dst
+    a, b, cc, d, e, f, g, h = c
+    x, y = points[:, 0], points[:, 1]
+    den = g * x + h * y + 1
+    return np.stack([(a * x + b * y + cc) / den, (d * x + e * y + f) / den], axis=1)
+
+
+def _bbox(points: np.ndarray) -> list[float]:
+    x1, y1 = points.min(axis=0)
+    x2, y2 = points.max(axis=0)
+    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
