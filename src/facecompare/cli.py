@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="which face of each image to use: largest (the product's rule, default for csv) or "
                        "center (LFW's protocol: the labelled person is centred; default for lfw)")
         p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+        p.add_argument("--tta", choices=["flip", "none"], help="embedding test-time augmentation (default flip)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = sub.add_parser("evaluate", help="measure accuracy and error rates on labelled pairs",
@@ -85,6 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--from-results", metavar="PAIRS.csv",
                            help="reuse the distances in a pairs.csv written by `facecompare evaluate`")
     calibrate.add_argument("--out", default="calibration.json", help="calibration file to write")
+
+    synth = sub.add_parser("synth-kyc", help="generate a reproducible synthetic selfie-versus-ID benchmark",
+                           description="Print a face photo on a synthetic ID card and photograph it (portrait 2-10 %% "
+                           "of a 12 MP frame, tilt, rotation 0/90/180/270 with or without EXIF, blur, glare, "
+                           "JPEG 60-90, grayscale and ghost portraits); the selfie is another photo of the same "
+                           "person, or of someone else for impostor pairs. Writes images/ and pairs.csv "
+                           "(selfie,document,same + condition columns) for `facecompare evaluate`.")
+    synth.add_argument("--faces", required=True, help="folder with one sub-folder of photos per person (LFW layout)")
+    synth.add_argument("--n", type=int, default=2000, help="number of pairs (default 2000)")
+    synth.add_argument("--seed", type=int, default=1, help="random seed (default 1); same seed, same files")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -99,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "calibrate":
             return _calibrate(args)
+        if args.command == "synth-kyc":
+            return _synth(args)
     except FaceCompareError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
@@ -224,7 +240,9 @@ def _embed_pairs(args: argparse.Namespace):
     pairs, face = _load_pairs(args)
     paths = [p.first for p in pairs] + [p.second for p in pairs]
     started = time.perf_counter()
-    embeddings = embed_images(paths, choose=face, workers=args.workers, progress=not args.no_progress)
+    settings = {"tta": args.tta} if args.tta else {}
+    embeddings = embed_images(paths, choose=face, workers=args.workers, progress=not args.no_progress,
+                              settings_kwargs=settings)
     elapsed = time.perf_counter() - started
     return pairs, embeddings, pair_distances(pairs, embeddings), elapsed
 
@@ -242,8 +260,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary["pairs_file"] = args.pairs
     write_pair_rows(out / "pairs.csv", pairs, distances, embeddings, calibration)
     save_json(out / "summary.json", summary)
+    import numpy as np
+
+    from .plots import write_plots
+
+    plots = write_plots(out, distances, np.array([p.same for p in pairs]), calibration,
+                        title=f"({Path(args.pairs).name})")
     _print_evaluation(summary)
-    print(f"Wrote {out / 'pairs.csv'} and {out / 'summary.json'}")
+    print(f"Wrote {out / 'pairs.csv'}, {out / 'summary.json'} and {', '.join(p.name for p in plots)}")
     return 0
 
 
@@ -263,6 +287,16 @@ def _print_evaluation(s: dict) -> None:
         print(f"Similarity >= {row['similarity_threshold']:g} (distance <= {row['distance']:.3f}): "
               f"FMR {100 * row['fmr']:.2f} %, FNMR {100 * row['fnmr']:.2f} %")
     print(f"Time per image: {1000 * s['seconds_per_image_mean']:.0f} ms (one worker)")
+    if "by_condition" in s:
+        b = s["by_condition"]
+        print(f"By condition (TAR at the FMR {b['fmr_target']:g} threshold, distance <= "
+              f"{b['distance_threshold']:.3f}; document failure to acquire):")
+        for name, groups in b["conditions"].items():
+            cells = []
+            for value, g in groups.items():
+                tar = "-" if g["tar"] is None else f"{100 * g['tar']:.1f} %"
+                cells.append(f"{value}: {tar}, FTA {100 * g['document_failure_to_acquire']:.1f} % ({g['pairs']})")
+            print(f"  {name:<10} " + "; ".join(cells))
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -289,6 +323,25 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"  Similarity >= {row['similarity_threshold']:>4g}: distance <= {row['distance']:.4f}, "
               f"FMR {100 * row['fmr']:.3f} %, FNMR {100 * row['fnmr']:.3f} %")
     print(f"Wrote {args.out}")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    import os
+
+    from .errors import InvalidParameterException
+    from .synth import generate_kyc_set
+
+    if not Path(args.faces).is_dir():
+        raise InvalidParameterException(f"--faces {args.faces} is not a folder.")
+    if args.n < 1:
+        raise InvalidParameterException("--n must be at least 1.")
+    try:
+        path = generate_kyc_set(args.faces, args.n, args.seed, args.out, workers=args.workers or os.cpu_count() or 1,
+                                progress=not args.no_progress)
+    except ValueError as exc:
+        raise InvalidParameterException(str(exc)) from None
+    print(f"Wrote {args.n} pairs to {path}; evaluate them with: facecompare evaluate {path}")
     return 0
 
 

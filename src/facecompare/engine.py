@@ -125,6 +125,10 @@ class Verifier:
         return AnalyzedImage(width=decoded.width, height=decoded.height, faces=faces, rotation=rotation)
 
     def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of aligned chips; with ``tta="flip"`` the mean of each chip and its mirror image."""
+        if self.settings.tta == "flip":
+            vectors = self.recognizer.embed(chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips])
+            return (vectors[: len(chips)] + vectors[len(chips):]) / 2
         return self.recognizer.embed(chips)
 
     def _find_faces(self, decoded: DecodedImage) -> tuple[int, list[Detection]]:

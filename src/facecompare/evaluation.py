@@ -26,6 +26,7 @@ class Pair:
     second: str
     same: bool
     fold: int | None = None
+    conditions: tuple[tuple[str, str], ...] = ()  # extra CSV columns (e.g. the synthetic benchmark's)
 
 
 def read_lfw_pairs(path: str | Path, root: str | Path) -> list[Pair]:
@@ -64,8 +65,12 @@ def read_csv_pairs(path: str | Path, root: str | Path | None = None) -> list[Pai
         for row in reader:
             same = str(row["same"]).strip().lower() in ("1", "true", "yes", "same", "y")
             fold = int(row["fold"]) if row.get("fold") not in (None, "") else None
-            pairs.append(Pair(_resolve(base, row["selfie"]), _resolve(base, row["document"]), same, fold))
+            extra = tuple((k, str(v)) for k, v in row.items() if k not in _PAIR_COLUMNS and k is not None)
+            pairs.append(Pair(_resolve(base, row["selfie"]), _resolve(base, row["document"]), same, fold, extra))
     return pairs
+
+
+_PAIR_COLUMNS = {"selfie", "document", "same", "fold", "pair_id", "id"}
 
 
 def _resolve(base: Path, name: str) -> str:
@@ -239,7 +244,36 @@ def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tu
         fm, fnm = error_rates(distances, same, dist)
         rows.append({"similarity_threshold": t, "distance": round(dist, 4), "fmr": fm, "fnmr": fnm})
     summary["operating_points"] = rows
+    if any(p.conditions for p in pairs):
+        summary["by_condition"] = breakdown(pairs, distances, same, embeddings)
     return summary
+
+
+def breakdown(pairs: list[Pair], distances: np.ndarray, same: np.ndarray, embeddings: dict,
+              target_fmr: float = 1e-3) -> dict:
+    """Per condition value: TAR at the global threshold for ``target_fmr``, and the document images' failure
+    to acquire. The threshold is fixed on all impostor pairs, so every group is judged at the same point."""
+    threshold = tar_at_fmr(distances, same, target_fmr)["distance_threshold"]
+    out: dict[str, dict] = {}
+    names = sorted({k for p in pairs for k, _ in p.conditions})
+    for name in names:
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(pairs):
+            groups.setdefault(dict(p.conditions).get(name, ""), []).append(i)
+        rows = {}
+        for value, idx in sorted(groups.items()):
+            idx_arr = np.array(idx)
+            genuine = idx_arr[same[idx_arr]]
+            documents = {pairs[i].second for i in idx}
+            failures = sum(1 for doc in documents if embeddings[doc][0] is None)
+            rows[value] = {
+                "pairs": len(idx),
+                "genuine_pairs": int(genuine.size),
+                "tar": float(np.mean(distances[genuine] <= threshold)) if genuine.size else None,
+                "document_failure_to_acquire": failures / max(1, len(documents)),
+            }
+        out[name] = rows
+    return {"fmr_target": target_fmr, "distance_threshold": threshold, "conditions": out}
 
 
 def write_pair_rows(path: Path, pairs: list[Pair], distances: np.ndarray, embeddings: dict, calibration,

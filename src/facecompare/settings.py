@@ -36,8 +36,15 @@ class Settings:
     review_margin: float = 0.03
     #: faces narrower than this (pixels of the full image) make a KYC decision FACE_TOO_SMALL
     min_face_px: int = 40
+    #: test-time augmentation of the embedding: "flip" averages each face with its mirror image (LFW 10-fold
+    #: 99.08 % instead of 98.90 %, at twice the embedding time), "none" embeds each face once
+    tta: str = "flip"
     #: worker threads for analysing the two images of a comparison in parallel
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.tta not in ("none", "flip"):
+            raise InvalidParameterException(f"tta={self.tta!r} (FACECOMPARE_TTA): use 'flip' or 'none'.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

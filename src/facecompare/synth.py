@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
@@ -223,3 +224,108 @@ def _bbox(points: np.ndarray) -> list[float]:
     x1, y1 = points.min(axis=0)
     x2, y2 = points.max(axis=0)
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+
+
+# -- a reproducible selfie-versus-document benchmark ------------------------------------------------------------
+
+CONDITION_COLUMNS = ("size", "rotation", "exif", "grayscale", "ghost", "glare", "tilt", "blur", "jpeg")
+
+
+def _identities(faces_dir: Path) -> tuple[list[list[Path]], list[Path]]:
+    """(people with at least two photos, all photos) from a folder of one sub-folder per person."""
+    people, everyone = [], []
+    for person in sorted(p for p in faces_dir.iterdir() if p.is_dir()):
+        photos = sorted(q for q in person.iterdir() if q.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        everyone.extend(photos)
+        if len(photos) >= 2:
+            people.append(photos)
+    return people, everyone
+
+
+def sample_conditions(rng: np.random.Generator) -> tuple[PhotoConditions, dict]:
+    """Random photo conditions and their categorical labels (the benchmark's breakdown columns)."""
+    size = str(rng.choice(["small", "medium", "large"]))
+    fraction = {"small": (0.02, 0.04), "medium": (0.04, 0.07), "large": (0.07, 0.10)}[size]
+    rotation = int(rng.choice([0, 90, 180, 270], p=[0.55, 0.15, 0.15, 0.15]))
+    exif = bool(rotation and rng.random() < 0.5)
+    glare = str(rng.choice(["none", "low", "high"], p=[0.6, 0.25, 0.15]))
+    tilt = str(rng.choice(["none", "low", "high"], p=[0.4, 0.4, 0.2]))
+    blur = str(rng.choice(["none", "some"], p=[0.6, 0.4]))
+    quality = int(rng.integers(60, 91))
+    conditions = PhotoConditions(
+        portrait_fraction=float(rng.uniform(*fraction)),
+        rotation=rotation,
+        exif=exif,
+        tilt=float(rng.uniform(*{"none": (0, 0.03), "low": (0.05, 0.12), "high": (0.15, 0.25)}[tilt])),
+        blur=float(0 if blur == "none" else rng.uniform(0.5, 1.5)),
+        glare=float(rng.uniform(*{"none": (0, 0), "low": (0.2, 0.4), "high": (0.5, 0.8)}[glare])),
+        jpeg_quality=quality,
+        grayscale=bool(rng.random() < 0.25),
+        ghost=bool(rng.random() < 0.4),
+    )
+    labels = {"size": size, "rotation": str(rotation), "exif": "yes" if exif else "no",
+              "grayscale": "yes" if conditions.grayscale else "no", "ghost": "yes" if conditions.ghost else "no",
+              "glare": glare, "tilt": tilt, "blur": blur, "jpeg": "60-74" if quality < 75 else "75-90"}
+    return conditions, labels
+
+
+def make_kyc_pair(index: int, seed: int, people: list[list[Path]], everyone: list[Path], out: Path) -> dict:
+    """One selfie + document pair, determined by (seed, index) alone."""
+    rng = np.random.default_rng([seed, index])
+    same = bool(rng.random() < 0.5)
+    person = people[int(rng.integers(len(people)))]
+    order = rng.permutation(len(person))
+    card_photo = person[int(order[0])]
+    if same:
+        selfie_photo = person[int(order[1])]
+    else:
+        while True:
+            selfie_photo = everyone[int(rng.integers(len(everyone)))]
+            if selfie_photo.parent != card_photo.parent:
+                break
+    conditions, labels = sample_conditions(rng)
+    card, info = render_card(Image.open(card_photo).convert("RGB"), rng, width=1000,
+                             grayscale=conditions.grayscale, ghost=conditions.ghost)
+    data, _ = photograph(card, info, rng, conditions)
+    images = out / "images"
+    selfie_name, document_name = f"images/{index:05d}_selfie.jpg", f"images/{index:05d}_document.jpg"
+    (images / f"{index:05d}_selfie.jpg").write_bytes(selfie_photo.read_bytes())
+    (images / f"{index:05d}_document.jpg").write_bytes(data)
+    return {"pair_id": index, "selfie": selfie_name, "document": document_name, "same": int(same),
+            "selfie_source": f"{selfie_photo.parent.name}/{selfie_photo.name}",
+            "document_source": f"{card_photo.parent.name}/{card_photo.name}", **labels}
+
+
+def _pair_job(job: tuple) -> dict:
+    return make_kyc_pair(*job)
+
+
+def generate_kyc_set(faces_dir: str | Path, n: int, seed: int, out: str | Path, *, workers: int = 1,
+                     progress: bool = True) -> Path:
+    """Write ``n`` selfie/document pairs and ``pairs.csv`` to ``out``; the same arguments give the same files."""
+    import csv
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    faces_dir, out = Path(faces_dir), Path(out)
+    people, everyone = _identities(faces_dir)
+    if not people:
+        raise ValueError(f"{faces_dir} has no sub-folder with two or more photos (one folder per person).")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    jobs = [(i, seed, people, everyone, out) for i in range(n)]
+    rows: list[dict] = []
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for row in tqdm(pool.imap(_pair_job, jobs, chunksize=4), total=n, disable=not progress,
+                            desc="rendering", unit="pair"):
+                rows.append(row)
+    else:
+        for job in tqdm(jobs, disable=not progress, desc="rendering", unit="pair"):
+            rows.append(_pair_job(job))
+    path = out / "pairs.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
