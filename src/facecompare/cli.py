@@ -87,6 +87,26 @@ def _parser() -> argparse.ArgumentParser:
                            help="reuse the distances in a pairs.csv written by `facecompare evaluate`")
     calibrate.add_argument("--out", default="calibration.json", help="calibration file to write")
 
+    serve = sub.add_parser(
+        "serve", help="run the HTTP service (AWS Rekognition protocol for boto3, and a REST API)",
+        description="Serve CompareFaces and DetectFaces over AWS JSON 1.1 at POST / (point boto3 at it with "
+        "endpoint_url), the REST API at /v1/verify and /v1/detect (docs at /docs), /healthz, /readyz and /metrics. "
+        "SigV4 keys: FACECOMPARE_AUTH_KEYS=AKID:SECRET[,...] or FACECOMPARE_AUTH_KEYS_FILE; REST API key hashes: "
+        "FACECOMPARE_API_KEYS_FILE (see `facecompare api-key`); S3 images: FACECOMPARE_S3_ENDPOINT_URL and the "
+        "AWS_* credential variables.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes, each with its own models "
+                       "(default 1; each uses about two cores at full load)")
+    serve.add_argument("--no-auth", action="store_true", help="accept unsigned requests and no API key: local "
+                       "development only")
+
+    api_key = sub.add_parser("api-key", help="create a REST API key and print the line for FACECOMPARE_API_KEYS_FILE",
+                             description="Prints a new random API key (give it to the client) and its SHA-256 "
+                             "hash (append that line to the file named by FACECOMPARE_API_KEYS_FILE). The server "
+                             "stores only hashes.")
+    api_key.add_argument("--name", default="client", help="a label stored beside the hash")
+
     synth = sub.add_parser("synth-kyc", help="generate a reproducible synthetic selfie-versus-ID benchmark",
                            description="Print a face photo on a synthetic ID card and photograph it (portrait 2-10 %% "
                            "of a 12 MP frame, tilt, rotation 0/90/180/270 with or without EXIF, blur, glare, "
@@ -115,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             return _calibrate(args)
         if args.command == "synth-kyc":
             return _synth(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "api-key":
+            return _api_key(args)
     except FaceCompareError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
@@ -131,12 +155,6 @@ def _verifier(calibration: str | None = None):
     return Verifier(Settings.from_env(calibration=calibration))
 
 
-def _panel(decoded):
-    from .draw import PANEL_HEIGHT, as_pil
-
-    return as_pil(decoded.view(decoded.reduction_for_long_side(PANEL_HEIGHT * 2)))
-
-
 def _compare(args: argparse.Namespace) -> int:
     from .engine import MAX_FACES, check_quality_filter, check_threshold, verification_dict
     from .rekognition import compare_faces_response
@@ -151,9 +169,9 @@ def _compare(args: argparse.Namespace) -> int:
                                                          embed_second=MAX_FACES if want_all else 1)
     verification = verifier.decide(selfie_image, document_image, threshold)
     if args.annotate:
-        from .draw import annotate_verification, save_png
+        from .draw import annotate_verification, panel, save_png
 
-        save_png(annotate_verification(_panel(selfie), _panel(document), verification), args.annotate)
+        save_png(annotate_verification(panel(selfie), panel(document), verification), args.annotate)
     if args.json:
         out = {"verification": verification_dict(verification)}
         try:
@@ -197,9 +215,9 @@ def _detect(args: argparse.Namespace) -> int:
     decoded = verifier.load(args.image)
     analyzed = verifier.analyze(decoded, embed=0)
     if args.annotate:
-        from .draw import annotate_detection, save_png
+        from .draw import annotate_detection, panel, save_png
 
-        save_png(annotate_detection(_panel(decoded), analyzed), args.annotate)
+        save_png(annotate_detection(panel(decoded), analyzed), args.annotate)
     if args.json:
         print(json.dumps(detect_faces_response(analyzed), indent=2))
     else:
@@ -323,6 +341,38 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"  Similarity >= {row['similarity_threshold']:>4g}: distance <= {row['distance']:.4f}, "
               f"FMR {100 * row['fmr']:.3f} %, FNMR {100 * row['fnmr']:.3f} %")
     print(f"Wrote {args.out}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    if args.no_auth:
+        os.environ["FACECOMPARE_AUTH"] = "off"
+        print("warning: authentication is off (--no-auth): any client can call this service", file=sys.stderr)
+    from .server.app import ServerConfig
+
+    config = ServerConfig.from_env()
+    if config.auth and not config.access_keys and not config.api_key_hashes:
+        print("error: authentication is on but no keys are configured: set FACECOMPARE_AUTH_KEYS=AKID:SECRET "
+              "and/or FACECOMPARE_API_KEYS_FILE, or pass --no-auth for local development", file=sys.stderr)
+        return EXIT_ERROR
+    uvicorn.run("facecompare.server.app:app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="warning", timeout_graceful_shutdown=30,
+                limit_concurrency=256)
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    import secrets
+
+    from .server.app import hash_api_key
+
+    key = secrets.token_urlsafe(32)
+    print(f"API key (give to the client; it is not stored): {key}")
+    print(f"Line for FACECOMPARE_API_KEYS_FILE: {args.name}:{hash_api_key(key)}")
     return 0
 
 

@@ -57,6 +57,11 @@ def draw_landmarks(draw: ImageDraw.ImageDraw, face: Face, size: tuple[int, int],
         draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
 
 
+def panel(decoded) -> Image.Image:
+    """A copy of a decoded image big enough for an annotated panel (a reduced JPEG decode when possible)."""
+    return as_pil(decoded.view(decoded.reduction_for_long_side(PANEL_HEIGHT * 2)))
+
+
 def side_by_side(panels: Iterable[Image.Image], gap: int = 16) -> Image.Image:
     panels = list(panels)
     width = sum(p.width for p in panels) + gap * (len(panels) - 1)

