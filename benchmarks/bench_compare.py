@@ -54,10 +54,10 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def bench_ours(selfie: Path, document: Path, runs: int) -> dict:
+def bench_ours(selfie: Path, document: Path, runs: int, tta: str = "flip") -> dict:
     import facecompare
 
-    verifier = facecompare.Verifier()
+    verifier = facecompare.Verifier(facecompare.Settings(tta=tta))
     verifier.warm()
     selfie_bytes, document_bytes = selfie.read_bytes(), document.read_bytes()
     result = facecompare.compare_faces(selfie, document, verifier=verifier)  # also a warm-up
@@ -135,15 +135,19 @@ def main() -> None:
         selfie, document = make_pair(Path(tmp))
         cold = cold_start(selfie, document)
         ours = bench_ours(selfie, document, args.runs)
+        ours_single = bench_ours(selfie, document, args.runs, tta="none")
         peer = bench_peer(selfie, document, args.runs)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
         "pair": "3000x4000 selfie JPEG q90 vs 4000x3000 ID-card photo JPEG q85, portrait 4 % of frame width",
+        "note": "the card's portrait is the selfie's photograph, so the similarity is 100; timing is what matters",
         "facecompare": {**ours, **cold},
+        "facecompare_tta_none": ours_single,
         "face_recognition": peer,
     }
     if peer and "p50_ms" in peer:
         report["speedup_p50"] = peer["p50_ms"] / ours["p50_ms"]
+        report["speedup_p50_tta_none"] = peer["p50_ms"] / ours_single["p50_ms"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -352,3 +352,48 @@ def test_serve_refuses_to_start_without_keys(tmp_path):
     result = subprocess.run([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(_free_port())],
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2 and "--no-auth" in result.stderr
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("server not ready in time")
+
+
+@pytest.mark.slow
+def test_serve_command_survives_a_killed_worker_and_shuts_down_gracefully(fixtures):
+    """`facecompare serve --workers 2`: kill -9 one worker; the next requests are still served; SIGTERM stops it."""
+    import os
+    import signal
+    import sys
+
+    port = _free_port()
+    env = {**os.environ, "FACECOMPARE_AUTH_KEYS": f"{ACCESS}:{SECRET}"}
+    process = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(port), "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        client = boto3.client("rekognition", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ACCESS,
+                              aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 3}))
+        image = {"Bytes": (fixtures / "obama.jpg").read_bytes()}
+        assert len(client.detect_faces(Image=image)["FaceDetails"]) == 1
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        workers = [int(pid) for pid in children]
+        assert len(workers) >= 2
+        os.kill(workers[0], signal.SIGKILL)
+        for _ in range(6):  # served by the surviving worker, then by the restarted one
+            assert len(client.detect_faces(Image=image)["FaceDetails"]) == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

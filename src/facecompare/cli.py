@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     add_pairs_arguments(evaluate)
     evaluate.add_argument("--out", default="evaluation", help="output folder (default: ./evaluation)")
     evaluate.add_argument("--calibration", metavar="FILE", help="calibration JSON (default: the shipped LFW one)")
+    evaluate.add_argument("--from-results", metavar="PAIRS.csv", help="re-score the distances in a pairs.csv "
+                          "written by an earlier run (e.g. with a new calibration) instead of embedding again")
 
     calibrate = sub.add_parser("calibrate", help="fit the distance-to-Similarity mapping on labelled pairs",
                                description="Fit Similarity = 100 / (1 + exp(slope * (distance - midpoint))) on "
@@ -270,13 +272,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .scoring import load_calibration
 
     calibration = load_calibration(args.calibration)
-    pairs, embeddings, distances, elapsed = _embed_pairs(args)
     out = Path(args.out)
+    if args.from_results:
+        from .evaluation import read_pair_rows
+
+        pairs, distances = read_pair_rows(args.from_results)
+        embeddings = None
+        summary = summarize(pairs, distances, None, calibration)
+    else:
+        pairs, embeddings, distances, elapsed = _embed_pairs(args)
+        summary = summarize(pairs, distances, embeddings, calibration)
+        summary["wall_seconds"] = round(elapsed, 1)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(pairs, distances, embeddings, calibration)
-    summary["wall_seconds"] = round(elapsed, 1)
     summary["pairs_file"] = args.pairs
-    write_pair_rows(out / "pairs.csv", pairs, distances, embeddings, calibration)
+    if embeddings is not None:
+        write_pair_rows(out / "pairs.csv", pairs, distances, embeddings, calibration)
     save_json(out / "summary.json", summary)
     import numpy as np
 
@@ -285,14 +295,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     plots = write_plots(out, distances, np.array([p.same for p in pairs]), calibration,
                         title=f"({Path(args.pairs).name})")
     _print_evaluation(summary)
-    print(f"Wrote {out / 'pairs.csv'}, {out / 'summary.json'} and {', '.join(p.name for p in plots)}")
+    written = ([out / "pairs.csv"] if embeddings is not None else []) + [out / "summary.json", *plots]
+    print(f"Wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
 def _print_evaluation(s: dict) -> None:
-    print(f"Pairs: {s['pairs']} ({s['genuine_pairs']} genuine, {s['impostor_pairs']} impostor); "
-          f"images: {s['images']}, no usable face in {s['failure_to_acquire_images']} "
-          f"({100 * s['failure_to_acquire_rate']:.2f} %)")
+    print(f"Pairs: {s['pairs']} ({s['genuine_pairs']} genuine, {s['impostor_pairs']} impostor)"
+          + (f"; images: {s['images']}, no usable face in {s['failure_to_acquire_images']} "
+             f"({100 * s['failure_to_acquire_rate']:.2f} %)" if "images" in s else "")
+          + f"; pairs without a comparison: {s['pairs_with_failure']}")
     if "kfold_accuracy" in s:
         k = s["kfold_accuracy"]
         print(f"{len(k['folds'])}-fold accuracy: {100 * k['mean']:.2f} % +- {100 * k['std']:.2f}")
@@ -304,7 +316,8 @@ def _print_evaluation(s: dict) -> None:
     for row in s["operating_points"]:
         print(f"Similarity >= {row['similarity_threshold']:g} (distance <= {row['distance']:.3f}): "
               f"FMR {100 * row['fmr']:.2f} %, FNMR {100 * row['fnmr']:.2f} %")
-    print(f"Time per image: {1000 * s['seconds_per_image_mean']:.0f} ms (one worker)")
+    if "seconds_per_image_mean" in s:
+        print(f"Time per image: {1000 * s['seconds_per_image_mean']:.0f} ms (one worker)")
     if "by_condition" in s:
         b = s["by_condition"]
         print(f"By condition (TAR at the FMR {b['fmr_target']:g} threshold, distance <= "

@@ -126,7 +126,9 @@ class RetinaFaceDetector:
         # pad to a multiple of 32 so every pyramid level lines up; padding is the mean colour (zero input)
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
         blob = np.zeros((1, 3, ph, pw), dtype=np.float32)
-        blob[0, :, :height, :width] = (rgb[:, :, ::-1].astype(np.float32) - _MEAN_BGR).transpose(2, 0, 1)
+        for channel in range(3):  # BGR order, mean subtracted; channel by channel keeps temporaries small
+            np.subtract(rgb[:, :, 2 - channel], _MEAN_BGR[channel], out=blob[0, channel, :height, :width],
+                        dtype=np.float32)
         loc, conf, landms = self._session.run(None, {"input": blob})
         scores = conf[0, :, 1]
         candidates = np.flatnonzero(scores > score_threshold)

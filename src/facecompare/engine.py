@@ -68,7 +68,7 @@ class Verifier:
     def __init__(self, settings: Settings | None = None, *, detector: RetinaFaceDetector | None = None,
                  recognizer: Recognizer | None = None, calibration: Calibration | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.detector = detector or RetinaFaceDetector(threads=1)
+        self.detector = detector or RetinaFaceDetector(threads=self.settings.threads)
         self.recognizer = recognizer or DlibResNetRecognizer()
         self._calibration = calibration
         self._lock = threading.Lock()
@@ -134,32 +134,41 @@ class Verifier:
     def _find_faces(self, decoded: DecodedImage) -> tuple[int, list[Detection]]:
         """(rotation, detections in full-resolution pixels of the image turned by ``rotation`` clockwise).
 
-        Cheap passes first: the downscaled copy at every rotation, then the small-face size, then full
-        resolution (up to ``max_detection_size``) for portraits of a few dozen pixels in a 12 MP photo.
-        Once faces are found, a largest face that is small at that scale triggers the next size as well
-        (more small faces, better boxes), merged with what was found.
+        Upright first, cheap sizes first: the downscaled copy, then the small-face size (ID-card portraits in a
+        phone photo), then the other rotations at those sizes, and only when nothing was found anywhere, full
+        resolution (up to ``max_detection_size``). A first pass whose largest face is small at that scale is
+        completed by the small-face pass (more small faces, better boxes), merged with what it found.
         """
         s = self.settings
         long_side = max(decoded.width, decoded.height)
-        sizes = [min(s.detection_size, long_side)]
-        for size in (min(s.small_face_detection_size, 2 * long_side), min(s.max_detection_size, long_side)):
-            if size > 1.2 * sizes[-1]:
-                sizes.append(size)
+        first = min(s.detection_size, long_side)
+        small = min(s.small_face_detection_size, 2 * long_side)
+        small = small if small > 1.2 * first else None
+        full = min(s.max_detection_size, long_side)
+        full = full if full > 1.2 * (small or first) else None
         rotations = (0, 90, 180, 270) if s.rotation_retry else (0,)
-        for level, size in enumerate(sizes):
-            for rotation in rotations:
-                found = self._detect_at(decoded, rotation, size)
-                if not found:
-                    continue
-                largest = max(d.width for d in found) * size / long_side
-                if level + 1 < len(sizes) and largest < SMALL_FACE_PASS_BELOW_PX:
-                    found = _merge(found, self._detect_at(decoded, rotation, sizes[level + 1]))
-                return rotation, found
+        plan = [(first, 0), (small, 0)]
+        plan += [(size, r) for size in (first, small) for r in rotations[1:]]
+        plan += [(full, r) for r in rotations]
+        for size, rotation in plan:
+            if size is None:
+                continue
+            found = self._detect_at(decoded, rotation, size)
+            if not found:
+                continue
+            largest = max(d.width for d in found) * size / long_side
+            if size == first and small is not None and largest < SMALL_FACE_PASS_BELOW_PX:
+                found = _merge(found, self._detect_at(decoded, rotation, small))
+            return rotation, found
         return 0, []
 
     def _detect_at(self, decoded: DecodedImage, rotation: int, size: int) -> list[Detection]:
-        """Detections at a detector input whose long side is ``size`` (full-resolution pixel units)."""
-        view = decoded.view(decoded.reduction_for_long_side(size))
+        """Detections at a detector input whose long side is ``size`` (full-resolution pixel units).
+
+        Passes above the first size look for small faces, whose chips will need the full-resolution decode
+        anyway, so they start from it rather than from a second reduced decode."""
+        reduction = 1 if size > self.settings.detection_size else decoded.reduction_for_long_side(size)
+        view = decoded.view(reduction)
         view = _rotate(view, rotation)
         h, w = view.shape[:2]
         factor = size / max(h, w)
@@ -324,7 +333,9 @@ def upright_landmarks(points: np.ndarray) -> bool:
     eye_dist = float(np.hypot(*(p[1] - p[0])))
     down = mouth_mid - eye_mid
     length = float(np.hypot(*down))
-    if eye_dist <= 0 or length < 0.5 * eye_dist:
+    # eyes to mouth is about 1.0-1.3 eye distances on a frontal face (more when turned, about 0.8 when
+    # looking down 45 degrees); far less is a pattern, not a face
+    if eye_dist <= 0 or length < 0.65 * eye_dist:
         return False
     return down[1] > 0.5 * length  # within 60 degrees of straight down
 

@@ -213,28 +213,34 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -
             "thresholds": thresholds}
 
 
-def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tuple], calibration,
+def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tuple] | None, calibration,
               similarity_thresholds: tuple[float, ...] = (80, 90, 95, 99)) -> dict:
+    """The evaluation summary. Without ``embeddings`` (re-scoring a pairs.csv) image-level figures are omitted."""
     from .scoring import error_rates
 
     same = np.array([p.same for p in pairs])
     thresholds, fmr, tmr = roc(distances, same)
-    images = list(embeddings.values())
-    failures = [r for r in images if r[0] is None]
     summary = {
         "pairs": len(pairs),
         "genuine_pairs": int(same.sum()),
         "impostor_pairs": int((~same).sum()),
-        "images": len(images),
-        "failure_to_acquire_images": len(failures),
-        "failure_to_acquire_rate": len(failures) / max(1, len(images)),
         "pairs_with_failure": int(np.sum(~np.isfinite(distances))),
-        "seconds_per_image_mean": float(np.mean([r[2] for r in images])) if images else 0.0,
+    }
+    if embeddings is not None:
+        images = list(embeddings.values())
+        failures = [r for r in images if r[0] is None]
+        summary.update({
+            "images": len(images),
+            "failure_to_acquire_images": len(failures),
+            "failure_to_acquire_rate": len(failures) / max(1, len(images)),
+            "seconds_per_image_mean": float(np.mean([r[2] for r in images])) if images else 0.0,
+        })
+    summary.update({
         "roc_auc": auc(fmr, tmr),
         "eer": eer(fmr, tmr),
         "tar_at_fmr": [tar_at_fmr(distances, same, t) for t in (1e-2, 1e-3, 1e-4)],
         "best_distance_threshold": best_threshold(distances, same),
-    }
+    })
     folds = [p.fold for p in pairs]
     if all(f is not None for f in folds) and len(set(folds)) > 1:
         summary["kfold_accuracy"] = kfold_accuracy(distances, same, np.array(folds))
@@ -244,7 +250,7 @@ def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tu
         fm, fnm = error_rates(distances, same, dist)
         rows.append({"similarity_threshold": t, "distance": round(dist, 4), "fmr": fm, "fnmr": fnm})
     summary["operating_points"] = rows
-    if any(p.conditions for p in pairs):
+    if embeddings is not None and any(p.conditions for p in pairs):
         summary["by_condition"] = breakdown(pairs, distances, same, embeddings)
     return summary
 

@@ -33,7 +33,7 @@ class Settings:
     #: calibration file (distance -> Similarity, operating points); empty = the one shipped with the package
     calibration: str = ""
     #: half-width of the REVIEW band around the threshold, in embedding-distance units
-    review_margin: float = 0.03
+    review_margin: float = 0.02
     #: faces narrower than this (pixels of the full image) make a KYC decision FACE_TOO_SMALL
     min_face_px: int = 40
     #: test-time augmentation of the embedding: "flip" averages each face with its mirror image (LFW 10-fold
