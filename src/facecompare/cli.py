@@ -109,6 +109,26 @@ def _parser() -> argparse.ArgumentParser:
                              "stores only hashes.")
     api_key.add_argument("--name", default="client", help="a label stored beside the hash")
 
+    batch = sub.add_parser(
+        "batch", help="verify a whole manifest, or one selfie against a folder / S3 prefix; resumable; HTML report",
+        description="Verify every row of MANIFEST.csv (columns id,selfie,document[,expected]; images are paths or "
+        "s3://bucket/key on FACECOMPARE_S3_ENDPOINT_URL), or --selfie against every image in --documents. Rows run "
+        "in parallel worker processes (or on a Dask cluster with --engine dask); results are appended to "
+        "OUT/results.jsonl as they finish, so running the same command again after an interruption skips the "
+        "finished rows. Writes results.csv, results.jsonl, summary.json and a self-contained report.html.")
+    batch.add_argument("manifest", nargs="?", help="CSV with columns id,selfie,document and optionally expected")
+    batch.add_argument("--selfie", help="one selfie to compare with every image in --documents")
+    batch.add_argument("--documents", help="folder or s3://bucket/prefix of document images (with --selfie)")
+    batch.add_argument("--out", required=True, help="output folder (also where an interrupted run resumes)")
+    batch.add_argument("--threshold", type=float, default=80.0, help="Similarity threshold (default 80)")
+    batch.add_argument("--workers", type=int, help="worker processes, each loading the models once "
+                       "(default: one per core)")
+    batch.add_argument("--engine", choices=["local", "dask"], default="local",
+                       help="local worker processes (default) or a Dask cluster")
+    batch.add_argument("--scheduler", help="with --engine dask: the scheduler address (default: start a local "
+                       "cluster of --workers processes)")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     synth = sub.add_parser("synth-kyc", help="generate a reproducible synthetic selfie-versus-ID benchmark",
                            description="Print a face photo on a synthetic ID card and photograph it (portrait 2-10 %% "
                            "of a 12 MP frame, tilt, rotation 0/90/180/270 with or without EXIF, blur, glare, "
@@ -137,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             return _calibrate(args)
         if args.command == "synth-kyc":
             return _synth(args)
+        if args.command == "batch":
+            return _batch(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "api-key":
@@ -354,6 +376,37 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"  Similarity >= {row['similarity_threshold']:>4g}: distance <= {row['distance']:.4f}, "
               f"FMR {100 * row['fmr']:.3f} %, FNMR {100 * row['fnmr']:.3f} %")
     print(f"Wrote {args.out}")
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import read_manifest, rows_for_folder, run_batch
+    from .engine import check_threshold
+    from .errors import InvalidParameterException
+
+    threshold = check_threshold(args.threshold, "--threshold")
+    if args.manifest and (args.selfie or args.documents):
+        raise InvalidParameterException("Give either MANIFEST.csv or --selfie with --documents, not both.")
+    if args.manifest:
+        if not Path(args.manifest).is_file():
+            raise InvalidParameterException(f"Manifest not found: {args.manifest}.")
+        with open(args.manifest, newline="") as handle:
+            total = max(0, sum(1 for _ in handle) - 1)
+        list(read_manifest(args.manifest))  # validate columns and ids before any work starts
+        rows = read_manifest(args.manifest)
+    elif args.selfie and args.documents:
+        found = list(rows_for_folder(args.selfie, args.documents))
+        total, rows = len(found), iter(found)
+    else:
+        raise InvalidParameterException("Give MANIFEST.csv, or --selfie IMAGE with --documents FOLDER_OR_S3_PREFIX.")
+    out = run_batch(rows, args.out, threshold=threshold, workers=args.workers, engine=args.engine,
+                    scheduler=args.scheduler, progress=not args.no_progress, total=total)
+    summary = json.loads((out / "summary.json").read_text())
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["by_decision"].items()))
+    print(f"{summary['rows']} rows: {counts}")
+    if "with_expected" in summary and summary["with_expected"]["accuracy_of_decided"] is not None:
+        print(f"Accuracy of decided rows against expected: {100 * summary['with_expected']['accuracy_of_decided']:.2f} %")
+    print(f"Wrote {out / 'results.csv'}, {out / 'results.jsonl'}, {out / 'summary.json'} and {out / 'report.html'}")
     return 0
 
 

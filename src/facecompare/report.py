@@ -1,0 +1,163 @@
+"""A self-contained HTML report of a batch run: counts, a score histogram, and a sortable, filterable table in
+which REVIEW, NO_MATCH and ERROR rows show the two images side by side with the compared faces boxed."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+THUMB = 220  # px, long side of each thumbnail
+MAX_ROWS_WITH_IMAGES = 500
+COLORS = {"MATCH": "#1a9e4b", "NO_MATCH": "#d62728", "REVIEW": "#e69500", "ERROR": "#777777"}
+
+
+def _thumbnail(location: str, face: dict | None, color: str, s3) -> str:
+    """A small JPEG (base64 data URL) of the image with the face box drawn, or '' when unreadable."""
+    try:
+        if location.startswith("s3://"):
+            from .storage import parse_s3_url
+
+            data = s3.read(*parse_s3_url(location))
+            image = Image.open(io.BytesIO(data))
+        else:
+            image = Image.open(location)
+        image.draft("RGB", (THUMB * 2, THUMB * 2))
+        from PIL import ImageOps
+
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        image.thumbnail((THUMB, THUMB))
+        if face:
+            b = face["bounding_box"]
+            w, h = image.size
+            ImageDraw.Draw(image).rectangle(
+                [b["left"] * w, b["top"] * h, (b["left"] + b["width"]) * w, (b["top"] + b["height"]) * h],
+                outline=color, width=3)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
+        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    except Exception:  # an unreadable image is shown as missing; the row already carries its error
+        return ""
+
+
+def _histogram_svg(results: list[dict], threshold: float) -> str:
+    values = [r["similarity"] for r in results if r.get("similarity") is not None]
+    bins = [0] * 20
+    for v in values:
+        bins[min(19, int(v // 5))] += 1
+    top = max(bins) or 1
+    bars = []
+    for i, count in enumerate(bins):
+        height = 150 * count / top
+        bars.append(f'<rect x="{40 + i * 22}" y="{170 - height:.1f}" width="20" height="{height:.1f}" fill="#4a7bd0">'
+                    f"<title>{i * 5}-{i * 5 + 5}: {count}</title></rect>")
+    tx = 40 + threshold / 5 * 22
+    axis = "".join(f'<text x="{40 + i * 22}" y="188" font-size="10">{i * 5}</text>' for i in range(0, 21, 4))
+    return (f'<svg width="500" height="200" role="img" aria-label="similarity histogram">{"".join(bars)}'
+            f'<line x1="{tx}" x2="{tx}" y1="10" y2="172" stroke="black" stroke-dasharray="4"/>'
+            f'<text x="{tx + 3}" y="20" font-size="11">threshold {threshold:g}</text>{axis}'
+            f'<line x1="40" x2="480" y1="171" y2="171" stroke="#333"/></svg>')
+
+
+def write_report(out: Path, results: list[dict], summary: dict, s3=None) -> Path:
+    if s3 is None and any(str(r.get("selfie", "")).startswith("s3://") or str(r.get("document", "")).startswith("s3://")
+                          for r in results):
+        from .storage import S3Reader
+
+        s3 = S3Reader()
+    rows_html = []
+    with_images = 0
+    order = {"ERROR": 0, "REVIEW": 1, "NO_MATCH": 2, "MATCH": 3}
+    for r in sorted(results, key=lambda r: (order.get(r["decision"], 9), r["id"])):
+        decision = r["decision"]
+        color = COLORS.get(decision, "#777")
+        images = ""
+        if decision != "MATCH" and with_images < MAX_ROWS_WITH_IMAGES:
+            with_images += 1
+            a = _thumbnail(r["selfie"], r.get("selfie_face"), color, s3)
+            b = _thumbnail(r["document"], r.get("document_face"), color, s3)
+            images = "".join(f'<img src="{src}" alt="{html.escape(alt)}">' if src else
+                             f'<span class="missing">{html.escape(alt)} unreadable</span>'
+                             for src, alt in ((a, "selfie"), (b, "document")))
+        similarity = "" if r.get("similarity") is None else f"{r['similarity']:.2f}"
+        reasons = ", ".join(r.get("reasons") or [])
+        expected = r.get("expected") or ""
+        rows_html.append(
+            f'<tr data-decision="{decision}"><td>{html.escape(r["id"])}</td>'
+            f'<td><span class="badge" style="background:{color}">{decision}</span></td>'
+            f'<td data-sort="{r.get("similarity") if r.get("similarity") is not None else -1}">{similarity}</td>'
+            f"<td>{html.escape(reasons)}</td><td>{html.escape(expected)}</td>"
+            f'<td class="images">{images}</td>'
+            f'<td class="path">{html.escape(r["selfie"])}<br>{html.escape(r["document"])}'
+            f'{"<br><em>" + html.escape(r["error"]) + "</em>" if r.get("error") else ""}</td></tr>')
+    counts = "".join(f'<li><span class="badge" style="background:{COLORS.get(k, "#777")}">{k}</span> {v}</li>'
+                     for k, v in sorted(summary["by_decision"].items()))
+    reasons = "".join(f"<li>{html.escape(k)}: {v}</li>" for k, v in sorted(summary["by_reason"].items())) or "<li>none</li>"
+    accuracy = ""
+    if "with_expected" in summary:
+        e = summary["with_expected"]
+        acc = "-" if e["accuracy_of_decided"] is None else f"{100 * e['accuracy_of_decided']:.2f} %"
+        accuracy = (f"<p>Against <code>expected</code>: {e['rows']} rows, accuracy of decided rows {acc}, "
+                    f"{e['false_matches']} false matches, {e['false_non_matches']} false non-matches, "
+                    f"{e['review_or_error']} REVIEW or ERROR.</p>")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>facecompare batch report</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em}} table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}}
+th{{cursor:pointer;background:#f3f3f3;position:sticky;top:0}} .badge{{color:#fff;padding:1px 6px;border-radius:4px}}
+.images img{{max-height:{THUMB}px;margin-right:6px}} .path{{font-size:11px;color:#555;word-break:break-all}}
+ul.inline li{{display:inline;margin-right:1.2em}} .missing{{color:#999}}
+</style></head>
+<body>
+<h1>facecompare batch report</h1>
+<p>{summary['rows']} rows, threshold {summary['threshold']:g}.</p>
+<ul class="inline" id="counts">{counts}</ul>
+<p>Reasons:</p><ul>{reasons}</ul>
+{accuracy}
+<h2>Similarity</h2>{_histogram_svg(results, summary['threshold'])}
+<h2>Rows</h2>
+<p><label>Filter <input id="filter" placeholder="id, reason, path..."></label>
+<label>Decision <select id="decision"><option value="">all</option><option>MATCH</option><option>NO_MATCH</option>
+<option>REVIEW</option><option>ERROR</option></select></label> <span id="shown"></span></p>
+<table id="rows"><thead><tr><th>id</th><th>decision</th><th>similarity</th><th>reasons</th><th>expected</th>
+<th>images (selfie, document)</th><th>files</th></tr></thead>
+<tbody>{''.join(rows_html)}</tbody></table>
+<script>
+const table = document.getElementById('rows'), body = table.tBodies[0];
+function apply() {{
+  const text = document.getElementById('filter').value.toLowerCase();
+  const decision = document.getElementById('decision').value;
+  let shown = 0;
+  for (const tr of body.rows) {{
+    const ok = (!decision || tr.dataset.decision === decision) && (!text || tr.textContent.toLowerCase().includes(text));
+    tr.style.display = ok ? '' : 'none'; if (ok) shown++;
+  }}
+  document.getElementById('shown').textContent = shown + ' shown';
+  document.body.dataset.shown = shown;
+}}
+document.getElementById('filter').addEventListener('input', apply);
+document.getElementById('decision').addEventListener('change', apply);
+table.tHead.addEventListener('click', e => {{
+  const th = e.target.closest('th'); if (!th) return;
+  const i = th.cellIndex, asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+  const key = tr => {{ const c = tr.cells[i]; const v = c.dataset.sort ?? c.textContent; const n = parseFloat(v);
+                       return isNaN(n) ? v : n; }};
+  [...body.rows].sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (asc ? 1 : -1))
+    .forEach(tr => body.appendChild(tr));
+}});
+apply();
+window.addEventListener('load', () => {{
+  const imgs = [...document.images];
+  document.body.dataset.rows = body.rows.length;
+  document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

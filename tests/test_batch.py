@@ -1,0 +1,166 @@
+"""Batch runs: a manifest mixing local files and S3 objects, killed halfway and resumed without redoing or
+losing rows; one selfie against a folder and an S3 prefix; the Dask engine on a local cluster giving the same
+results; the HTML report rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BUCKET
+from facecompare.batch import load_finished
+from facecompare.cli import main
+
+PEOPLE = {"colin": ["Colin_Powell_0001.jpg", "Colin_Powell_0002.jpg"],
+          "serena": ["Serena_Williams_0001.jpg", "Serena_Williams_0002.jpg"], "tony": ["Tony_Blair_0001.jpg"]}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory, fixtures, seaweedfs):
+    """44 rows: genuine and impostor pairs, half of the documents read from S3, plus rows that must fail."""
+    root = tmp_path_factory.mktemp("batch")
+    images = root / "images"
+    images.mkdir()
+    for files in PEOPLE.values():
+        for name in files:
+            shutil.copy(fixtures / name, images / name)
+            seaweedfs["client"].put_object(Bucket=BUCKET, Key=f"batch/{name}", Body=(fixtures / name).read_bytes())
+    shutil.copy(fixtures / "id_back_mrz_only_che.jpg", images / "back.jpg")
+    rows = []
+    names = [n for files in PEOPLE.values() for n in files]
+    person = {n: p for p, files in PEOPLE.items() for n in files}
+    i = 0
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            for source in ("local", "s3"):
+                document = f"images/{b}" if source == "local" else f"s3://{BUCKET}/batch/{b}"
+                expected = "MATCH" if person[a] == person[b] else "NO_MATCH"
+                rows.append((f"row{i:03d}", f"images/{a}", document, expected))
+                i += 1
+    rows += [("bad-missing-file", "images/nope.jpg", "images/Tony_Blair_0001.jpg", ""),
+             ("bad-missing-object", "images/Tony_Blair_0001.jpg", f"s3://{BUCKET}/batch/nope.jpg", ""),
+             ("no-face-document", "images/Tony_Blair_0001.jpg", "images/back.jpg", "NO_MATCH"),
+             ("not-an-image", "images/Tony_Blair_0001.jpg", "manifest.csv", "")]
+    path = root / "manifest.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "selfie", "document", "expected"])
+        writer.writerows(rows)
+    return path
+
+
+def _results(out: Path) -> dict[str, dict]:
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)), "a row was done twice"
+    return {r["id"]: r for r in records}
+
+
+def test_batch_killed_halfway_resumes_without_redoing_or_losing_rows(manifest, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "facecompare.cli", "batch", str(manifest), "--out", str(out), "--workers", "2",
+               "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    results = out / "results.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if results.exists() and len(results.read_text().splitlines()) >= 12:
+            break
+        if process.poll() is not None:
+            pytest.fail("the batch finished before it could be interrupted: " + process.stderr.read().decode()[-500:])
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole process group, workers included
+    process.wait()
+    done_before = set(_results(out))
+    assert 12 <= len(done_before) < 44
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    results_by_id = _results(out)
+    assert len(results_by_id) == 44
+    for row_id in done_before:  # finished rows were kept, not redone
+        assert row_id in results_by_id
+    assert results_by_id["bad-missing-file"]["decision"] == "ERROR"
+    assert "not found" in results_by_id["bad-missing-file"]["error"]
+    assert results_by_id["bad-missing-object"]["error"].startswith("InvalidS3ObjectException")
+    assert results_by_id["not-an-image"]["error"].startswith("InvalidImageFormatException")
+    assert results_by_id["no-face-document"]["decision"] == "REVIEW"
+    # Tony Blair's LFW photo shows a second, partly cut-off face: as a selfie it is REVIEW (MULTIPLE_FACES_IN_SELFIE)
+    decided = [r for r in results_by_id.values() if r["id"].startswith("row") and r["decision"] != "REVIEW"]
+    assert len(decided) >= 30
+    assert all(r["correct"] for r in decided), [r["id"] for r in decided if not r["correct"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 44 and summary["with_expected"]["false_matches"] == 0
+    with open(out / "results.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 44
+
+
+def test_dask_local_cluster_gives_the_same_results(manifest, tmp_path):
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    assert main(["batch", str(manifest), "--out", str(local), "--workers", "2", "--no-progress"]) == 0
+    assert main(["batch", str(manifest), "--out", str(dask), "--engine", "dask", "--workers", "2", "--no-progress"]) == 0
+    a, b = _results(local), _results(dask)
+    assert a.keys() == b.keys()
+    for row_id in a:
+        for key in ("decision", "similarity", "reasons", "error"):
+            assert a[row_id][key] == b[row_id][key], (row_id, key)
+
+
+def test_one_selfie_against_folder_and_s3_prefix(fixtures, tmp_path, seaweedfs):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("Colin_Powell_0002.jpg", "Serena_Williams_0001.jpg", "Tony_Blair_0001.jpg"):
+        shutil.copy(fixtures / name, folder / name)
+        seaweedfs["client"].put_object(Bucket=BUCKET, Key=f"prefix-test/{name}", Body=(fixtures / name).read_bytes())
+    selfie = str(fixtures / "Colin_Powell_0001.jpg")
+    for documents, out in ((str(folder), tmp_path / "f"), (f"s3://{BUCKET}/prefix-test/", tmp_path / "s")):
+        assert main(["batch", "--selfie", selfie, "--documents", documents, "--out", str(out), "--workers", "1",
+                     "--no-progress"]) == 0
+        results = _results(out)
+        assert len(results) == 3
+        decisions = {Path(k).name: v["decision"] for k, v in results.items()}
+        assert decisions["Colin_Powell_0002.jpg"] == "MATCH"
+        assert decisions["Serena_Williams_0001.jpg"] == "NO_MATCH"
+
+
+def test_cut_last_line_is_dropped_and_redone(tmp_path):
+    results = tmp_path / "results.jsonl"
+    results.write_text('{"id": "a", "decision": "MATCH"}\n{"id": "b", "deci')
+    assert load_finished(results) == {"a"}
+    assert results.read_text() == '{"id": "a", "decision": "MATCH"}\n'
+
+
+def test_bad_manifest_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "m.csv"
+    path.write_text("id,selfie\n1,a.jpg\n")
+    assert main(["batch", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "document" in capsys.readouterr().err
+
+
+def test_report_renders_in_headless_chromium(manifest, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
+    out = tmp_path / "report"
+    assert main(["batch", str(manifest), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
+    results = _results(out)
+    not_match = sum(1 for r in results.values() if r["decision"] != "MATCH")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                          (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert f'data-rows="{len(results)}"' in dom
+    # two thumbnails per REVIEW / NO_MATCH / ERROR row, except images that cannot be read (missing files)
+    loaded = int(dom.split('data-images-loaded="')[1].split('"')[0])
+    assert loaded >= 2 * (not_match - 4)
+    assert 'data-shown="44"' in dom
