@@ -164,3 +164,44 @@ def test_report_renders_in_headless_chromium(manifest, tmp_path):
     loaded = int(dom.split('data-images-loaded="')[1].split('"')[0])
     assert loaded >= 2 * (not_match - 4)
     assert 'data-shown="44"' in dom
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_thousand_pair_manifest_local_and_s3_killed_and_resumed(shared, seaweedfs, tmp_path):
+    """1,000 LFW pairs (the first 500 genuine and 500 impostor of pairs.txt), every second document read from
+    S3: killed halfway, restarted, all rows done exactly once, with a report."""
+    from facecompare.evaluation import read_lfw_pairs
+
+    pairs = read_lfw_pairs(shared / "lfw" / "pairs.txt", shared / "lfw" / "lfw-deepfunneled")
+    chosen = [p for p in pairs if p.same][:500] + [p for p in pairs if not p.same][:500]
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "selfie", "document", "expected"])
+        for i, p in enumerate(chosen):
+            document = p.second
+            if i % 2:
+                key = "lfw/" + "/".join(Path(p.second).parts[-2:])
+                seaweedfs["client"].put_object(Bucket=BUCKET, Key=key, Body=Path(p.second).read_bytes())
+                document = f"s3://{BUCKET}/{key}"
+            writer.writerow([f"lfw{i:04d}", p.first, document, "MATCH" if p.same else "NO_MATCH"])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "facecompare.cli", "batch", str(manifest), "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    results = out / "results.jsonl"
+    deadline = time.time() + 1800
+    while not (results.exists() and len(results.read_text().splitlines()) >= 500):
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = set(_results(out))
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    after = _results(out)
+    assert len(after) == 1000 and before <= set(after)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 1000 and summary["by_decision"].get("ERROR", 0) == 0
+    assert summary["with_expected"]["accuracy_of_decided"] >= 0.98
+    assert (out / "report.html").stat().st_size > 10_000

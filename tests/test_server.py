@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -330,3 +331,47 @@ def test_serve_command_survives_a_killed_worker_and_shuts_down_gracefully(fixtur
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_slow_s3_times_out_as_invalid_s3_object(verifier, fixtures):
+    """An object store that accepts the connection and never answers: the read times out, the client gets
+    InvalidS3ObjectException, and the server goes on serving."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hang():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                held.append(conn)  # read nothing, answer nothing
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hang, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    s3 = S3Reader(endpoint_url=endpoint, region="us-east-1")
+    s3._client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y",
+                              region_name="us-east-1", config=Config(connect_timeout=1, read_timeout=2,
+                                                                     retries={"max_attempts": 1}))
+    try:
+        with _Server(create_app(verifier.settings, ServerConfig(auth=False, warm=False), verifier=verifier,
+                                s3=s3)) as running:
+            client = boto3.client("rekognition", endpoint_url=running.url, region_name="us-east-1",
+                                  aws_access_key_id="a", aws_secret_access_key="b",
+                                  config=Config(retries={"max_attempts": 1}, read_timeout=60))
+            started = time.time()
+            with pytest.raises(client.exceptions.InvalidS3ObjectException):
+                client.detect_faces(Image={"S3Object": {"Bucket": "bucket", "Name": "slow.jpg"}})
+            assert time.time() - started < 20
+            assert len(client.detect_faces(Image={"Bytes": (fixtures / "obama.jpg").read_bytes()})["FaceDetails"]) == 1
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()
