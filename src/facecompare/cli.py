@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="which face of each image to use: largest (the product's rule, default for csv) or "
                        "center (LFW's protocol: the labelled person is centred; default for lfw)")
         p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-        p.add_argument("--tta", choices=["flip", "none"], help="embedding test-time augmentation (default flip)")
+        p.add_argument("--tta", help="embedding test-time augmentation: flip (default), none, or jitter:N")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = sub.add_parser("evaluate", help="measure accuracy and error rates on labelled pairs",

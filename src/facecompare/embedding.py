@@ -41,7 +41,7 @@ class Recognizer(Protocol):
 
     def align(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray: ...
 
-    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray: ...
+    def embed(self, chips: Sequence[np.ndarray], jitters: int = 0) -> np.ndarray: ...
 
 
 def detector_box_to_dlib_rect(box: np.ndarray) -> tuple[int, int, int, int]:
@@ -89,10 +89,14 @@ class DlibResNetRecognizer:
         shape = self._shape_predictor(rgb, rect)
         return dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
 
-    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+    def embed(self, chips: Sequence[np.ndarray], jitters: int = 0) -> np.ndarray:
+        """128-d descriptors of aligned 150x150 chips; ``jitters`` > 1 averages that many jittered copies."""
         self.load()
         if not chips:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if jitters > 1:
+            return np.asarray([np.asarray(self._model.compute_face_descriptor(np.ascontiguousarray(c), jitters))
+                               for c in chips], dtype=np.float32)
         descriptors = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return np.asarray([np.asarray(d) for d in descriptors], dtype=np.float32)
 

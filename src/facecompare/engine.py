@@ -22,7 +22,7 @@ from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Face,
 from .images import DecodedImage, ImageSource, load_image
 from .quality import QUALITY_FILTERS, image_quality, passes_quality_filter, pose_from_landmarks
 from .scoring import Calibration, load_calibration
-from .settings import Settings
+from .settings import Settings, jitter_count
 
 MAX_FACES = 100
 #: a face this wide (pixels of the view it is cut from) gives a chip with full detail
@@ -129,6 +129,9 @@ class Verifier:
         if self.settings.tta == "flip":
             vectors = self.recognizer.embed(chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips])
             return (vectors[: len(chips)] + vectors[len(chips):]) / 2
+        jitters = jitter_count(self.settings.tta)
+        if jitters:
+            return self.recognizer.embed(chips, jitters=jitters)
         return self.recognizer.embed(chips)
 
     def _find_faces(self, decoded: DecodedImage) -> tuple[int, list[Detection]]:

@@ -36,15 +36,18 @@ class Settings:
     review_margin: float = 0.02
     #: faces narrower than this (pixels of the full image) make a KYC decision FACE_TOO_SMALL
     min_face_px: int = 40
-    #: test-time augmentation of the embedding: "flip" averages each face with its mirror image (LFW 10-fold
-    #: 99.08 % instead of 98.90 %, at twice the embedding time), "none" embeds each face once
+    #: test-time augmentation of the embedding: "flip" averages each face with its mirror image (twice the
+    #: embedding time), "none" embeds each face once, "jitter:N" averages N randomly jittered copies (dlib's
+    #: num_jitters; N times the embedding time)
     tta: str = "flip"
     #: worker threads for analysing the two images of a comparison in parallel
     threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.tta not in ("none", "flip"):
-            raise InvalidParameterException(f"tta={self.tta!r} (FACECOMPARE_TTA): use 'flip' or 'none'.")
+        if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
+            raise InvalidParameterException(
+                f"tta={self.tta!r} (FACECOMPARE_TTA): use 'flip', 'none' or 'jitter:N' (N from 2 to 100)."
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -59,6 +62,16 @@ class Settings:
         settings = cls(**values)
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings
+
+
+def _is_jitter(value: str) -> bool:
+    prefix, _, count = value.partition(":")
+    return prefix == "jitter" and count.isdigit() and 2 <= int(count) <= 100
+
+
+def jitter_count(value: str) -> int:
+    """N of a ``jitter:N`` test-time augmentation, 0 for the others."""
+    return int(value.partition(":")[2]) if _is_jitter(value) else 0
 
 
 def _parse(name: str, type_name: object, raw: str) -> object:
