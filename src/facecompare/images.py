@@ -101,26 +101,11 @@ class DecodedImage:
             pil = self._pil if reduction == 1 else self._pil.reduce(reduction)
             return np.asarray(pil)
         assert self._encoded is not None
-        try:
-            with Image.open(io.BytesIO(self._encoded)) as im:
-                if reduction > 1:
-                    w, h = im.size
-                    im.draft("RGB", (max(1, -(-w // reduction)), max(1, -(-h // reduction))))
-                im.load()
-                rgb = _to_rgb(im)
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeException(f"Image size is too large: {exc}") from None
-        except MemoryError:
-            raise ImageTooLargeException("Image size is too large: not enough memory to decode it.") from None
-        except _DECODE_ERRORS as exc:
-            raise InvalidImageFormatException(
-                f"Request has invalid image format: the JPEG could not be decoded ({exc}). "
-                "Send a complete, uncorrupted JPEG or PNG file."
-            ) from None
-        transpose = _ORIENTATION_TRANSPOSE.get(self.orientation)
-        if transpose is not None:
-            rgb = rgb.transpose(transpose)
-        return np.asarray(rgb)
+        with Image.open(io.BytesIO(self._encoded)) as im:
+            if reduction > 1:
+                w, h = im.size
+                im.draft("RGB", (max(1, -(-w // reduction)), max(1, -(-h // reduction))))
+            return np.asarray(_decode_upright(im, self.format, self.orientation))
 
 
 def load_image(source: ImageSource, settings: Settings | None = None, *, max_bytes: int | None = None) -> DecodedImage:
@@ -228,6 +213,13 @@ def decode_bytes(data: bytes, settings: Settings) -> DecodedImage:
         image = DecodedImage(encoded=data, pil=None, fmt=fmt, orientation=orientation, width=w, height=h)
         image.view(image.reduction_for_long_side(settings.detection_size))  # decode now: errors surface here
         return image
+    rgb = _decode_upright(im, fmt, orientation)
+    return DecodedImage(encoded=None, pil=rgb, fmt=fmt, orientation=orientation, width=w, height=h)
+
+
+def _decode_upright(im: Image.Image, fmt: str, orientation: int) -> Image.Image:
+    """Decode the pixels of an opened image to RGB, turned upright by its EXIF orientation; decoding failures
+    become the matching Rekognition errors."""
     try:
         im.load()
         rgb = _to_rgb(im)
@@ -241,9 +233,7 @@ def decode_bytes(data: bytes, settings: Settings) -> DecodedImage:
             "Send a complete, uncorrupted JPEG or PNG file."
         ) from None
     transpose = _ORIENTATION_TRANSPOSE.get(orientation)
-    if transpose is not None:
-        rgb = rgb.transpose(transpose)
-    return DecodedImage(encoded=None, pil=rgb, fmt=fmt, orientation=orientation, width=w, height=h)
+    return rgb.transpose(transpose) if transpose is not None else rgb
 
 
 def _check_dimensions(w: int, h: int, settings: Settings) -> None:

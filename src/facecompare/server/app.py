@@ -173,17 +173,37 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         image = load_image(params["image"])
         return detect_faces_response(verifier.analyze(image, embed=0, max_faces=MAX_FACES), params["attributes"])
 
-    async def aws_endpoint(request: Request) -> Response:
+    async def instrumented(surface: str, operation: str, work, error_response) -> Response:
+        """Run one request: request id, typed errors (never a bare 500), metrics and one JSON log line.
+        ``work(request_id, context)`` may name the operation in ``context`` once it knows it."""
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
-        operation = "unknown"
-        status = 200
+        context = {"operation": operation, "status": 200}
         try:
+            return await work(request_id, context)
+        except FaceCompareError as exc:
+            context["status"] = exc.http_status
+            metrics.errors.labels(exc.code).inc()
+            return error_response(exc, request_id)
+        except Exception:  # a bug: answer in the surface's error shape, keep serving, log without request data
+            context["status"] = 500
+            metrics.errors.labels("InternalServerError").inc()
+            log.exception("unhandled error (request %s)", request_id)
+            return error_response(InternalServerError(), request_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.requests.labels(context["operation"], str(context["status"])).inc()
+            metrics.latency.labels(context["operation"]).observe(elapsed)
+            _json_log(request_id=request_id, surface=surface, operation=context["operation"],
+                      status=context["status"], ms=round(1000 * elapsed, 1))
+
+    async def aws_endpoint(request: Request) -> Response:
+        async def work(request_id: str, context: dict) -> Response:
             body = await read_body(request)
             if config.auth:
                 headers = {k.lower(): v for k, v in request.headers.items()}
                 sigv4.verify(request.method, request.url.path, headers, body, config.access_keys)
-            operation = aws.operation_from_target(request.headers.get("x-amz-target"))
+            operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
             try:
                 payload = json.loads(body or b"{}")
             except (ValueError, UnicodeDecodeError):
@@ -193,21 +213,8 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
             else:
                 result = await run_engine(do_detect, aws.parse_detect(payload))
             return Response(json.dumps(result), media_type=AWS_CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
-        except FaceCompareError as exc:
-            status = exc.http_status
-            metrics.errors.labels(exc.code).inc()
-            return aws_error(exc, request_id)
-        except Exception:  # a bug: answer like AWS, keep serving, log without request data
-            status = 500
-            metrics.errors.labels("InternalServerError").inc()
-            log.exception("unhandled error (request %s)", request_id)
-            return aws_error(InternalServerError(), request_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            metrics.requests.labels(operation, str(status)).inc()
-            metrics.latency.labels(operation).observe(elapsed)
-            _json_log(request_id=request_id, surface="aws", operation=operation, status=status,
-                      ms=round(1000 * elapsed, 1))
+
+        return await instrumented("aws", "unknown", work, aws_error)
 
     # -- native REST -----------------------------------------------------------------------------------------
 
@@ -266,10 +273,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         return str(value).lower() in ("1", "true", "yes", "on")
 
     async def rest_endpoint(request: Request, operation: str) -> Response:
-        request_id = str(uuid.uuid4())
-        started = time.perf_counter()
-        status = 200
-        try:
+        async def work(request_id: str, context: dict) -> Response:
             check_api_key(request)
             if operation == "verify":
                 images, fields = await rest_images(request, ("selfie", "document"))
@@ -286,21 +290,8 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
                 result = await run_engine(rest_detect, images["image"], truthy(fields.get("annotate", False)))
             result["request_id"] = request_id
             return JSONResponse(result, headers={"x-request-id": request_id})
-        except FaceCompareError as exc:
-            status = exc.http_status
-            metrics.errors.labels(exc.code).inc()
-            return rest_error(exc, request_id)
-        except Exception:
-            status = 500
-            metrics.errors.labels("InternalServerError").inc()
-            log.exception("unhandled error (request %s)", request_id)
-            return rest_error(InternalServerError(), request_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            metrics.requests.labels(f"v1/{operation}", str(status)).inc()
-            metrics.latency.labels(f"v1/{operation}").observe(elapsed)
-            _json_log(request_id=request_id, surface="rest", operation=operation, status=status,
-                      ms=round(1000 * elapsed, 1))
+
+        return await instrumented("rest", f"v1/{operation}", work, rest_error)
 
     def png_b64(image) -> str:
         buffer = io.BytesIO()
