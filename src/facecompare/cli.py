@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="which face of each image to use: largest (the product's rule, default for csv) or "
                        "center (LFW's protocol: the labelled person is centred; default for lfw)")
         p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+        p.add_argument("--fold", type=int, help="use only this fold of the pair list (0-based), e.g. a quick LFW run")
         p.add_argument("--tta", help="embedding test-time augmentation: flip (default), none, or jitter:N")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -273,6 +274,12 @@ def _load_pairs(args: argparse.Namespace):
     else:
         pairs = read_csv_pairs(args.pairs, args.root)
     face = args.face or ("center" if fmt == "lfw" else "largest")
+    if args.fold is not None:
+        pairs = [p for p in pairs if p.fold == args.fold]
+        if not pairs:
+            from .errors import InvalidParameterException
+
+            raise InvalidParameterException(f"No pairs in fold {args.fold} of {args.pairs}.")
     return pairs, face
 
 
@@ -330,6 +337,7 @@ def _print_evaluation(s: dict) -> None:
     if "kfold_accuracy" in s:
         k = s["kfold_accuracy"]
         print(f"{len(k['folds'])}-fold accuracy: {100 * k['mean']:.2f} % +- {100 * k['std']:.2f}")
+    print(f"Accuracy at distance 0.6 (dlib's published threshold): {100 * s['accuracy_at_distance_0.6']:.2f} %")
     print(f"ROC AUC: {s['roc_auc']:.5f}   EER: {100 * s['eer']:.2f} %")
     for row in s["tar_at_fmr"]:
         note = "" if row["supported"] else " (too few impostor pairs to measure this rate)"

@@ -194,7 +194,7 @@ class Verifier:
         full_w, full_h = (decoded.height, decoded.width) if rotation in (90, 270) else (decoded.width, decoded.height)
         scale = full_w / rw
         chip = self.recognizer.align(view, det.box / scale)
-        quality = image_quality(chip)
+        quality = image_quality(chip, source_face_px=det.width / scale)
         # back to the unrotated image, as ratios
         corners = _unrotate_points(np.array([[det.box[0], det.box[1]], [det.box[2], det.box[3]]]),
                                    rotation, full_w, full_h)

@@ -240,6 +240,7 @@ def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tu
         "eer": eer(fmr, tmr),
         "tar_at_fmr": [tar_at_fmr(distances, same, t) for t in (1e-2, 1e-3, 1e-4)],
         "best_distance_threshold": best_threshold(distances, same),
+        "accuracy_at_distance_0.6": float(np.mean((distances <= 0.6) == same)),
     })
     folds = [p.fold for p in pairs]
     if all(f is not None for f in folds) and len(set(folds)) > 1:

@@ -59,8 +59,21 @@ def _wrap(angle: float) -> float:
     return (angle + 180.0) % 360.0 - 180.0
 
 
-def image_quality(chip: np.ndarray) -> Quality:
-    """Brightness and sharpness (0-100) of an aligned face chip (RGB uint8)."""
+#: face width inside a 150 px chip with padding 0.25, in pixels
+CHIP_FACE_PX = 100.0
+
+
+def image_quality(chip: np.ndarray, source_face_px: float | None = None) -> Quality:
+    """Brightness and sharpness (0-100) of an aligned face chip (RGB uint8).
+
+    Sharpness is judged at the face's own resolution: a chip enlarged from a small face is shrunk back to that
+    size first, so a small but crisp ID portrait is not called blurry for having been enlarged.
+    """
+    if source_face_px is not None and source_face_px < CHIP_FACE_PX * 0.9:
+        from PIL import Image
+
+        side = max(32, round(chip.shape[1] * source_face_px / CHIP_FACE_PX))
+        chip = np.asarray(Image.fromarray(chip).resize((side, side), Image.Resampling.BILINEAR))
     gray = chip.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     h, w = gray.shape
     # the central part of the chip: the face without the background the padding adds

@@ -175,19 +175,27 @@ def photograph(card: Image.Image, card_info: dict, rng: np.random.Generator,
     desk = np.clip(desk_color[None, None, :] + noise, 0, 255).astype(np.uint8)
     frame = Image.fromarray(desk, "RGB").resize((fw, fh), Image.Resampling.BILINEAR)
     src = [(0, 0), (card.width, 0), (card.width, card.height), (0, card.height)]
-    coeffs = _perspective_coefficients(src, corners)
-    warped = card.transform((fw, fh), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC)
-    mask = Image.new("L", card.size, 255).transform((fw, fh), Image.Transform.PERSPECTIVE, coeffs,
+    # warp only the region the card covers (plus a margin for blur), not the whole 12 MP frame
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    pad = 8 + int(3 * conditions.blur)
+    x0, y0 = max(0, int(min(xs)) - pad), max(0, int(min(ys)) - pad)
+    x1, y1 = min(fw, int(max(xs)) + pad + 1), min(fh, int(max(ys)) + pad + 1)
+    local = [(x - x0, y - y0) for x, y in corners]
+    coeffs = _perspective_coefficients(src, local)
+    region = (x1 - x0, y1 - y0)
+    warped = card.transform(region, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC)
+    mask = Image.new("L", card.size, 255).transform(region, Image.Transform.PERSPECTIVE, coeffs,
                                                     Image.Resampling.BILINEAR)
-    frame.paste(warped, (0, 0), mask)
-    if conditions.glare > 0:
-        gx, gy = rng.uniform(0.3, 0.7) * fw, rng.uniform(0.3, 0.7) * fh
+    frame.paste(warped, (x0, y0), mask)
+    if conditions.glare > 0:  # a soft highlight centred near the card
+        gx, gy = (x0 + x1) / 2 + rng.uniform(-0.5, 0.5) * region[0], (y0 + y1) / 2 + rng.uniform(-0.5, 0.5) * region[1]
         yy, xx = np.mgrid[0:fh:8, 0:fw:8]
-        spot = np.exp(-(((xx - gx) / (0.25 * fw)) ** 2 + ((yy - gy) / (0.18 * fh)) ** 2))
+        spot = np.exp(-(((xx - gx) / (0.6 * region[0] + 1)) ** 2 + ((yy - gy) / (0.5 * region[1] + 1)) ** 2))
         spot_img = Image.fromarray((spot * 255 * conditions.glare).astype(np.uint8), "L").resize((fw, fh))
         frame = Image.composite(Image.new("RGB", (fw, fh), (255, 255, 250)), frame, spot_img)
-    if conditions.blur > 0:
-        frame = frame.filter(ImageFilter.GaussianBlur(conditions.blur))
+    if conditions.blur > 0:  # camera shake or focus blur, on the card and its surroundings
+        box = (x0, y0, x1, y1)
+        frame.paste(frame.crop(box).filter(ImageFilter.GaussianBlur(conditions.blur)), box)
     # where the portrait landed (upright frame), for tests
     px, py, pw, ph = card_info["portrait"]
     pts = np.array([[px, py], [px + pw, py], [px + pw, py + ph], [px, py + ph]], dtype=np.float64)
