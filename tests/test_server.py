@@ -375,3 +375,15 @@ def test_slow_s3_times_out_as_invalid_s3_object(verifier, fixtures):
         for conn in held:
             conn.close()
         listener.close()
+
+
+def test_request_timeout_is_internal_server_error_and_service_continues(verifier, fixtures):
+    config = ServerConfig(auth=False, warm=False, request_timeout=0.001)
+    with _Server(create_app(verifier.settings, config, verifier=verifier, s3=S3Reader())) as running:
+        client = boto3.client("rekognition", endpoint_url=running.url, region_name="us-east-1", aws_access_key_id="a",
+                              aws_secret_access_key="b", config=Config(retries={"max_attempts": 1}))
+        with pytest.raises(ClientError) as timed_out:
+            client.detect_faces(Image={"Bytes": (fixtures / "obama.jpg").read_bytes()})
+        assert timed_out.value.response["Error"]["Code"] == "InternalServerError"
+        assert "took longer than" in timed_out.value.response["Error"]["Message"]
+        assert httpx.get(running.url + "/healthz").status_code == 200

@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
     async def run_engine(fn, *args):
         try:
             with anyio.fail_after(config.request_timeout):
-                return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+                return await anyio.to_thread.run_sync(fn, *args, limiter=limiter, abandon_on_cancel=True)
         except TimeoutError:
             raise InternalServerError(f"Internal server error: the request took longer than "
                                       f"{config.request_timeout:g} s.") from None
