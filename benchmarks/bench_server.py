@@ -141,6 +141,10 @@ def main() -> None:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             results = {name: run_load(url, a, b, args.clients, args.requests) for name, (a, b) in pairs.items()}
+            rss_after_first_pass = tree_rss_mib(server.pid)
+            # the same load again: a leak shows as growth between the two passes
+            repeat = {name: run_load(url, a, b, args.clients, args.requests) for name, (a, b) in pairs.items()}
+            rss_after_second_pass = tree_rss_mib(server.pid)
             stop.set()
             sampler.join()
         tenth = max(1, len(samples) // 10)
@@ -148,6 +152,9 @@ def main() -> None:
             "workers": args.workers,
             "cpus": os.cpu_count(),
             "results": results,
+            "results_second_pass": repeat,
+            "rss_after_first_pass_mib": rss_after_first_pass,
+            "rss_after_second_pass_mib": rss_after_second_pass,
             "rss_idle_mib": rss_idle,
             "rss_peak_mib": max(samples) if samples else None,
             "rss_first_tenth_mib": float(np.mean(samples[:tenth])) if samples else None,

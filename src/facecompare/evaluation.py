@@ -71,6 +71,7 @@ def read_csv_pairs(path: str | Path, root: str | Path | None = None) -> list[Pai
 
 
 _PAIR_COLUMNS = {"selfie", "document", "same", "fold", "pair_id", "id"}
+MAX_CONDITION_VALUES = 20  # columns with more distinct values are identifiers, left out of the breakdown
 
 
 def _resolve(base: Path, name: str) -> str:
@@ -264,6 +265,8 @@ def breakdown(pairs: list[Pair], distances: np.ndarray, same: np.ndarray, embedd
     out: dict[str, dict] = {}
     names = sorted({k for p in pairs for k, _ in p.conditions})
     for name in names:
+        if len({dict(p.conditions).get(name, "") for p in pairs}) > MAX_CONDITION_VALUES:
+            continue  # an identifier (e.g. a source file name), not a condition
         groups: dict[str, list[int]] = {}
         for i, p in enumerate(pairs):
             groups.setdefault(dict(p.conditions).get(name, ""), []).append(i)
