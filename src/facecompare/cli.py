@@ -306,6 +306,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         from .evaluation import read_pair_rows
 
         pairs, distances = read_pair_rows(args.from_results)
+        if args.fold is not None:
+            keep = [i for i, p in enumerate(pairs) if p.fold == args.fold]
+            pairs, distances = [pairs[i] for i in keep], distances[keep]
         embeddings = None
         summary = summarize(pairs, distances, None, calibration)
     else:
