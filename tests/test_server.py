@@ -62,11 +62,10 @@ class _Server:
 def server(verifier, seaweedfs, tmp_path_factory):
     config = ServerConfig(auth=True, access_keys={ACCESS: SECRET}, api_key_hashes={hash_api_key(API_KEY)},
                           max_body_bytes=16 * 1024 * 1024, request_timeout=60, warm=False)
-    s3 = S3Reader(endpoint_url=seaweedfs["endpoint"], region="us-east-1")
-    s3.client()  # built with the test credentials below
-    s3._client = boto3.client("s3", endpoint_url=seaweedfs["endpoint"], aws_access_key_id=S3_ACCESS,
-                              aws_secret_access_key=S3_SECRET, region_name="us-east-1",
-                              config=Config(s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=10))
+    s3 = S3Reader(client=boto3.client("s3", endpoint_url=seaweedfs["endpoint"], aws_access_key_id=S3_ACCESS,
+                                      aws_secret_access_key=S3_SECRET, region_name="us-east-1",
+                                      config=Config(s3={"addressing_style": "path"}, connect_timeout=2,
+                                                    read_timeout=10)))
     with _Server(create_app(verifier.settings, config, verifier=verifier, s3=s3)) as running:
         yield running
 
@@ -225,10 +224,9 @@ def test_protocol_faults_and_recovery(server, fixtures):
 
 def test_unreachable_s3_is_invalid_s3_object(verifier, fixtures):
     config = ServerConfig(auth=False, warm=False)
-    s3 = S3Reader(endpoint_url=f"http://127.0.0.1:{_free_port()}", region="us-east-1", connect_timeout=1, read_timeout=2)
-    s3._client = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id="x", aws_secret_access_key="y",
-                              region_name="us-east-1", config=Config(connect_timeout=1, read_timeout=2,
-                                                                     retries={"max_attempts": 1}))
+    s3 = S3Reader(client=boto3.client("s3", endpoint_url=f"http://127.0.0.1:{_free_port()}", aws_access_key_id="x",
+                                      aws_secret_access_key="y", region_name="us-east-1",
+                                      config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})))
     with _Server(create_app(verifier.settings, config, verifier=verifier, s3=s3)) as running:
         client = boto3.client("rekognition", endpoint_url=running.url, region_name="us-east-1", aws_access_key_id="a",
                               aws_secret_access_key="b", config=Config(retries={"max_attempts": 1}))
@@ -354,10 +352,9 @@ def test_slow_s3_times_out_as_invalid_s3_object(verifier, fixtures):
     thread = threading.Thread(target=accept_and_hang, daemon=True)
     thread.start()
     endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    s3 = S3Reader(endpoint_url=endpoint, region="us-east-1")
-    s3._client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y",
-                              region_name="us-east-1", config=Config(connect_timeout=1, read_timeout=2,
-                                                                     retries={"max_attempts": 1}))
+    s3 = S3Reader(client=boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y",
+                                      region_name="us-east-1", config=Config(connect_timeout=1, read_timeout=2,
+                                                                             retries={"max_attempts": 1})))
     try:
         with _Server(create_app(verifier.settings, ServerConfig(auth=False, warm=False), verifier=verifier,
                                 s3=s3)) as running:

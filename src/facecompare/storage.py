@@ -18,12 +18,13 @@ class S3Reader:
     """Reads objects with one shared boto3 client (thread-safe), with timeouts and a size limit."""
 
     def __init__(self, endpoint_url: str | None = None, region: str | None = None, max_bytes: int = S3_MAX_BYTES,
-                 connect_timeout: float = 3.0, read_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 3.0, read_timeout: float = 10.0, client=None) -> None:
+        """``client``: an existing boto3 S3 client to use instead of one built from the environment."""
         self.endpoint_url = endpoint_url if endpoint_url is not None else os.environ.get("FACECOMPARE_S3_ENDPOINT_URL")
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.max_bytes = max_bytes
         self._timeouts = (connect_timeout, read_timeout)
-        self._client = None
+        self._client = client
         self._lock = threading.Lock()
 
     def client(self):
