@@ -190,9 +190,8 @@ class Verifier:
         """The Face record (coordinates in the unrotated image) and the aligned chip of one detection."""
         reduction = decoded.reduction_for(CHIP_SOURCE_FACE_PX, det.width)
         view = _rotate(decoded.view(reduction), rotation)
-        rh, rw = view.shape[:2]
         full_w, full_h = (decoded.height, decoded.width) if rotation in (90, 270) else (decoded.width, decoded.height)
-        scale = full_w / rw
+        scale = full_w / view.shape[1]
         chip = self.recognizer.align(view, det.box / scale)
         quality = image_quality(chip, source_face_px=det.width / scale)
         # back to the unrotated image, as ratios
