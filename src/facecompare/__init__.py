@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import threading
 
-from .engine import Verification, Verifier, check_quality_filter, check_threshold, verification_dict
+from .engine import (
+    Verification,
+    Verifier,
+    check_attributes,
+    check_quality_filter,
+    check_threshold,
+    verification_dict,
+)
 from .errors import (
     AccessDeniedException,
     FaceCompareError,
@@ -26,7 +33,7 @@ from .errors import (
     InvalidS3ObjectException,
 )
 from .images import ImageSource
-from .rekognition import ATTRIBUTES, compare_faces_response, detect_faces_response
+from .rekognition import compare_faces_response, detect_faces_response
 from .settings import Settings
 
 __version__ = "0.1.0"
@@ -81,20 +88,6 @@ def verify(selfie: ImageSource, document: ImageSource, threshold: float = 80.0, 
            verifier: Verifier | None = None) -> Verification:
     """The KYC decision (MATCH / NO_MATCH / REVIEW) for a selfie and an identity-document photo."""
     return (verifier or default_verifier()).verify(selfie, document, threshold)
-
-
-def check_attributes(attributes: object) -> tuple[str, ...]:
-    if isinstance(attributes, str) or not isinstance(attributes, (list, tuple)):
-        raise InvalidParameterException(
-            f"Request has invalid parameters: Attributes must be a list such as ['DEFAULT'] or ['ALL'] "
-            f"(got {attributes!r})."
-        )
-    for a in attributes:
-        if a not in ATTRIBUTES:
-            raise InvalidParameterException(
-                f"Request has invalid parameters: unknown attribute {a!r}; use one of {', '.join(ATTRIBUTES)}."
-            )
-    return tuple(attributes) or ("DEFAULT",)
 
 
 # re-exported for the protocol layers

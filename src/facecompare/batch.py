@@ -128,10 +128,7 @@ class RowProcessor:
 
         result = {"id": row.id, "selfie": row.selfie, "document": row.document, "expected": row.expected}
         try:
-            selfie = self.verifier.load(self.read(row.selfie))
-            document = self.verifier.load(self.read(row.document))
-            s_img, d_img = self.verifier.analyze_pair(selfie, document, embed_first=1, embed_second=1)
-            v = self.verifier.decide(s_img, d_img, self.threshold)
+            v = self.verifier.verify(self.read(row.selfie), self.read(row.document), self.threshold)
             result.update({
                 "decision": v.decision,
                 "similarity": None if v.similarity is None else round(v.similarity, 4),

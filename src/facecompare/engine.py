@@ -21,6 +21,7 @@ from .errors import InvalidParameterException
 from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Face, FaceMatch, Landmark
 from .images import DecodedImage, ImageSource, load_image
 from .quality import QUALITY_FILTERS, image_quality, passes_quality_filter, pose_from_landmarks
+from .rekognition import ATTRIBUTES
 from .scoring import Calibration, load_calibration
 from .settings import Settings, jitter_count
 
@@ -348,6 +349,21 @@ def check_threshold(value: object, name: str) -> float:
             f"Request has invalid parameters: {name} must be a number from 0 to 100 (got {value!r})."
         )
     return float(value)
+
+
+def check_attributes(attributes: object) -> tuple[str, ...]:
+    if isinstance(attributes, str) or not isinstance(attributes, (list, tuple)):
+        raise InvalidParameterException(
+            f"Request has invalid parameters: Attributes must be a list such as ['DEFAULT'] or ['ALL'] "
+            f"(got {attributes!r})."
+        )
+    for a in attributes:
+        if a not in ATTRIBUTES:
+            raise InvalidParameterException(
+                f"Request has invalid parameters: unknown attribute {a!r} in Attributes; use one of "
+                f"{', '.join(ATTRIBUTES)}."
+            )
+    return tuple(attributes) or ("DEFAULT",)
 
 
 def check_quality_filter(value: object) -> str:

@@ -125,12 +125,16 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         yield
         _json_log(event="shutdown")
 
-    async def read_body(request: Request) -> bytes:
+    def check_declared_length(request: Request) -> None:
+        """Refuse a body whose Content-Length is over the limit before reading any of it."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
             raise ImageTooLargeException(
                 f"Request body of {int(declared):,} bytes is over the limit of {config.max_body_bytes:,}."
             )
+
+    async def read_body(request: Request) -> bytes:
+        check_declared_length(request)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -238,9 +242,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         fields: dict = {}
         images: dict = {}
         if content_type.startswith("multipart/form-data"):
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
-                raise ImageTooLargeException(f"Request body is over the limit of {config.max_body_bytes:,} bytes.")
+            check_declared_length(request)
             form = await request.form(max_files=len(names), max_fields=10, max_part_size=config.max_body_bytes)
             for key, value in form.multi_items():
                 if key in names and hasattr(value, "read"):

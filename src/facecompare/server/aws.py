@@ -7,9 +7,8 @@ import base64
 import binascii
 import re
 
+from ..engine import check_attributes, check_quality_filter, check_threshold
 from ..errors import FaceCompareError, InvalidParameterException
-from ..quality import QUALITY_FILTERS
-from ..rekognition import ATTRIBUTES
 
 TARGET_PREFIX = "RekognitionService."
 OPERATIONS = ("CompareFaces", "DetectFaces")
@@ -92,26 +91,13 @@ def image_source(image: object, name: str) -> tuple[str, object]:
 def parse_compare(body: dict) -> dict:
     check_members(body, {"SourceImage", "TargetImage", "SimilarityThreshold", "QualityFilter"},
                   {"SourceImage", "TargetImage"}, "CompareFacesRequest")
-    threshold = body.get("SimilarityThreshold", 80.0)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
-        raise InvalidParameterException(
-            f"Request has invalid parameters: SimilarityThreshold must be a number from 0 to 100 (got {threshold!r})."
-        )
-    quality = body.get("QualityFilter", "NONE")
-    if quality not in QUALITY_FILTERS:
-        raise InvalidParameterException(
-            f"Request has invalid parameters: QualityFilter must be one of {', '.join(QUALITY_FILTERS)} (got {quality!r})."
-        )
     return {"source": image_source(body["SourceImage"], "SourceImage"),
             "target": image_source(body["TargetImage"], "TargetImage"),
-            "threshold": float(threshold), "quality_filter": quality}
+            "threshold": check_threshold(body.get("SimilarityThreshold", 80.0), "SimilarityThreshold"),
+            "quality_filter": check_quality_filter(body.get("QualityFilter", "NONE"))}
 
 
 def parse_detect(body: dict) -> dict:
     check_members(body, {"Image", "Attributes"}, {"Image"}, "DetectFacesRequest")
-    attributes = body.get("Attributes", ["DEFAULT"])
-    if not isinstance(attributes, list) or any(a not in ATTRIBUTES for a in attributes):
-        raise InvalidParameterException(
-            f"Request has invalid parameters: Attributes must be a list of {', '.join(ATTRIBUTES)} (got {attributes!r})."
-        )
-    return {"image": image_source(body["Image"], "Image"), "attributes": tuple(attributes) or ("DEFAULT",)}
+    return {"image": image_source(body["Image"], "Image"),
+            "attributes": check_attributes(body.get("Attributes", ["DEFAULT"]))}
