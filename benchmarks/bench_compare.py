@@ -1,7 +1,8 @@
 """Benchmark: compare_faces of a 12 MP selfie against a 12 MP phone photo of an ID card, models warm.
 
 Runs the peer (the face_recognition package: HOG detector + the same dlib ResNet) on the same pair in the
-same run and reports both and the ratio; also the cold start (process start to first answer) and peak memory.
+same run and reports both and the ratio; also the engine without the orientation check (its cost), the cold
+start (process start to first answer) and peak memory.
 
     python benchmarks/bench_compare.py [--runs 15] [--out benchmarks/results/compare.json]
 
@@ -54,10 +55,10 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def bench_ours(selfie: Path, document: Path, runs: int, tta: str = "flip") -> dict:
+def bench_ours(selfie: Path, document: Path, runs: int, tta: str = "flip", orientation_check: bool = True) -> dict:
     import facecompare
 
-    verifier = facecompare.Verifier(facecompare.Settings(tta=tta))
+    verifier = facecompare.Verifier(facecompare.Settings(tta=tta, orientation_check=orientation_check))
     verifier.warm()
     selfie_bytes, document_bytes = selfie.read_bytes(), document.read_bytes()
     result = facecompare.compare_faces(selfie, document, verifier=verifier)  # also a warm-up
@@ -136,6 +137,7 @@ def main() -> None:
         cold = cold_start(selfie, document)
         ours = bench_ours(selfie, document, args.runs)
         ours_single = bench_ours(selfie, document, args.runs, tta="none")
+        ours_unchecked = bench_ours(selfie, document, args.runs, orientation_check=False)
         peer = bench_peer(selfie, document, args.runs)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
@@ -143,6 +145,7 @@ def main() -> None:
         "note": "the card's portrait is the selfie's photograph, so the similarity is 100; timing is what matters",
         "facecompare": {**ours, **cold},
         "facecompare_tta_none": ours_single,
+        "facecompare_without_orientation_check": ours_unchecked,
         "face_recognition": peer,
     }
     if peer and "p50_ms" in peer:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .detection import Detection, RetinaFaceDetector
+from .detection import Detection, OrientationCheck, RetinaFaceDetector
 from .embedding import DlibResNetRecognizer, Recognizer, distance
 from .errors import InvalidParameterException
 from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Face, FaceMatch, Landmark
@@ -71,6 +71,7 @@ class Verifier:
         self.settings = settings or Settings.from_env()
         self.detector = detector or RetinaFaceDetector(threads=self.settings.threads)
         self.recognizer = recognizer or DlibResNetRecognizer()
+        self.orientation = OrientationCheck()
         self._calibration = calibration
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -111,6 +112,8 @@ class Verifier:
         """Detect up to ``max_faces`` faces (largest first); embed the ``embed`` largest of them."""
         decoded = self.load(image)
         rotation, detections = self._find_faces(decoded)
+        if detections and self.settings.orientation_check:
+            rotation, detections = self._make_upright(decoded, rotation, detections)
         detections.sort(key=lambda d: d.width * d.height, reverse=True)
         detections = detections[:max_faces]
         faces: list[Face] = []
@@ -135,7 +138,36 @@ class Verifier:
             return self.recognizer.embed(chips, jitters=jitters)
         return self.recognizer.embed(chips)
 
-    def _find_faces(self, decoded: DecodedImage) -> tuple[int, list[Detection]]:
+    def _make_upright(self, decoded: DecodedImage, rotation: int,
+                      detections: list[Detection]) -> tuple[int, list[Detection]]:
+        """(rotation, detections), turned further when the largest face is not upright at ``rotation``.
+
+        The detector finds upside-down and sideways faces too, some with plausible landmarks, and its
+        first hit decides the rotation; :class:`OrientationCheck` looks at the largest face's crop in all four
+        turns, and when another turn is clearly the upright one the image is searched again at that turn.
+        """
+        largest = max(detections, key=lambda d: d.width)
+        turn = self.orientation.upright_turn(self._face_crop(decoded, rotation, largest, OrientationCheck.FACE_PX))
+        if not turn:
+            return rotation, detections
+        turned, found = self._find_faces(decoded, rotations=((rotation + turn) % 360,))
+        return (turned, found) if found else (rotation, detections)
+
+    def _face_crop(self, decoded: DecodedImage, rotation: int, det: Detection, face_px: int) -> np.ndarray:
+        """The face with one face width of context on each side, scaled so the face is ``face_px`` wide.
+
+        Cut from the view the face's chip will be cut from (decoded once, cached)."""
+        view = _rotate(decoded.view(decoded.reduction_for(CHIP_SOURCE_FACE_PX, det.width)), rotation)
+        full_w = decoded.height if rotation in (90, 270) else decoded.width
+        x1, y1, x2, y2 = det.box * (view.shape[1] / full_w)
+        w = x2 - x1
+        h, vw = view.shape[:2]
+        crop = view[int(max(0, y1 - w)):int(min(h, y2 + w)), int(max(0, x1 - w)):int(min(vw, x2 + w))]
+        factor = face_px / max(w, 1.0)
+        size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
+        return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR))
+
+    def _find_faces(self, decoded: DecodedImage, rotations: tuple[int, ...] | None = None) -> tuple[int, list[Detection]]:
         """(rotation, detections in full-resolution pixels of the image turned by ``rotation`` clockwise).
 
         Upright first, cheap sizes first: the downscaled copy, then the small-face size (ID-card portraits in a
@@ -150,8 +182,9 @@ class Verifier:
         small = small if small > 1.2 * first else None
         full = min(s.max_detection_size, long_side)
         full = full if full > 1.2 * (small or first) else None
-        rotations = (0, 90, 180, 270) if s.rotation_retry else (0,)
-        plan = [(first, 0), (small, 0)]
+        if rotations is None:
+            rotations = (0, 90, 180, 270) if s.rotation_retry else (0,)
+        plan = [(first, rotations[0]), (small, rotations[0])]
         plan += [(size, r) for size in (first, small) for r in rotations[1:]]
         plan += [(full, r) for r in rotations]
         for size, rotation in plan:

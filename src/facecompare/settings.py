@@ -30,6 +30,9 @@ class Settings:
     detection_threshold: float = 0.8
     #: try the image turned by 90/180/270 degrees when no face is found
     rotation_retry: bool = True
+    #: check that the largest face is upright (dlib HOG scores over the four turns of its crop) and turn the
+    #: image when the detector's first hit was upside down or sideways; costs about 30 ms per image
+    orientation_check: bool = True
     #: calibration file (distance -> Similarity, operating points); empty = the one shipped with the package
     calibration: str = ""
     #: half-width of the REVIEW band around the threshold, in embedding-distance units
