@@ -17,6 +17,7 @@ def test_settings_from_environment_and_overrides():
 
 @pytest.mark.parametrize("env", [{"FACECOMPARE_MAX_IMAGE_BYTES": "lots"}, {"FACECOMPARE_ROTATION_RETRY": "maybe"},
                                  {"FACECOMPARE_TTA": "rotate"}, {"FACECOMPARE_TTA": "jitter:500"},
+                                 {"FACECOMPARE_CHIP_BLUR": "-1"}, {"FACECOMPARE_CHIP_BLUR": "soft"},
                                  {"FACECOMPARE_ORIENTATION_CHECK": "perhaps"}])
 def test_bad_settings_are_invalid_parameter(env):
     with pytest.raises(InvalidParameterException, match="FACECOMPARE_"):

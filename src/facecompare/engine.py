@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from .detection import Detection, OrientationCheck, RetinaFaceDetector
 from .embedding import DlibResNetRecognizer, Recognizer, distance
@@ -130,6 +130,8 @@ class Verifier:
 
     def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
         """Embeddings of aligned chips; with ``tta="flip"`` the mean of each chip and its mirror image."""
+        if self.settings.chip_blur > 0:
+            chips = [smooth_chip(c, self.settings.chip_blur) for c in chips]
         if self.settings.tta == "flip":
             vectors = self.recognizer.embed(chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips])
             return (vectors[: len(chips)] + vectors[len(chips):]) / 2
@@ -356,6 +358,11 @@ class Verifier:
         if reasons:
             decision = "REVIEW"
         return Verification(decision, similarity, d, threshold, band, reasons, selfie_image, document_image, notes)
+
+
+def smooth_chip(chip: np.ndarray, radius: float) -> np.ndarray:
+    """The chip with a Gaussian blur of ``radius`` pixels (see ``Settings.chip_blur``)."""
+    return np.asarray(Image.fromarray(chip).filter(ImageFilter.GaussianBlur(radius)))
 
 
 def upright_landmarks(points: np.ndarray) -> bool:

@@ -43,10 +43,16 @@ class Settings:
     #: embedding time), "none" embeds each face once, "jitter:N" averages N randomly jittered copies (dlib's
     #: num_jitters; N times the embedding time)
     tta: str = "flip"
+    #: Gaussian blur radius, in pixels of the 150 px aligned chip, applied before embedding (0 = off). Printed
+    #: portraits carry guilloche lines, microprint and halftone that the embedding reads as facial texture;
+    #: a slight blur removes them (synthetic ID benchmark: TAR at FMR 1e-3 83.7 % -> 85.5 %)
+    chip_blur: float = 0.8
     #: worker threads for analysing the two images of a comparison in parallel
     threads: int = 2
 
     def __post_init__(self) -> None:
+        if not 0 <= self.chip_blur <= 5:
+            raise InvalidParameterException(f"chip_blur={self.chip_blur} (FACECOMPARE_CHIP_BLUR): use 0 (off) to 5.")
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(
                 f"tta={self.tta!r} (FACECOMPARE_TTA): use 'flip', 'none' or 'jitter:N' (N from 2 to 100)."
