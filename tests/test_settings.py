@@ -34,3 +34,16 @@ def test_tta_variants_agree_on_a_real_face(fixtures):
         assert 0 < distance(embeddings["none"], embeddings[tta]) < 0.15
         assert distance(embeddings[tta], other) > 0.6
     assert not np.array_equal(embeddings["none"], embeddings["flip"])
+
+
+def test_chip_blur_is_applied_and_keeps_identity(fixtures):
+    """The blur changes the embedding a little (it is applied) and not the answer (same person, not a stranger)."""
+    faces = {}
+    for blur in (0.0, 0.8):
+        verifier = Verifier(Settings(chip_blur=blur, tta="none"))
+        faces[blur] = [verifier.analyze(fixtures / f"{name}.jpg", embed=1).faces[0].embedding
+                       for name in ("Serena_Williams_0001", "Serena_Williams_0002", "Colin_Powell_0001")]
+    assert 0 < distance(faces[0.0][0], faces[0.8][0]) < 0.1
+    for blur in (0.0, 0.8):
+        serena, serena_2, colin = faces[blur]
+        assert distance(serena, serena_2) < 0.5 and distance(serena, colin) > 0.6
