@@ -21,5 +21,6 @@ facecompare evaluate "$PAIRS" --fold 0 --tta jitter:5 --out evaluation/lfw-fold1
 # the synthetic selfie-versus-ID benchmark (about 1.3 GB of images in $SYNTH)
 facecompare synth-kyc --faces "$SHARED/lfw/lfw-deepfunneled" --n 2000 --seed 1 --out "$SYNTH"
 facecompare evaluate "$SYNTH/pairs.csv" --out evaluation/synth-kyc
+facecompare evaluate "$SYNTH/source-pairs.csv" --root "$SHARED/lfw/lfw-deepfunneled" --out evaluation/synth-kyc-source
 # the real ID-document specimens
 python scripts/eval_id_specimens.py --root "$SHARED/id_specimens" --json evaluation/id_specimens.json

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 
@@ -21,25 +23,46 @@ def _faces(tmp_path, fixtures):
 
 def test_synth_kyc_is_reproducible_and_evaluates(tmp_path, fixtures, capsys):
     faces = _faces(tmp_path, fixtures)
-    args = ["synth-kyc", "--faces", str(faces), "--n", "6", "--seed", "3", "--workers", "1", "--no-progress"]
+    args = ["synth-kyc", "--faces", str(faces), "--n", "6", "--seed", "3", "--workers", "1", "--no-progress",
+            "--impostors-per-document", "2"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     for i in range(6):
         name = f"images/{i:05d}_document.jpg"
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    header = (tmp_path / "a" / "pairs.csv").read_text().splitlines()[0].split(",")
-    assert header[:4] == ["pair_id", "selfie", "document", "same"] and "rotation" in header
+    text = (tmp_path / "a" / "pairs.csv").read_text()
+    assert text == (tmp_path / "b" / "pairs.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0])[:4] == ["pair_id", "selfie", "document", "same"] and "rotation" in rows[0]
+    rendered, extra = rows[:6], rows[6:]
+    # every document also meets two selfies of other people, reusing the rendered images
+    assert len(extra) == 12 and len({r["pair_id"] for r in rows}) == 18
+    by_document = {r["document"]: r for r in rendered}
+    for row in extra:
+        assert row["same"] == "0" and (tmp_path / "a" / row["selfie"]).is_file()
+        assert row["selfie_source"].split("/")[0] != row["document_source"].split("/")[0]
+        assert row["rotation"] == by_document[row["document"]]["rotation"]
+    # the same pairs on the original photos, the baseline without card and camera
+    source = list(csv.DictReader(open(tmp_path / "a" / "source-pairs.csv")))
+    assert [r["pair_id"] for r in source] == [r["pair_id"] for r in rows]
+    for src, row in zip(source, rows):
+        assert (src["selfie"], src["document"]) == (row["selfie_source"], row["document_source"])
+        assert (faces / src["selfie"]).is_file() and (faces / src["document"]).is_file()
+    assert main(["evaluate", str(tmp_path / "a" / "source-pairs.csv"), "--root", str(faces), "--out",
+                 str(tmp_path / "source-eval"), "--workers", "1", "--no-progress"]) == 0
+    source_summary = json.loads((tmp_path / "source-eval" / "summary.json").read_text())
+    assert source_summary["pairs"] == 18 and source_summary["failure_to_acquire_images"] == 0
 
     out = tmp_path / "eval"
     assert main(["evaluate", str(tmp_path / "a" / "pairs.csv"), "--out", str(out), "--workers", "1",
                  "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["pairs"] == 6 and "by_condition" in summary
+    assert summary["pairs"] == 18 and summary["images"] == 12 and "by_condition" in summary
     assert set(summary["by_condition"]["conditions"]) >= {"rotation", "size", "grayscale"}
     for plot in ("roc.png", "det.png", "histogram.png"):
         assert (out / plot).stat().st_size > 1000
     rows = (out / "pairs.csv").read_text().splitlines()
-    assert len(rows) == 7 and rows[0].startswith("first,second,same")
+    assert len(rows) == 19 and rows[0].startswith("first,second,same")
 
 
 def test_calibrate_from_results(tmp_path, capsys):

@@ -135,11 +135,17 @@ def _parser() -> argparse.ArgumentParser:
                            "of a 12 MP frame, tilt, rotation 0/90/180/270 with or without EXIF, blur, glare, "
                            "JPEG 60-90, grayscale and ghost portraits); the selfie is another photo of the same "
                            "person, or of someone else for impostor pairs. Writes images/ and pairs.csv "
-                           "(selfie,document,same + condition columns) for `facecompare evaluate`.")
+                           "(selfie,document,same + condition columns) for `facecompare evaluate`, and "
+                           "source-pairs.csv: the same pairs on the original photos (evaluate it with --root "
+                           "FACES) as the baseline that shows what the card and the camera cost.")
     synth.add_argument("--faces", required=True, help="folder with one sub-folder of photos per person (LFW layout)")
     synth.add_argument("--n", type=int, default=2000, help="number of pairs (default 2000)")
     synth.add_argument("--seed", type=int, default=1, help="random seed (default 1); same seed, same files")
     synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--impostors-per-document", type=int, default=10, metavar="K",
+                       help="also pair each document with K selfies of other people, reusing the rendered images "
+                       "(default 10: about 10*n impostor pairs, enough to measure a false-match rate of 1e-3; "
+                       "0 for the rendered pairs only)")
     synth.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -463,12 +469,19 @@ def _synth(args: argparse.Namespace) -> int:
         raise InvalidParameterException(f"--faces {args.faces} is not a folder.")
     if args.n < 1:
         raise InvalidParameterException("--n must be at least 1.")
+    if args.impostors_per_document < 0:
+        raise InvalidParameterException("--impostors-per-document must be 0 or more.")
     try:
         path = generate_kyc_set(args.faces, args.n, args.seed, args.out, workers=args.workers or os.cpu_count() or 1,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, impostors_per_document=args.impostors_per_document)
     except ValueError as exc:
         raise InvalidParameterException(str(exc)) from None
-    print(f"Wrote {args.n} pairs to {path}; evaluate them with: facecompare evaluate {path}")
+    with open(path) as handle:
+        rows = sum(1 for _ in handle) - 1
+    print(f"Wrote {args.n} rendered pairs ({rows} rows with the extra impostor pairs) to {path}; "
+          f"evaluate them with: facecompare evaluate {path}\n"
+          f"The same pairs on the original photos (the baseline without card and camera): "
+          f"facecompare evaluate {path.parent / 'source-pairs.csv'} --root {args.faces}")
     return 0
 
 

@@ -308,9 +308,41 @@ def _pair_job(job: tuple) -> dict:
     return make_kyc_pair(*job)
 
 
+def add_impostor_pairs(rows: list[dict], per_document: int, seed: int) -> list[dict]:
+    """Extra impostor rows that reuse the rendered images: each document against ``per_document`` selfies of
+    other people, chosen by ``seed`` alone.
+
+    A false-match rate of 1e-3 needs thousands of impostor pairs to be measured at all (with 1,000 it rests on
+    a single pair); the rendered pairs give about n/2. These rows cost no rendering and, in `evaluate`, no
+    extra embedding: each image is embedded once. The condition columns are the document's.
+    """
+    if per_document <= 0 or len(rows) < 2:
+        return []
+    rng = np.random.default_rng([seed, 1_000_003])
+    identity = [row["selfie_source"].split("/")[0] for row in rows]
+    extra: list[dict] = []
+    next_id = max(int(row["pair_id"]) for row in rows) + 1
+    for doc_row in rows:
+        person = doc_row["document_source"].split("/")[0]
+        candidates = [i for i, who in enumerate(identity) if who != person and rows[i] is not doc_row]
+        if not candidates:
+            continue
+        picks = rng.choice(len(candidates), size=min(per_document, len(candidates)), replace=False)
+        for pick in sorted(int(k) for k in picks):
+            selfie_row = rows[candidates[pick]]
+            extra.append({**doc_row, "pair_id": next_id, "selfie": selfie_row["selfie"], "same": 0,
+                          "selfie_source": selfie_row["selfie_source"]})
+            next_id += 1
+    return extra
+
+
 def generate_kyc_set(faces_dir: str | Path, n: int, seed: int, out: str | Path, *, workers: int = 1,
-                     progress: bool = True) -> Path:
-    """Write ``n`` selfie/document pairs and ``pairs.csv`` to ``out``; the same arguments give the same files."""
+                     progress: bool = True, impostors_per_document: int = 10) -> Path:
+    """Write ``n`` selfie/document pairs and ``pairs.csv`` to ``out``; the same arguments give the same files.
+
+    ``pairs.csv`` also holds ``impostors_per_document`` extra impostor rows per document that reuse the
+    rendered images (see :func:`add_impostor_pairs`). ``source-pairs.csv`` lists the same pairs on the original
+    photos (paths relative to ``faces_dir``): the baseline that shows what printing and photographing cost."""
     import csv
     import multiprocessing
 
@@ -331,9 +363,15 @@ def generate_kyc_set(faces_dir: str | Path, n: int, seed: int, out: str | Path, 
     else:
         for job in tqdm(jobs, disable=not progress, desc="rendering", unit="pair"):
             rows.append(_pair_job(job))
+    rows += add_impostor_pairs(rows, impostors_per_document, seed)
     path = out / "pairs.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    # the same pairs on the original photos: what the recognizer reaches before printing and photographing
+    with open(out / "source-pairs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "selfie": row["selfie_source"], "document": row["document_source"]} for row in rows)
     return path
