@@ -1,8 +1,9 @@
 """The engine: CompareFaces / DetectFaces semantics and the KYC decision, on the dataclasses.
 
 Data flow for one image: decode (reduced size for detection) -> detect on a downscaled copy, a second
-pass for small faces, rotation retries when nothing is found -> per face: aligned chip cut from a
-high-resolution copy -> quality and pose -> embedding. Every surface (library, CLI, HTTP, batch) calls
+pass for small faces, rotation retries when nothing is found -> the largest face checked upright (turned when
+not) -> per face: aligned chip cut from a high-resolution copy -> quality and pose -> slightly blurred chip
+-> embedding. Every surface (library, CLI, HTTP, batch) calls
 :class:`Verifier`; none re-implements a step.
 """
 
