@@ -83,3 +83,13 @@ def test_calibrate_from_results(tmp_path, capsys):
 def test_evaluate_missing_pairs_file_is_an_error(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope.txt"), "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_fold_without_pairs_is_an_error_for_every_source(tmp_path, capsys):
+    results = tmp_path / "pairs.csv"
+    results.write_text("first,second,same,fold,distance,similarity,decision,reasons\n"
+                       "a,b,1,0,0.3,,,\nc,d,0,0,0.9,,,\n")
+    for command in (["evaluate", str(results), "--from-results", str(results), "--out", str(tmp_path / "e")],
+                    ["calibrate", str(results), "--from-results", str(results), "--out", str(tmp_path / "c.json")]):
+        assert main([*command, "--fold", "3"]) == 2
+        assert "No pairs in fold 3" in capsys.readouterr().err

@@ -280,13 +280,28 @@ def _load_pairs(args: argparse.Namespace):
     else:
         pairs = read_csv_pairs(args.pairs, args.root)
     face = args.face or ("center" if fmt == "lfw" else "largest")
-    if args.fold is not None:
-        pairs = [p for p in pairs if p.fold == args.fold]
-        if not pairs:
-            from .errors import InvalidParameterException
+    return [pairs[i] for i in _in_fold(pairs, args.fold, args.pairs)], face
 
-            raise InvalidParameterException(f"No pairs in fold {args.fold} of {args.pairs}.")
-    return pairs, face
+
+def _in_fold(pairs: list, fold: int | None, source: str) -> list[int]:
+    """Indices of the pairs in ``fold`` (all of them when it is None); a fold without pairs is an error."""
+    if fold is None:
+        return list(range(len(pairs)))
+    keep = [i for i, p in enumerate(pairs) if p.fold == fold]
+    if not keep:
+        from .errors import InvalidParameterException
+
+        raise InvalidParameterException(f"No pairs in fold {fold} of {source}: folds are numbered from 0.")
+    return keep
+
+
+def _read_results(args: argparse.Namespace):
+    """(pairs, distances) from a pairs.csv of an earlier run, limited to ``--fold`` when given."""
+    from .evaluation import read_pair_rows
+
+    pairs, distances = read_pair_rows(args.from_results)
+    keep = _in_fold(pairs, args.fold, args.from_results)
+    return [pairs[i] for i in keep], distances[keep]
 
 
 def _embed_pairs(args: argparse.Namespace):
@@ -309,12 +324,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     calibration = load_calibration(args.calibration)
     out = Path(args.out)
     if args.from_results:
-        from .evaluation import read_pair_rows
-
-        pairs, distances = read_pair_rows(args.from_results)
-        if args.fold is not None:
-            keep = [i for i, p in enumerate(pairs) if p.fold == args.fold]
-            pairs, distances = [pairs[i] for i in keep], distances[keep]
+        pairs, distances = _read_results(args)
         embeddings = None
         summary = summarize(pairs, distances, None, calibration)
     else:
@@ -372,11 +382,10 @@ def _print_evaluation(s: dict) -> None:
 def _calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .evaluation import read_pair_rows
     from .scoring import Calibration, fit_logistic, operating_points
 
     if args.from_results:
-        pairs, distances = read_pair_rows(args.from_results)
+        pairs, distances = _read_results(args)
         source = args.from_results
     else:
         pairs, _, distances, _ = _embed_pairs(args)
