@@ -160,9 +160,8 @@ class Verifier:
         """The face with one face width of context on each side, scaled so the face is ``face_px`` wide.
 
         Cut from the view the face's chip will be cut from (decoded once, cached)."""
-        view = _rotate(decoded.view(decoded.reduction_for(CHIP_SOURCE_FACE_PX, det.width)), rotation)
-        full_w = decoded.height if rotation in (90, 270) else decoded.width
-        x1, y1, x2, y2 = det.box * (view.shape[1] / full_w)
+        view, scale = self._chip_view(decoded, rotation, det)
+        x1, y1, x2, y2 = det.box / scale
         w = x2 - x1
         h, vw = view.shape[:2]
         crop = view[int(max(0, y1 - w)):int(min(h, y2 + w)), int(max(0, x1 - w)):int(min(vw, x2 + w))]
@@ -223,12 +222,18 @@ class Verifier:
             det.landmarks = det.landmarks * to_full
         return found
 
+    @staticmethod
+    def _chip_view(decoded: DecodedImage, rotation: int, det: Detection) -> tuple[np.ndarray, float]:
+        """(the image turned by ``rotation`` at the resolution the face's chip is cut from, full-resolution
+        pixels per pixel of that view)."""
+        view = _rotate(decoded.view(decoded.reduction_for(CHIP_SOURCE_FACE_PX, det.width)), rotation)
+        full_w = decoded.height if rotation in (90, 270) else decoded.width
+        return view, full_w / view.shape[1]
+
     def _describe(self, decoded: DecodedImage, rotation: int, det: Detection) -> tuple[Face, np.ndarray]:
         """The Face record (coordinates in the unrotated image) and the aligned chip of one detection."""
-        reduction = decoded.reduction_for(CHIP_SOURCE_FACE_PX, det.width)
-        view = _rotate(decoded.view(reduction), rotation)
+        view, scale = self._chip_view(decoded, rotation, det)
         full_w, full_h = (decoded.height, decoded.width) if rotation in (90, 270) else (decoded.width, decoded.height)
-        scale = full_w / view.shape[1]
         chip = self.recognizer.align(view, det.box / scale)
         quality = image_quality(chip, source_face_px=det.width / scale)
         # back to the unrotated image, as ratios
