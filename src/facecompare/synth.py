@@ -343,7 +343,6 @@ def generate_kyc_set(faces_dir: str | Path, n: int, seed: int, out: str | Path, 
     ``pairs.csv`` also holds ``impostors_per_document`` extra impostor rows per document that reuse the
     rendered images (see :func:`add_impostor_pairs`). ``source-pairs.csv`` lists the same pairs on the original
     photos (paths relative to ``faces_dir``): the baseline that shows what printing and photographing cost."""
-    import csv
     import multiprocessing
 
     from tqdm import tqdm
@@ -365,13 +364,17 @@ def generate_kyc_set(faces_dir: str | Path, n: int, seed: int, out: str | Path, 
             rows.append(_pair_job(job))
     rows += add_impostor_pairs(rows, impostors_per_document, seed)
     path = out / "pairs.csv"
+    _write_rows(path, rows)
+    # the same pairs on the original photos: what the recognizer reaches before printing and photographing
+    _write_rows(out / "source-pairs.csv",
+                [{**row, "selfie": row["selfie_source"], "document": row["document_source"]} for row in rows])
+    return path
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    import csv
+
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    # the same pairs on the original photos: what the recognizer reaches before printing and photographing
-    with open(out / "source-pairs.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({**row, "selfie": row["selfie_source"], "document": row["document_source"]} for row in rows)
-    return path
