@@ -166,11 +166,9 @@ class OrientationCheck:
     def _detector(self):
         detector = getattr(self._local, "detector", None)
         if detector is None:
-            try:
-                import dlib
-            except ImportError:
-                raise ModelNotAvailableError("dlib is not installed: run `pip install dlib-bin`.") from None
-            detector = self._local.detector = dlib.get_frontal_face_detector()
+            from .embedding import import_dlib
+
+            detector = self._local.detector = import_dlib().get_frontal_face_detector()
         return detector
 
     def scores(self, crop: np.ndarray) -> list[float]:

