@@ -151,7 +151,7 @@ class OrientationCheck:
     arrangement (eyes above the mouth), so the landmark check cannot tell the face is upside down; dlib's
     5-point predictor then fits an upright mean shape and the aligned chip comes out upside down. The HOG
     detector was trained on upright faces only and scores them clearly above the same face turned 90 or 180
-    degrees (measured on the synthetic benchmark: upright 0.8-2.2, other turns below 0.2), so its scores
+    degrees (on 12 synthetic card photos: upright 0.8-2.2, other turns below 0.2), so its scores
     over the four turns of a crop around the face pick the upright one.
     """
 
