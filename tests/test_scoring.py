@@ -79,19 +79,31 @@ def test_kfold_accuracy_picks_threshold_on_other_folds():
 
 
 def test_calibration_round_trip_and_bad_files(tmp_path):
-    cal = Calibration(slope=12.5, midpoint=0.61, source="unit")
+    cal = Calibration(slope=12.5, midpoint=0.61, model="sface-2021dec-int8bq", source="unit")
     path = tmp_path / "cal.json"
     cal.save(path)
-    loaded = load_calibration(path)
-    assert loaded.slope == 12.5 and loaded.midpoint == 0.61
+    loaded = load_calibration(path, model="sface-2021dec-int8bq")
+    assert (loaded.slope, loaded.midpoint, loaded.model) == (12.5, 0.61, "sface-2021dec-int8bq")
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"mapping": {"type": "logistic", "slope": -1, "midpoint": 0.5}}))
+    bad.write_text(json.dumps({"model": "sface-2021dec-int8bq", "mapping": {"type": "logistic", "slope": -1,
+                                                                             "midpoint": 0.5}}))
     with pytest.raises(InvalidParameterException, match="slope"):
-        load_calibration(bad)
+        load_calibration(bad, model="sface-2021dec-int8bq")
     with pytest.raises(InvalidParameterException, match="not found"):
-        load_calibration(tmp_path / "missing.json")
+        load_calibration(tmp_path / "missing.json", model="sface-2021dec-int8bq")
+    unnamed = tmp_path / "unnamed.json"
+    unnamed.write_text(json.dumps({"mapping": {"type": "logistic", "slope": 10, "midpoint": 0.5}}))
+    with pytest.raises(InvalidParameterException, match="fitted for the recognizer"):
+        load_calibration(unnamed, model="sface-2021dec-int8bq")
 
 
-def test_shipped_calibration_loads():
-    cal = load_calibration()
-    assert cal.slope > 0 and 0.3 < cal.midpoint < 0.9
+@pytest.mark.parametrize("model", ["sface-2021dec-int8bq", "dlib-resnet-v1"])
+def test_shipped_calibrations_reproduce_their_own_operating_points(model):
+    """Each shipped file's threshold table was measured at the distances its curve gives: the curve must map
+    each listed Similarity threshold to the listed distance, and FMR must fall as the threshold rises."""
+    cal = load_calibration(model=model)
+    assert cal.model == model and cal.operating_points
+    for row in cal.operating_points:
+        assert cal.distance_at(row["similarity_threshold"]) == pytest.approx(row["distance"], abs=1e-4)
+    fmrs = [row["fmr"] for row in sorted(cal.operating_points, key=lambda r: r["similarity_threshold"])]
+    assert fmrs == sorted(fmrs, reverse=True) and fmrs[-1] < fmrs[0]

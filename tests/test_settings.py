@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import importlib.util
+
 import pytest
 
 from facecompare import InvalidParameterException, Settings, Verifier
-from facecompare.embedding import distance
+from facecompare.faces import distance
 
 
 def test_settings_from_environment_and_overrides():
@@ -17,23 +18,31 @@ def test_settings_from_environment_and_overrides():
 
 @pytest.mark.parametrize("env", [{"FACECOMPARE_MAX_IMAGE_BYTES": "lots"}, {"FACECOMPARE_ROTATION_RETRY": "maybe"},
                                  {"FACECOMPARE_TTA": "rotate"}, {"FACECOMPARE_TTA": "jitter:500"},
-                                 {"FACECOMPARE_CHIP_BLUR": "-1"}, {"FACECOMPARE_CHIP_BLUR": "soft"},
-                                 {"FACECOMPARE_ORIENTATION_CHECK": "perhaps"}])
+                                 {"FACECOMPARE_CHIP_BLUR": "-0.5"}, {"FACECOMPARE_CHIP_BLUR": "soft"},
+                                 {"FACECOMPARE_ORIENTATION_CHECK": "perhaps"},
+                                 {"FACECOMPARE_DETECTION_THRESHOLD": "1.5"}, {"FACECOMPARE_DETECTION_THRESHOLD": "0"}])
 def test_bad_settings_are_invalid_parameter(env):
     with pytest.raises(InvalidParameterException, match="FACECOMPARE_"):
         Settings.from_env(env)
 
 
 def test_tta_variants_agree_on_a_real_face(fixtures):
+    """flip (the mean of the chip and its mirror image) moves the embedding a little and keeps people apart."""
     embeddings = {}
-    for tta in ("none", "flip", "jitter:3"):
+    for tta in ("none", "flip"):
         verifier = Verifier(Settings(tta=tta))
         embeddings[tta] = verifier.analyze(fixtures / "Serena_Williams_0001.jpg", embed=1).faces[0].embedding
     other = Verifier(Settings(tta="none")).analyze(fixtures / "Colin_Powell_0001.jpg", embed=1).faces[0].embedding
-    for tta in ("flip", "jitter:3"):
-        assert 0 < distance(embeddings["none"], embeddings[tta]) < 0.15
-        assert distance(embeddings[tta], other) > 0.6
-    assert not np.array_equal(embeddings["none"], embeddings["flip"])
+    assert 0.005 < distance(embeddings["none"], embeddings["flip"]) < 0.1  # cosine distance
+    assert distance(embeddings["flip"], other) > 0.6 and distance(embeddings["none"], other) > 0.6
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dlib") is None, reason="the dlib extra is not installed")
+def test_jitter_averages_dlib_embeddings(fixtures):
+    plain = Verifier(Settings(recognizer="dlib", tta="none")).analyze(fixtures / "Serena_Williams_0001.jpg", embed=1)
+    jittered = Verifier(Settings(recognizer="dlib", tta="jitter:3")).analyze(fixtures / "Serena_Williams_0001.jpg",
+                                                                             embed=1)
+    assert 0 < distance(plain.faces[0].embedding, jittered.faces[0].embedding) < 0.15  # Euclidean, dlib's scale
 
 
 def test_chip_blur_is_applied_and_keeps_identity(fixtures):
@@ -43,7 +52,17 @@ def test_chip_blur_is_applied_and_keeps_identity(fixtures):
         verifier = Verifier(Settings(chip_blur=blur, tta="none"))
         faces[blur] = [verifier.analyze(fixtures / f"{name}.jpg", embed=1).faces[0].embedding
                        for name in ("Serena_Williams_0001", "Serena_Williams_0002", "Colin_Powell_0001")]
-    assert 0 < distance(faces[0.0][0], faces[0.8][0]) < 0.1
+    assert 0.001 < distance(faces[0.0][0], faces[0.8][0]) < 0.1
     for blur in (0.0, 0.8):
         serena, serena_2, colin = faces[blur]
-        assert distance(serena, serena_2) < 0.5 and distance(serena, colin) > 0.6
+        assert distance(serena, serena_2) < 0.4 and distance(serena, colin) > 0.6
+
+
+def test_defaults_that_depend_on_the_model():
+    """-1 means the model's own default: the detection threshold (RetinaFace 0.8, YuNet 0.6) and the chip blur
+    (SFace 0, dlib 0.8 px), each chosen by measurement (see the README)."""
+    assert Verifier(Settings())._detection_threshold == 0.8
+    assert Verifier(Settings(detector="yunet"))._detection_threshold == 0.6
+    assert Verifier(Settings(detector="yunet", detection_threshold=0.7))._detection_threshold == 0.7
+    assert Verifier(Settings()).recognizer.default_chip_blur == 0.0
+    assert Verifier(Settings(recognizer="dlib")).recognizer.default_chip_blur == 0.8

@@ -10,7 +10,43 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InvalidParameterException
+
 LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
+METRICS = ("cosine", "euclidean")
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """A face embedding and the model that made it. Embeddings of two models are never compared."""
+
+    vector: np.ndarray = field(repr=False)
+    model: str
+    metric: str = "cosine"  # "cosine": 1 - cos of L2-normalised vectors; "euclidean": dlib's metric
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "metric": self.metric, "vector": [float(v) for v in self.vector]}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Embedding:
+        return cls(np.asarray(raw["vector"], dtype=np.float32), str(raw["model"]), str(raw["metric"]))
+
+
+def distance(a: Embedding, b: Embedding) -> float:
+    """The distance between two embeddings of the same model, in that model's metric.
+
+    Raises :class:`InvalidParameterException` for embeddings of different models (their distances mean nothing).
+    """
+    if a.model != b.model or a.metric != b.metric:
+        raise InvalidParameterException(
+            f"Cannot compare an embedding of {a.model} with one of {b.model}: embeddings of different models are "
+            "not comparable. Embed both faces with the same recognizer (FACECOMPARE_RECOGNIZER)."
+        )
+    x = np.asarray(a.vector, dtype=np.float64)
+    y = np.asarray(b.vector, dtype=np.float64)
+    if a.metric == "euclidean":
+        return float(np.linalg.norm(x - y))
+    return float(1.0 - x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-12))
 
 
 @dataclass(frozen=True)
@@ -62,7 +98,7 @@ class Face:
     width_px: float
     height_px: float
     rotation: int = 0  # degrees clockwise the image was turned before this face was found
-    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    embedding: Embedding | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

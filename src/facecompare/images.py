@@ -67,30 +67,49 @@ class DecodedImage:
         self._views: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def reduction_for(self, needed_width: float, current_width: float) -> int:
+    def reduction_for(self, needed_width: float, current_width: float, *, finer_if_cached: bool = False) -> int:
         """The largest reduction whose view still has at least ``needed_width`` pixels where the
-        full image has ``current_width``."""
+        full image has ``current_width``. With ``finer_if_cached``, a finer view that is decoded already is
+        preferred to decoding the coarser one (more detail than needed costs nothing; a decode does)."""
         best = 1
         for r in REDUCTIONS:
             if current_width / r >= needed_width:
                 best = r
+        if finer_if_cached:
+            with self._lock:
+                cached = {key[0] for key in self._views}
+            finer = [r for r in cached if r < best] if best not in cached else []
+            if finer:
+                return max(finer)
         return best
 
     def reduction_for_long_side(self, long_side: int) -> int:
         """The largest reduction whose view's long side is still at least ``long_side`` pixels."""
         return self.reduction_for(long_side, max(self.width, self.height))
 
-    def view(self, reduction: int = 1) -> np.ndarray:
-        """RGB uint8 array of the oriented image, about ``1/reduction`` of the full size."""
+    def view(self, reduction: int = 1, rotation: int = 0) -> np.ndarray:
+        """RGB uint8 array of the oriented image, about ``1/reduction`` of the full size, turned clockwise by
+        ``rotation`` degrees (0, 90, 180, 270). Decoded on first use and cached."""
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}")
+        if rotation not in (0, 90, 180, 270):
+            raise ValueError("rotation must be 0, 90, 180 or 270")
         with self._lock:
-            cached = self._views.get(reduction)
+            cached = self._views.get((reduction, rotation))
             if cached is not None:
                 return cached
-            array = self._decode(reduction)
-            self._views[reduction] = array
-            return array
+            upright = self._views.get((reduction, 0))
+            if upright is None:
+                upright = self._views[(reduction, 0)] = self._decode(reduction)
+            if rotation == 0:
+                return upright
+            turned = np.ascontiguousarray(np.rot90(upright, k=-(rotation // 90)))
+            self._views[(reduction, rotation)] = turned
+            return turned
+
+    def has_view(self, reduction: int, rotation: int = 0) -> bool:
+        """Whether that view is decoded already (for timing traces)."""
+        return (reduction, rotation) in self._views
 
     def scale_of(self, view: np.ndarray) -> float:
         """Full-resolution pixels per pixel of ``view`` (horizontal)."""

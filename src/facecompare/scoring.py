@@ -20,14 +20,17 @@ import numpy as np
 
 from .errors import InvalidParameterException
 
-DEFAULT_CALIBRATION = "calibration-dlib-resnet-v1-lfw.json"
+
+def default_calibration_file(model: str) -> str:
+    """The name of the calibration shipped for a model (fitted on LFW's official pairs)."""
+    return f"calibration-{model}-lfw.json"
 
 
 @dataclass(frozen=True)
 class Calibration:
     slope: float
     midpoint: float
-    model: str = "dlib-resnet-v1"
+    model: str = ""
     source: str = ""
     operating_points: list[dict] = field(default_factory=list)
 
@@ -54,13 +57,25 @@ class Calibration:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def load_calibration(path: str | Path | None = None) -> Calibration:
-    """A calibration file (see :meth:`Calibration.to_dict`); ``None`` or empty: the one shipped for LFW."""
+def load_calibration(path: str | Path | None = None, *, model: str) -> Calibration:
+    """A calibration file (see :meth:`Calibration.to_dict`); ``None`` or empty: the one shipped for ``model``.
+
+    The file must have been fitted for ``model`` (the recognizer's name): a distance of one model means nothing
+    on another's scale, so a mismatch is an error, not a warning.
+    """
+    shipped = default_calibration_file(model)
     try:
         if path:
             text = Path(path).read_text()
         else:
-            text = resources.files("facecompare.data").joinpath(DEFAULT_CALIBRATION).read_text()
+            resource = resources.files("facecompare.data").joinpath(shipped)
+            if not resource.is_file():
+                raise InvalidParameterException(
+                    f"No calibration ships for the recognizer {model}: fit one on labelled pairs with "
+                    "`facecompare calibrate PAIRS --out calibration.json` and pass it with --calibration "
+                    "or FACECOMPARE_CALIBRATION."
+                )
+            text = resource.read_text()
         raw = json.loads(text)
         mapping = raw["mapping"]
         if mapping.get("type") != "logistic":
@@ -70,15 +85,22 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
             raise ValueError("slope must be positive (Similarity falls as distance grows)")
     except FileNotFoundError:
         raise InvalidParameterException(f"Calibration file not found: {path}.") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidParameterException(
-            f"Calibration file {path or DEFAULT_CALIBRATION} is not valid ({exc}); "
+            f"Calibration file {path or shipped} is not valid ({str(exc)[:200]}); "
             "write one with `facecompare calibrate`."
         ) from None
+    fitted_for = str(raw.get("model", ""))
+    if fitted_for != model:
+        raise InvalidParameterException(
+            f"Calibration file {path or shipped} was fitted for the recognizer {fitted_for or '(unnamed)'}, not "
+            f"{model}: distances of different models are not comparable. Use the calibration of {model}, or fit "
+            "one with `facecompare calibrate` using the same recognizer."
+        )
     return Calibration(
         slope=slope,
         midpoint=midpoint,
-        model=raw.get("model", ""),
+        model=fitted_for,
         source=raw.get("source", ""),
         operating_points=list(raw.get("operating_points", [])),
     )

@@ -26,8 +26,9 @@ class Settings:
     small_face_detection_size: int = 1600
     #: long side of the last-resort pass at (up to) full resolution, when nothing was found at smaller sizes
     max_detection_size: int = 4096
-    #: detector score (0-1) below which a candidate is not a face
-    detection_threshold: float = 0.8
+    #: detector score (0-1) below which a candidate is not a face; -1: the detector's own default (RetinaFace
+    #: 0.8, YuNet 0.6: its scores run lower)
+    detection_threshold: float = -1.0
     #: try the image turned by 90/180/270 degrees when no face is found
     rotation_retry: bool = True
     #: check that the largest face is upright (dlib HOG scores over the four turns of its crop) and turn the
@@ -35,24 +36,38 @@ class Settings:
     orientation_check: bool = True
     #: calibration file (distance -> Similarity, operating points); empty = the one shipped with the package
     calibration: str = ""
-    #: half-width of the REVIEW band around the threshold, in embedding-distance units
-    review_margin: float = 0.02
+    #: recognizer: ``sface`` (default), ``dlib`` (needs ``facecompare[dlib]``) or ``onnx:/path/model.onnx[?options]``
+    recognizer: str = "sface"
+    #: face detector (``retinaface``)
+    detector: str = "retinaface"
+    #: half-width of the REVIEW band around the threshold, in calibrated log-odds (the logit of Similarity / 100):
+    #: the same width for every model; 1.0 is Similarity 59.6 to 91.6 around the default threshold 80
+    review_margin: float = 1.0
     #: faces narrower than this (pixels of the full image) make a KYC decision FACE_TOO_SMALL
     min_face_px: int = 40
     #: test-time augmentation of the embedding: "flip" averages each face with its mirror image (twice the
     #: embedding time), "none" embeds each face once, "jitter:N" averages N randomly jittered copies (dlib's
     #: num_jitters; N times the embedding time)
     tta: str = "flip"
-    #: Gaussian blur radius, in pixels of the 150 px aligned chip, applied before embedding (0 = off). Printed
-    #: portraits carry guilloche lines, microprint and halftone that the embedding reads as facial texture;
-    #: a slight blur removes them (synthetic ID benchmark: TAR at FMR 1e-3 83.7 % -> 85.5 %)
-    chip_blur: float = 0.8
+    #: Gaussian blur radius, in pixels of the recognizer's aligned chip, applied before embedding (0 = off;
+    #: -1 = the recognizer's own default). Printed portraits carry guilloche lines, microprint and halftone that
+    #: the dlib ResNet reads as facial texture, and a slight blur helps it (synthetic ID benchmark, TAR at FMR
+    #: 1e-3: 83.7 % -> 86.0 % at 0.8 px); SFace does better without (97.8 % at 0, 97.6 % at 0.8, 96.3 % at 1.2),
+    #: so its default is 0
+    chip_blur: float = -1.0
     #: worker threads for analysing the two images of a comparison in parallel
     threads: int = 2
 
     def __post_init__(self) -> None:
-        if not 0 <= self.chip_blur <= 5:
-            raise InvalidParameterException(f"chip_blur={self.chip_blur} (FACECOMPARE_CHIP_BLUR): use 0 (off) to 5.")
+        if not (0 < self.detection_threshold < 1 or self.detection_threshold == -1):
+            raise InvalidParameterException(
+                f"detection_threshold={self.detection_threshold} (FACECOMPARE_DETECTION_THRESHOLD): use a score "
+                "between 0 and 1, or -1 for the detector's default."
+            )
+        if not (0 <= self.chip_blur <= 5 or self.chip_blur == -1):
+            raise InvalidParameterException(
+                f"chip_blur={self.chip_blur} (FACECOMPARE_CHIP_BLUR): use 0 (off) to 5, or -1 for the recognizer's default."
+            )
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(
                 f"tta={self.tta!r} (FACECOMPARE_TTA): use 'flip', 'none' or 'jitter:N' (N from 2 to 100)."

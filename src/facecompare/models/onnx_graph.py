@@ -1,0 +1,76 @@
+"""Load-time preparation of ONNX graphs for onnxruntime, in memory (the file on disk is never changed).
+
+Two fixes that quantised and older exports need:
+
+- **Unused graph inputs.** Some exports list their weights as graph inputs as well (SFace lists 29 names of its
+  old float32 weights that nothing reads); onnxruntime then demands a value for each. Inputs that are
+  initializers or that no node reads are dropped from the input list.
+- **Weight-only int8 quantisation.** ``DequantizeLinear`` nodes whose inputs are all constants (block-quantised
+  weights, their scales and zero points) are evaluated once here and replaced by float32 initializers. The
+  outputs are the same to about 1e-6, and the graph runs at float speed: for SFace 88 -> 19 ms per face on this
+  CPU, because onnxruntime otherwise dequantises every weight on every run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def prepare(model_bytes: bytes) -> bytes:
+    """The serialized model with constant ``DequantizeLinear`` nodes folded and unused inputs dropped."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    constants = {init.name: init for init in graph.initializer}
+    folded = []
+    for node in list(graph.node):
+        if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+            continue
+        if not all(name in constants for name in node.input if name):
+            continue
+        arrays = [numpy_helper.to_array(constants[name]) for name in node.input if name]
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        value = dequantize(*arrays, axis=int(attributes.get("axis", 1)),
+                           block_size=int(attributes.get("block_size", 0)))
+        tensor = numpy_helper.from_array(value.astype(np.float32), name=node.output[0])
+        graph.initializer.append(tensor)
+        constants[node.output[0]] = tensor
+        folded.append(node)
+    for node in folded:
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    # initializers nothing reads any more (the int8 copies) go too
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    initializer_names = {i.name for i in graph.initializer}
+    for graph_input in [i for i in graph.input if i.name in initializer_names or i.name not in used]:
+        graph.input.remove(graph_input)
+    return model.SerializeToString()
+
+
+def dequantize(quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None = None, *,
+               axis: int = 1, block_size: int = 0) -> np.ndarray:
+    """ONNX ``DequantizeLinear``: per-tensor, per-axis, or blocked along ``axis`` (opset 21)."""
+    q = quantized.astype(np.float32)
+    scale = scale.astype(np.float32)
+    zero = np.zeros_like(scale) if zero_point is None else zero_point.astype(np.float32)
+    if scale.ndim == 0 or scale.size == 1:
+        return (q - zero.reshape(())) * scale.reshape(())
+    axis = axis % q.ndim
+    if block_size:
+        # split ``axis`` into (blocks, block_size) and broadcast one scale over each block
+        n = q.shape[axis]
+        blocks = scale.shape[axis]
+        pad = [(0, 0)] * q.ndim
+        pad[axis] = (0, blocks * block_size - n)
+        split = q.shape[:axis] + (blocks, block_size) + q.shape[axis + 1:]
+        per_block = scale.shape[:axis] + (blocks, 1) + scale.shape[axis + 1:]
+        blocked = np.pad(q, pad).reshape(split)
+        out = (blocked - zero.reshape(per_block)) * scale.reshape(per_block)
+        out = out.reshape(q.shape[:axis] + (blocks * block_size,) + q.shape[axis + 1:])
+        return np.take(out, np.arange(n), axis=axis) if blocks * block_size != n else out
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return (q - zero.reshape(shape)) * scale.reshape(shape)

