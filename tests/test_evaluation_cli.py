@@ -62,22 +62,34 @@ def test_synth_kyc_is_reproducible_and_evaluates(tmp_path, fixtures, capsys):
     for plot in ("roc.png", "det.png", "histogram.png"):
         assert (out / plot).stat().st_size > 1000
     rows = (out / "pairs.csv").read_text().splitlines()
-    assert len(rows) == 19 and rows[0].startswith("first,second,same")
+    assert len(rows) == 19 and rows[0].startswith("first,second,same,fold,model,distance")
+    assert summary["model"] == "sface-2021dec-int8bq" and rows[1].split(",")[4] == "sface-2021dec-int8bq"
 
 
-def test_calibrate_from_results(tmp_path, capsys):
+def test_calibrate_from_results_keeps_the_recognizer_name(tmp_path, capsys):
     results = tmp_path / "pairs.csv"
-    lines = ["first,second,same,fold,distance,similarity,decision,reasons"]
+    lines = ["first,second,same,fold,model,distance,similarity,decision,reasons"]
     for i, d in enumerate([0.30, 0.35, 0.42, 0.50, 0.58, 0.62]):
-        lines.append(f"a{i},b{i},1,,{d},,,")
+        lines.append(f"a{i},b{i},1,,sface-2021dec-int8bq,{d},,,")
     for i, d in enumerate([0.55, 0.66, 0.72, 0.80, 0.90, 1.00]):
-        lines.append(f"c{i},d{i},0,,{d},,,")
+        lines.append(f"c{i},d{i},0,,sface-2021dec-int8bq,{d},,,")
     results.write_text("\n".join(lines) + "\n")
     out = tmp_path / "cal.json"
     assert main(["calibrate", str(results), "--from-results", str(results), "--out", str(out)]) == 0
-    cal = load_calibration(out)
+    cal = load_calibration(out, model="sface-2021dec-int8bq")
     assert 0.5 < cal.midpoint < 0.65 and cal.slope > 0
     assert [row["similarity_threshold"] for row in cal.operating_points][:3] == [50, 70, 80]
+    # the file is bound to the model whose distances it was fitted on
+    assert main(["compare", "a.jpg", "b.jpg", "--calibration", str(out), "--recognizer", "dlib"]) == 2
+    assert "fitted for the recognizer sface-2021dec-int8bq" in capsys.readouterr().err
+
+
+def test_results_of_two_recognizers_are_not_mixed(tmp_path, capsys):
+    results = tmp_path / "pairs.csv"
+    results.write_text("first,second,same,fold,model,distance,similarity,decision,reasons\n"
+                       "a,b,1,,sface-2021dec-int8bq,0.3,,,\nc,d,0,,dlib-resnet-v1,0.9,,,\n")
+    assert main(["calibrate", str(results), "--from-results", str(results), "--out", str(tmp_path / "c.json")]) == 2
+    assert "mixes distances of several recognizers" in capsys.readouterr().err
 
 
 def test_evaluate_missing_pairs_file_is_an_error(tmp_path, capsys):
@@ -87,8 +99,8 @@ def test_evaluate_missing_pairs_file_is_an_error(tmp_path, capsys):
 
 def test_fold_without_pairs_is_an_error_for_every_source(tmp_path, capsys):
     results = tmp_path / "pairs.csv"
-    results.write_text("first,second,same,fold,distance,similarity,decision,reasons\n"
-                       "a,b,1,0,0.3,,,\nc,d,0,0,0.9,,,\n")
+    results.write_text("first,second,same,fold,model,distance,similarity,decision,reasons\n"
+                       "a,b,1,0,sface-2021dec-int8bq,0.3,,,\nc,d,0,0,sface-2021dec-int8bq,0.9,,,\n")
     for command in (["evaluate", str(results), "--from-results", str(results), "--out", str(tmp_path / "e")],
                     ["calibrate", str(results), "--from-results", str(results), "--out", str(tmp_path / "c.json")]):
         assert main([*command, "--fold", "3"]) == 2

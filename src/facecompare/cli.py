@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--quality-filter", default="NONE", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"],
                          help="Rekognition QualityFilter for the CompareFaces part of --json (default NONE)")
     compare.add_argument("--calibration", metavar="FILE", help="calibration JSON from `facecompare calibrate` "
-                         "(default: the LFW calibration shipped with the package)")
+                         "(default: the LFW calibration shipped for the recognizer)")
+    add_recognizer_argument(compare)
     compare.add_argument("--json", action="store_true", help="print JSON: the decision and Rekognition's "
                          "CompareFaces response for the pair")
     compare.add_argument("--annotate", metavar="OUT.png", help="write the two images side by side with the "
@@ -67,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                        "center (LFW's protocol: the labelled person is centred; default for lfw)")
         p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
         p.add_argument("--fold", type=int, help="use only this fold of the pair list (0-based), e.g. a quick LFW run")
-        p.add_argument("--tta", help="embedding test-time augmentation: flip (default), none, or jitter:N")
+        p.add_argument("--tta", help="embedding test-time augmentation: flip (default), none, or jitter:N (dlib)")
+        add_recognizer_argument(p)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = sub.add_parser("evaluate", help="measure accuracy and error rates on labelled pairs",
@@ -77,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                               "pairs.csv and summary.json to --out.")
     add_pairs_arguments(evaluate)
     evaluate.add_argument("--out", default="evaluation", help="output folder (default: ./evaluation)")
-    evaluate.add_argument("--calibration", metavar="FILE", help="calibration JSON (default: the shipped LFW one)")
+    evaluate.add_argument("--calibration", metavar="FILE", help="calibration JSON (default: the LFW one shipped for "
+                          "the recognizer; without one, a recognizer of your own is evaluated without Similarity "
+                          "operating points)")
     evaluate.add_argument("--from-results", metavar="PAIRS.csv", help="re-score the distances in a pairs.csv "
                           "written by an earlier run (e.g. with a new calibration) instead of embedding again")
 
@@ -103,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(default 1; each uses about two cores at full load)")
     serve.add_argument("--no-auth", action="store_true", help="accept unsigned requests and no API key: local "
                        "development only")
+    add_recognizer_argument(serve)
 
     api_key = sub.add_parser("api-key", help="create a REST API key and print the line for FACECOMPARE_API_KEYS_FILE",
                              description="Prints a new random API key (give it to the client) and its SHA-256 "
@@ -129,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--scheduler", help="with --engine dask: the scheduler address (default: start a local "
                        "cluster of --workers processes)")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_recognizer_argument(batch)
 
     synth = sub.add_parser("synth-kyc", help="generate a reproducible synthetic selfie-versus-ID benchmark",
                            description="Print a face photo on a synthetic ID card and photograph it (portrait 2-10 %% "
@@ -149,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def add_recognizer_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recognizer", metavar="NAME",
+                   help="embedding model: sface (default), dlib (pip install 'facecompare[dlib]'), or "
+                   "onnx:/path/model.onnx[?size=112&channels=rgb&mean=127.5&std=127.5] for an ArcFace-style model "
+                   "of your own (calibrate it with `facecompare calibrate`); also FACECOMPARE_RECOGNIZER")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,14 +189,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`facecompare ... | head`): exit as a SIGPIPE'd program does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return EXIT_ERROR
 
 
-def _verifier(calibration: str | None = None):
-    from .engine import Verifier
+def _settings(args: argparse.Namespace, **overrides):
     from .settings import Settings
 
-    return Verifier(Settings.from_env(calibration=calibration))
+    return Settings.from_env(recognizer=getattr(args, "recognizer", None), **overrides)
+
+
+def _verifier(args: argparse.Namespace, calibration: str | None = None):
+    from .engine import Verifier
+
+    return Verifier(_settings(args, calibration=calibration))
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -192,7 +215,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     threshold = check_threshold(args.threshold, "--threshold")
     quality_filter = check_quality_filter(args.quality_filter)
-    verifier = _verifier(args.calibration)
+    verifier = _verifier(args, args.calibration)
+    _ = verifier.calibration  # a calibration of another recognizer fails here, before any image work
     selfie = verifier.load(args.selfie)
     document = verifier.load(args.document)
     want_all = args.json
@@ -242,7 +266,7 @@ def _print_summary(v, annotate: str | None) -> None:
 def _detect(args: argparse.Namespace) -> int:
     from .rekognition import detect_faces_response
 
-    verifier = _verifier()
+    verifier = _verifier(args)
     decoded = verifier.load(args.image)
     analyzed = verifier.analyze(decoded, embed=0)
     if args.annotate:
@@ -296,45 +320,74 @@ def _in_fold(pairs: list, fold: int | None, source: str) -> list[int]:
 
 
 def _read_results(args: argparse.Namespace):
-    """(pairs, distances) from a pairs.csv of an earlier run, limited to ``--fold`` when given."""
+    """(pairs, distances, recognizer name) from a pairs.csv of an earlier run, limited to ``--fold`` when given."""
     from .evaluation import read_pair_rows
 
-    pairs, distances = read_pair_rows(args.from_results)
+    pairs, distances, model = read_pair_rows(args.from_results)
     keep = _in_fold(pairs, args.fold, args.from_results)
-    return [pairs[i] for i in keep], distances[keep]
+    if args.recognizer or args.tta:
+        from .errors import InvalidParameterException
+
+        raise InvalidParameterException("--from-results reuses the distances of the earlier run; --recognizer and "
+                                        "--tta apply only when images are embedded.")
+    return [pairs[i] for i in keep], distances[keep], model
 
 
 def _embed_pairs(args: argparse.Namespace):
+    """(pairs, embeddings, distances, seconds, recognizer name), every image embedded once in worker processes."""
     from .evaluation import embed_images, pair_distances
+    from .models import create_recognizer
 
+    settings = _settings(args, tta=args.tta)  # checks the values before any worker starts
+    model = create_recognizer(settings.recognizer).name
     pairs, face = _load_pairs(args)
     paths = [p.first for p in pairs] + [p.second for p in pairs]
     started = time.perf_counter()
-    settings = {"tta": args.tta} if args.tta else {}
+    overrides = {k: v for k, v in (("tta", args.tta), ("recognizer", args.recognizer)) if v}
     embeddings = embed_images(paths, choose=face, workers=args.workers, progress=not args.no_progress,
-                              settings_kwargs=settings)
+                              settings_kwargs=overrides)
     elapsed = time.perf_counter() - started
-    return pairs, embeddings, pair_distances(pairs, embeddings), elapsed
+    return pairs, embeddings, pair_distances(pairs, embeddings), elapsed, model
+
+
+def _calibration_for(model: str, path: str | None):
+    """The calibration to score ``model``'s distances with; None when none ships for it and none was given."""
+    from .errors import InvalidParameterException
+    from .scoring import load_calibration
+
+    try:
+        return load_calibration(path, model=model)
+    except InvalidParameterException:
+        if path:
+            raise
+        print(f"note: no calibration ships for {model}; Similarity operating points are left out "
+              "(fit one with `facecompare calibrate`)", file=sys.stderr)
+        return None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import save_json, summarize, write_pair_rows
-    from .scoring import load_calibration
 
-    calibration = load_calibration(args.calibration)
     out = Path(args.out)
     if args.from_results:
-        pairs, distances = _read_results(args)
+        pairs, distances, model = _read_results(args)
+        calibration = _calibration_for(model, args.calibration)
         embeddings = None
-        summary = summarize(pairs, distances, None, calibration)
+        summary = summarize(pairs, distances, None, calibration, model=model)
+        summary.update(_image_figures_of_earlier_run(out / "summary.json", args.pairs, model, len(pairs)))
     else:
-        pairs, embeddings, distances, elapsed = _embed_pairs(args)
-        summary = summarize(pairs, distances, embeddings, calibration)
+        if args.calibration:  # a wrong file fails now, not after the embedding
+            from .models import create_recognizer
+
+            _calibration_for(create_recognizer(_settings(args).recognizer).name, args.calibration)
+        pairs, embeddings, distances, elapsed, model = _embed_pairs(args)
+        calibration = _calibration_for(model, args.calibration)
+        summary = summarize(pairs, distances, embeddings, calibration, model=model)
         summary["wall_seconds"] = round(elapsed, 1)
     out.mkdir(parents=True, exist_ok=True)
     summary["pairs_file"] = args.pairs
     if embeddings is not None:
-        write_pair_rows(out / "pairs.csv", pairs, distances, embeddings, calibration)
+        write_pair_rows(out / "pairs.csv", pairs, distances, embeddings, calibration, model=model)
     save_json(out / "summary.json", summary)
     import numpy as np
 
@@ -348,7 +401,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_FIGURES = ("images", "failure_to_acquire_images", "failure_to_acquire_rate", "seconds_per_image_mean",
+                 "wall_seconds", "by_condition")
+
+
+def _image_figures_of_earlier_run(path: Path, pairs_file: str, model: str, n_pairs: int) -> dict:
+    """What the run that embedded the images measured (failure to acquire, time per image, the breakdown), kept
+    when its distances are re-scored into the same folder: it holds for the same pairs and recognizer."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if (earlier.get("pairs_file"), earlier.get("model"), earlier.get("pairs")) != (pairs_file, model, n_pairs):
+        return {}
+    return {k: earlier[k] for k in IMAGE_FIGURES if k in earlier}
+
+
 def _print_evaluation(s: dict) -> None:
+    print(f"Recognizer: {s['model']}")
     print(f"Pairs: {s['pairs']} ({s['genuine_pairs']} genuine, {s['impostor_pairs']} impostor)"
           + (f"; images: {s['images']}, no usable face in {s['failure_to_acquire_images']} "
              f"({100 * s['failure_to_acquire_rate']:.2f} %)" if "images" in s else "")
@@ -356,7 +426,6 @@ def _print_evaluation(s: dict) -> None:
     if "kfold_accuracy" in s:
         k = s["kfold_accuracy"]
         print(f"{len(k['folds'])}-fold accuracy: {100 * k['mean']:.2f} % +- {100 * k['std']:.2f}")
-    print(f"Accuracy at distance 0.6 (dlib's published threshold): {100 * s['accuracy_at_distance_0.6']:.2f} %")
     print(f"ROC AUC: {s['roc_auc']:.5f}   EER: {100 * s['eer']:.2f} %")
     for row in s["tar_at_fmr"]:
         note = "" if row["supported"] else " (too few impostor pairs to measure this rate)"
@@ -364,7 +433,7 @@ def _print_evaluation(s: dict) -> None:
               f"[{row['impostor_pairs']} impostor pairs]{note}")
     for row in s["operating_points"]:
         print(f"Similarity >= {row['similarity_threshold']:g} (distance <= {row['distance']:.3f}): "
-              f"FMR {100 * row['fmr']:.2f} %, FNMR {100 * row['fnmr']:.2f} %")
+              f"FMR {100 * row['fmr']:.2f} %, FNMR {100 * row['fnmr']:.2f} %, accuracy {100 * row['accuracy']:.2f} %")
     if "seconds_per_image_mean" in s:
         print(f"Time per image: {1000 * s['seconds_per_image_mean']:.0f} ms (one worker)")
     if "by_condition" in s:
@@ -385,18 +454,21 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .scoring import Calibration, fit_logistic, operating_points
 
     if args.from_results:
-        pairs, distances = _read_results(args)
+        pairs, distances, model = _read_results(args)
         source = args.from_results
     else:
-        pairs, _, distances, _ = _embed_pairs(args)
+        pairs, _, distances, _, model = _embed_pairs(args)
         source = args.pairs
     same = np.array([p.same for p in pairs])
     finite = np.isfinite(distances)
     slope, midpoint = fit_logistic(distances[finite], same[finite])
-    calibration = Calibration(slope=slope, midpoint=midpoint, source=f"{Path(source).name}: {len(pairs)} pairs")
+    calibration = Calibration(slope=slope, midpoint=midpoint, model=model,
+                              source=f"{Path(source).name}: {len(pairs)} pairs")
     table = operating_points(calibration, distances, same)
-    calibration = Calibration(slope=slope, midpoint=midpoint, source=calibration.source, operating_points=table)
+    calibration = Calibration(slope=slope, midpoint=midpoint, model=model, source=calibration.source,
+                              operating_points=table)
     calibration.save(args.out)
+    print(f"Recognizer: {model}")
     print(f"Similarity = 100 / (1 + exp({slope:.3f} * (distance - {midpoint:.4f})))")
     for row in table:
         print(f"  Similarity >= {row['similarity_threshold']:>4g}: distance <= {row['distance']:.4f}, "
@@ -425,8 +497,10 @@ def _batch(args: argparse.Namespace) -> int:
         total, rows = len(found), iter(found)
     else:
         raise InvalidParameterException("Give MANIFEST.csv, or --selfie IMAGE with --documents FOLDER_OR_S3_PREFIX.")
+    settings = _settings(args)  # checks the values before any worker starts
     out = run_batch(rows, args.out, threshold=threshold, workers=args.workers, engine=args.engine,
-                    scheduler=args.scheduler, progress=not args.no_progress, total=total)
+                    scheduler=args.scheduler, progress=not args.no_progress, total=total,
+                    settings_kwargs={"recognizer": settings.recognizer} if args.recognizer else None)
     summary = json.loads((out / "summary.json").read_text())
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["by_decision"].items()))
     print(f"{summary['rows']} rows: {counts}")
@@ -441,6 +515,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    if args.recognizer:  # the workers read their settings from the environment
+        os.environ["FACECOMPARE_RECOGNIZER"] = _settings(args).recognizer
     if args.no_auth:
         os.environ["FACECOMPARE_AUTH"] = "off"
         print("warning: authentication is off (--no-auth): any client can call this service", file=sys.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FaceCompareError, InvalidParameterException
+from .faces import Embedding, distance
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,8 @@ def _init_worker(settings_kwargs: dict) -> None:
     _worker_verifier.warm()
 
 
-def _embed_one(job: tuple[str, str]) -> tuple[str, list[float] | None, str, float]:
-    """(path, embedding or None, failure reason or '', seconds)."""
+def _embed_one(job: tuple[str, str]) -> tuple[str, dict | None, str, float]:
+    """(path, embedding as a dictionary or None, failure reason or '', seconds)."""
     path, choose = job
     started = time.perf_counter()
     try:
@@ -107,12 +108,12 @@ def _embed_one(job: tuple[str, str]) -> tuple[str, list[float] | None, str, floa
                    + abs(f.bounding_box.top + f.bounding_box.height / 2 - 0.5))
     else:
         face = analyzed.faces[0]
-    return path, face.embedding.tolist(), "", time.perf_counter() - started
+    return path, face.embedding.to_dict(), "", time.perf_counter() - started
 
 
 def embed_images(paths: list[str], *, choose: str = "largest", workers: int | None = None,
                  settings_kwargs: dict | None = None, progress: bool = True) -> dict[str, tuple]:
-    """Embed each image once, in ``workers`` processes. Returns {path: (embedding|None, reason, seconds)}."""
+    """Embed each image once, in ``workers`` processes. Returns {path: (Embedding|None, reason, seconds)}."""
     from tqdm import tqdm
 
     workers = workers or os.cpu_count() or 1
@@ -123,7 +124,7 @@ def embed_images(paths: list[str], *, choose: str = "largest", workers: int | No
         iterator = pool.imap_unordered(_embed_one, jobs, chunksize=8)
         for path, vector, reason, seconds in tqdm(iterator, total=len(jobs), disable=not progress,
                                                   desc="embedding", unit="img"):
-            results[path] = (None if vector is None else np.asarray(vector, dtype=np.float32), reason, seconds)
+            results[path] = (None if vector is None else Embedding.from_dict(vector), reason, seconds)
     return results
 
 
@@ -136,7 +137,7 @@ def pair_distances(pairs: list[Pair], embeddings: dict[str, tuple]) -> np.ndarra
     for i, p in enumerate(pairs):
         a, b = embeddings[p.first][0], embeddings[p.second][0]
         if a is not None and b is not None:
-            out[i] = float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
+            out[i] = distance(a, b)
     return out
 
 
@@ -195,7 +196,7 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
     y = np.asarray(same).astype(bool)
     finite = np.sort(np.unique(d[np.isfinite(d)]))
     if finite.size == 0:
-        return 0.6
+        return 0.0
     candidates = np.concatenate([[finite[0] - 1e-6], (finite[1:] + finite[:-1]) / 2, [finite[-1] + 1e-6]])
     accuracy = [np.mean((d <= t) == y) for t in candidates]
     return float(candidates[int(np.argmax(accuracy))])
@@ -215,13 +216,15 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -
 
 
 def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tuple] | None, calibration,
-              similarity_thresholds: tuple[float, ...] = (80, 90, 95, 99)) -> dict:
-    """The evaluation summary. Without ``embeddings`` (re-scoring a pairs.csv) image-level figures are omitted."""
+              similarity_thresholds: tuple[float, ...] = (80, 90, 95, 99), *, model: str = "") -> dict:
+    """The evaluation summary. Without ``embeddings`` (re-scoring a pairs.csv) image-level figures are omitted;
+    without ``calibration`` (a recognizer not yet calibrated) the Similarity operating points are."""
     from .scoring import error_rates
 
     same = np.array([p.same for p in pairs])
     thresholds, fmr, tmr = roc(distances, same)
     summary = {
+        "model": model,
         "pairs": len(pairs),
         "genuine_pairs": int(same.sum()),
         "impostor_pairs": int((~same).sum()),
@@ -241,16 +244,16 @@ def summarize(pairs: list[Pair], distances: np.ndarray, embeddings: dict[str, tu
         "eer": eer(fmr, tmr),
         "tar_at_fmr": [tar_at_fmr(distances, same, t) for t in (1e-2, 1e-3, 1e-4)],
         "best_distance_threshold": best_threshold(distances, same),
-        "accuracy_at_distance_0.6": float(np.mean((distances <= 0.6) == same)),
     })
     folds = [p.fold for p in pairs]
     if all(f is not None for f in folds) and len(set(folds)) > 1:
         summary["kfold_accuracy"] = kfold_accuracy(distances, same, np.array(folds))
     rows = []
-    for t in similarity_thresholds:
+    for t in similarity_thresholds if calibration is not None else ():
         dist = calibration.distance_at(t)
         fm, fnm = error_rates(distances, same, dist)
-        rows.append({"similarity_threshold": t, "distance": round(dist, 4), "fmr": fm, "fnmr": fnm})
+        rows.append({"similarity_threshold": t, "distance": round(dist, 4), "fmr": fm, "fnmr": fnm,
+                     "accuracy": float(np.mean((distances <= dist) == same))})
     summary["operating_points"] = rows
     if embeddings is not None and any(p.conditions for p in pairs):
         summary["by_condition"] = breakdown(pairs, distances, same, embeddings)
@@ -287,32 +290,43 @@ def breakdown(pairs: list[Pair], distances: np.ndarray, same: np.ndarray, embedd
 
 
 def write_pair_rows(path: Path, pairs: list[Pair], distances: np.ndarray, embeddings: dict, calibration,
-                    threshold: float = 80.0) -> None:
-    d_t = calibration.distance_at(threshold)
+                    threshold: float = 80.0, *, model: str) -> None:
+    """One row per pair: the distance (in ``model``'s metric), and with a calibration the Similarity and decision."""
+    d_t = calibration.distance_at(threshold) if calibration is not None else None
     with open(path, "w", newline="") as handle:
         w = csv.writer(handle)
-        w.writerow(["first", "second", "same", "fold", "distance", "similarity", "decision", "reasons"])
+        w.writerow(["first", "second", "same", "fold", "model", "distance", "similarity", "decision", "reasons"])
         for p, d in zip(pairs, distances):
             reasons = ";".join(r for r in (embeddings[p.first][1], embeddings[p.second][1]) if r)
-            if math.isfinite(d):
-                sim = calibration.similarity(d)
-                decision = "MATCH" if d <= d_t else "NO_MATCH"
-                w.writerow([p.first, p.second, int(p.same), "" if p.fold is None else p.fold, f"{d:.6f}",
-                            f"{sim:.4f}", decision, reasons])
+            fold = "" if p.fold is None else p.fold
+            if not math.isfinite(d):
+                w.writerow([p.first, p.second, int(p.same), fold, model, "", "", "REVIEW", reasons or "NO_FACE"])
+            elif d_t is None:
+                w.writerow([p.first, p.second, int(p.same), fold, model, f"{d:.6f}", "", "", reasons])
             else:
-                w.writerow([p.first, p.second, int(p.same), "" if p.fold is None else p.fold, "", "", "REVIEW",
-                            reasons or "NO_FACE"])
+                decision = "MATCH" if d <= d_t else "NO_MATCH"
+                w.writerow([p.first, p.second, int(p.same), fold, model, f"{d:.6f}",
+                            f"{calibration.similarity(d):.4f}", decision, reasons])
 
 
-def read_pair_rows(path: str | Path) -> tuple[list[Pair], np.ndarray]:
-    """Pairs and distances from a per-pair CSV written by :func:`write_pair_rows`."""
-    pairs, distances = [], []
+def read_pair_rows(path: str | Path) -> tuple[list[Pair], np.ndarray, str]:
+    """Pairs, distances and the recognizer's name from a per-pair CSV written by :func:`write_pair_rows`."""
+    pairs, distances, models = [], [], set()
     with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        missing = {"first", "second", "same", "fold", "distance"} - set(reader.fieldnames or [])
+        if missing:
+            raise InvalidParameterException(
+                f"{path} is not a pairs.csv written by `facecompare evaluate` (no column {', '.join(sorted(missing))})."
+            )
+        for row in reader:
             pairs.append(Pair(row["first"], row["second"], row["same"] == "1",
                               int(row["fold"]) if row["fold"] else None))
             distances.append(float(row["distance"]) if row["distance"] else np.inf)
-    return pairs, np.array(distances)
+            models.add(row.get("model") or "dlib-resnet-v1")  # files written before the column existed: dlib
+    if len(models) > 1:
+        raise InvalidParameterException(f"{path} mixes distances of several recognizers ({', '.join(sorted(models))}).")
+    return pairs, np.array(distances), models.pop() if models else ""
 
 
 def save_json(path: Path, data: dict) -> None:

@@ -72,6 +72,8 @@ def write_plots(out: Path, distances: np.ndarray, same: np.ndarray, calibration,
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
+    if calibration is None:  # a recognizer without a calibration: no Similarity scale to draw
+        return paths
     fig, ax = plt.subplots(figsize=(7, 4.5))
     finite = np.isfinite(d)
     sims = np.array([calibration.similarity(x) for x in d[finite]])
