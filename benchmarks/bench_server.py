@@ -104,11 +104,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=60, help="requests per image size")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, help="FACECOMPARE_CONCURRENCY: engine calls at once per worker")
+    parser.add_argument("--threads", type=int, help="FACECOMPARE_THREADS: image threads per call and onnxruntime "
+                        "threads per model")
+    parser.add_argument("--detector", help="FACECOMPARE_DETECTOR (default: the server's default, retinaface)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "server.json"))
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FACECOMPARE_AUTH": "off"}
+    for name, value in (("CONCURRENCY", args.concurrency), ("THREADS", args.threads), ("DETECTOR", args.detector)):
+        if value is not None:
+            env[f"FACECOMPARE_{name}"] = str(value)
     server = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--no-auth", "--port", str(port),
                                "--workers", str(args.workers)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -150,6 +157,9 @@ def main() -> None:
         tenth = max(1, len(samples) // 10)
         report = {
             "workers": args.workers,
+            "concurrency": args.concurrency,
+            "threads": args.threads,
+            "detector": args.detector or "retinaface",
             "cpus": os.cpu_count(),
             "results": results,
             "results_second_pass": repeat,
