@@ -107,7 +107,7 @@ class OnnxRecognizer:
                 return
             import onnxruntime as ort
 
-            from .onnx_graph import prepare
+            from .onnx_graph import prepare, release_freed_memory
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = self._threads
@@ -143,6 +143,7 @@ class OnnxRecognizer:
             out = session.get_outputs()[0].shape
             self.dimension = int(out[-1]) if isinstance(out[-1], int) else 0
             self._session = session
+        release_freed_memory()
 
     def align(self, rgb: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The ArcFace-aligned chip (``size`` x ``size``, RGB uint8) of the face with these 5 landmarks."""

@@ -39,7 +39,7 @@ class YuNetDetector:
             import onnx
             import onnxruntime as ort
 
-            from .onnx_graph import prepare
+            from .onnx_graph import prepare, release_freed_memory
 
             model = onnx.load_from_string(prepare(read_weights(self.name)))
             dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -55,6 +55,8 @@ class YuNetDetector:
             options.enable_cpu_mem_arena = False
             self._session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
                                                  providers=["CPUExecutionProvider"])
+            del model
+            release_freed_memory()
 
     def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:
         """Faces in an RGB uint8 array, in its pixel coordinates, highest score first."""
