@@ -205,8 +205,8 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         async def work(request_id: str, context: dict) -> Response:
             body = await read_body(request)
             if config.auth:
-                headers = {k.lower(): v for k, v in request.headers.items()}
-                sigv4.verify(request.method, request.url.path, headers, body, config.access_keys)
+                sigv4.verify(request.method, request.url.path, request.headers.raw, body, config.access_keys,
+                             query=request.scope.get("query_string", b""))
             operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
             try:
                 payload = json.loads(body or b"{}")

@@ -1,4 +1,15 @@
-"""AWS Signature Version 4 verification for requests signed by boto3 (service ``rekognition``)."""
+"""AWS Signature Version 4 verification for requests signed by boto3 (service ``rekognition``).
+
+Two phases, so that an unauthenticated request never makes the server buffer its body:
+
+* :func:`verify_headers` checks everything that does not need the body (one well-formed ``Authorization``,
+  known access key, service and region scope, date and clock skew, required signed headers, no duplicated
+  security-relevant header) and returns a :class:`PendingSignature`;
+* :meth:`PendingSignature.verify_payload` hashes the body and checks the signature itself (boto3's Rekognition
+  requests carry no ``X-Amz-Content-SHA256``, so the payload hash needs the body).
+
+:func:`verify` runs both for callers that already hold the body.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +19,34 @@ import hmac
 import json
 import os
 import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from ..errors import FaceCompareError
 
-_AUTH = re.compile(
-    r"^AWS4-HMAC-SHA256\s+Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$"
-)
+ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = dt.timedelta(minutes=5)
+DEFAULT_REGION = "us-east-1"
+# Headers that boto3 always signs for this service and that decide what the request does: without them in
+# SignedHeaders the operation (x-amz-target), the freshness (x-amz-date) or the addressee (host) could be
+# rewritten after signing. botocore's SigV4Auth signs every header but a small blacklist (user-agent, expect,
+# connection, x-amzn-trace-id, ...), so boto3 always meets this; content-type and any x-amz-* header are
+# required only when the request has them (botocore then signs them too; AWS's documented rule).
+REQUIRED_SIGNED = ("host", "x-amz-date", "x-amz-target")
+# Headers that must occur at most once (besides every header named in SignedHeaders): a second copy could be
+# the one the signature was checked on while the other is acted upon.
+SINGLE_VALUED = ("authorization", "x-amz-target", "x-amz-date", "host", "x-amz-content-sha256",
+                 "x-amz-security-token", "content-type")
+_SIGNED_NAME = {"host": "'Host' or ':authority'", "x-amz-date": "'X-Amz-Date'", "x-amz-target": "'X-Amz-Target'",
+                "content-type": "'Content-Type'"}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_DATE = re.compile(r"^\d{8}$")
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+_BAD_SIGNATURE = ("The request signature we calculated does not match the signature you provided. Check your AWS "
+                  "Secret Access Key and signing method. Consult the service documentation for details.")
 
 
 class AuthError(FaceCompareError):
@@ -56,36 +86,144 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-def verify(method: str, path: str, headers: dict[str, str], body: bytes, keys: dict[str, str],
-           now: dt.datetime | None = None, service: str = "rekognition") -> str:
-    """Check the request's SigV4 signature; return the access key. ``headers`` must have lower-case names.
+def _text(value: bytes | str) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes | bytearray) else value
 
-    Raises :class:`AuthError` with the type AWS uses: ``MissingAuthenticationTokenException`` (no signature),
-    ``IncompleteSignatureException`` (malformed), ``UnrecognizedClientException`` (unknown key),
-    ``InvalidSignatureException`` (wrong signature or stale date).
+
+def _header_list(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
+    if isinstance(headers, Mapping):
+        raise TypeError("headers must be the raw (name, value) pairs as received (e.g. Starlette's "
+                        "request.headers.raw), not a mapping: a mapping hides duplicated headers")
+    return [(_text(name).strip().lower(), _text(value)) for name, value in headers]
+
+
+def canonical_query(query: bytes | str) -> str:
+    """SigV4 canonical query string: each name and value percent-decoded, then encoded with AWS's rules
+    (everything but ``A-Z a-z 0-9 - _ . ~`` as upper-case ``%XX``), ``=`` always present, sorted by name then
+    value; empty ``&&`` segments are ignored."""
+    raw = query.encode() if isinstance(query, str) else bytes(query)
+    pairs = []
+    for part in raw.split(b"&"):
+        if not part:
+            continue
+        name, _, value = part.partition(b"=")
+        pairs.append((quote(unquote_to_bytes(name), safe="-_.~"), quote(unquote_to_bytes(value), safe="-_.~")))
+    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
+def _parse_authorization(value: str) -> tuple[str, str, str]:
+    """(credential, signed_headers, signature) from ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=...,
+    Signature=...``; the three components may come in any order, each exactly once."""
+    algorithm, _, rest = value.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise AuthError("IncompleteSignatureException",
+                        f"Unsupported AWS 'algorithm': {algorithm[:40]!r}; expected '{ALGORITHM}'.")
+    components: dict[str, str] = {}
+    for item in rest.split(","):
+        item = item.strip()
+        name, eq, component = item.partition("=")
+        if not eq or not name or not component:
+            raise AuthError("IncompleteSignatureException",
+                            f"'{item[:60]}' not a valid key=value pair (missing equal-sign) in Authorization header.")
+        if name in components:
+            raise AuthError("IncompleteSignatureException", f"Authorization header has '{name}' more than once.")
+        components[name] = component
+    for name in ("Credential", "SignedHeaders", "Signature"):
+        if name not in components:
+            raise AuthError("IncompleteSignatureException", f"Authorization header requires '{name}' parameter.")
+    unknown = sorted(set(components) - {"Credential", "SignedHeaders", "Signature"})
+    if unknown:
+        raise AuthError("IncompleteSignatureException", f"Authorization header has unknown parameter(s) {unknown}.")
+    if not _HEX64.match(components["Signature"]):
+        raise AuthError("IncompleteSignatureException", "Signature must be 64 lower-case hexadecimal digits.")
+    return components["Credential"], components["SignedHeaders"], components["Signature"]
+
+
+@dataclass(frozen=True)
+class PendingSignature:
+    """A request whose headers passed :func:`verify_headers`; :meth:`verify_payload` finishes the check."""
+
+    access_key: str
+    signature: str
+    signing_key: bytes
+    amz_date: str
+    scope: str
+    canonical_head: str  # method, path, query, headers and signed-header list of the canonical request
+    declared_sha256: str | None  # X-Amz-Content-SHA256 (signed) when the client sent it
+
+    def _check(self, payload_hash: str) -> None:
+        canonical_request = f"{self.canonical_head}\n{payload_hash}"
+        string_to_sign = "\n".join([ALGORITHM, self.amz_date, self.scope,
+                                    hashlib.sha256(canonical_request.encode()).hexdigest()])
+        expected = hmac.new(self.signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, self.signature):
+            raise AuthError("InvalidSignatureException", _BAD_SIGNATURE)
+
+    def verify_payload(self, body: bytes) -> str:
+        """Check the body against the signature; return the access key."""
+        payload_hash = hashlib.sha256(body).hexdigest()
+        if self.declared_sha256 is not None and not hmac.compare_digest(self.declared_sha256, payload_hash):
+            raise AuthError("InvalidSignatureException",
+                            "The provided x-amz-content-sha256 header does not match what was computed.")
+        self._check(payload_hash)
+        return self.access_key
+
+
+def verify_headers(method: str, path: str, headers: Iterable[tuple[bytes | str, bytes | str]],
+                   keys: dict[str, str], *, region: str = DEFAULT_REGION, query: bytes | str = "",
+                   now: dt.datetime | None = None, service: str = "rekognition") -> PendingSignature:
+    """Everything about the signature that does not need the body.
+
+    ``headers`` are the raw (name, value) pairs as received, duplicates kept (Starlette: ``request.headers.raw``);
+    ``query`` is the raw query string. Raises :class:`AuthError` with the type AWS uses:
+    ``MissingAuthenticationTokenException`` (403, no signature), ``IncompleteSignatureException`` (malformed),
+    ``UnrecognizedClientException`` (unknown key), ``InvalidSignatureException`` (wrong scope, stale date,
+    required header not signed, duplicated header, wrong signature).
     """
-    auth = headers.get("authorization")
+    pairs = _header_list(headers)
+    counts = Counter(name for name, _ in pairs)
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        values.setdefault(name, value)
+    # Two Authorization headers: AWS folds repeated headers into one comma-separated value, which is then not a
+    # well-formed AWS4-HMAC-SHA256 Authorization: IncompleteSignatureException (a malformed signature, not a
+    # wrong one). Checked first: the copy we would parse need not be the one another component acts on.
+    if counts["authorization"] > 1:
+        raise AuthError("IncompleteSignatureException",
+                        "The request has more than one Authorization header; send exactly one.")
+    auth = values.get("authorization", "").strip()
     if not auth:
         raise AuthError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
-    match = _AUTH.match(auth.strip())
-    if not match:
-        raise AuthError("IncompleteSignatureException",
-                        "Authorization header requires Credential, SignedHeaders and Signature (AWS4-HMAC-SHA256).")
-    credential, signed_headers, signature = match.groups()
+    # Any other repeated security-relevant header: AWS would canonicalise the comma-joined copies, which is not
+    # what a single-valued signature covers, so the signature cannot match: InvalidSignatureException. Refused
+    # outright here because the application acts on one copy (the operation comes from X-Amz-Target).
+    _refuse_duplicates(counts, SINGLE_VALUED)
+    credential, signed_headers, signature = _parse_authorization(auth)
     parts = credential.split("/")
-    if len(parts) != 5 or parts[4] != "aws4_request":
-        raise AuthError("IncompleteSignatureException", f"Credential {credential!r} is malformed.")
-    access_key, date, region, cred_service, _ = parts
+    if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts) or not _DATE.match(parts[1]):
+        raise AuthError("IncompleteSignatureException",
+                        f"Credential '{credential[:120]}' is malformed; expected "
+                        "<access key>/<YYYYMMDD>/<region>/<service>/aws4_request.")
+    access_key, date, cred_region, cred_service, _ = parts
+    names = signed_headers.split(";")
+    if not all(_HEADER_NAME.match(name) for name in names) or len(set(names)) != len(names):
+        raise AuthError("IncompleteSignatureException",
+                        f"SignedHeaders '{signed_headers[:200]}' must be distinct lower-case header names joined by ';'.")
     secret = keys.get(access_key)
     if secret is None:
         raise AuthError("UnrecognizedClientException", "The security token included in the request is invalid.")
     if cred_service != service:
         raise AuthError("InvalidSignatureException", f"Credential should be scoped to correct service: '{service}'.")
-    amz_date = headers.get("x-amz-date", "")
+    if cred_region != region:
+        raise AuthError("InvalidSignatureException",
+                        f"Credential should be scoped to a valid region, not '{cred_region[:40]}'.")
+    amz_date = values.get("x-amz-date", "").strip()
     try:
         when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
-        raise AuthError("IncompleteSignatureException", "X-Amz-Date is missing or malformed.") from None
+        raise AuthError("IncompleteSignatureException",
+                        "Authorization header requires existence of a well-formed 'X-Amz-Date' header "
+                        "(YYYYMMDDTHHMMSSZ).") from None
     now = now or dt.datetime.now(dt.UTC)
     if abs(now - when) > MAX_SKEW:
         raise AuthError(
@@ -96,33 +234,50 @@ def verify(method: str, path: str, headers: dict[str, str], body: bytes, keys: d
             f"({now:%Y%m%dT%H%M%SZ} + 5 min.)",
         )
     if amz_date[:8] != date:
-        raise AuthError("InvalidSignatureException", "Date in Credential scope does not match X-Amz-Date.")
-    names = signed_headers.split(";")
-    if "host" not in names:
-        raise AuthError("InvalidSignatureException", "'Host' must be a signed header.")
-    canonical_headers = ""
+        raise AuthError("InvalidSignatureException", "Date in Credential scope does not match YYYYMMDD from ISO-8601 "
+                                                     "version of date from HTTP.")
+    must_sign = [*REQUIRED_SIGNED, *(n for n in ("content-type",) if n in counts),
+                 *sorted(n for n in counts if n.startswith("x-amz-"))]
+    for name in must_sign:
+        if name not in names:  # AWS's wording (DynamoDB, same protocol) for host; the same form for the others
+            raise AuthError("InvalidSignatureException",
+                            f"{_SIGNED_NAME.get(name, repr(name))} must be a 'SignedHeader' in the AWS Authorization.")
     for name in names:
-        value = headers.get(name)
-        if value is None:
-            raise AuthError("InvalidSignatureException", f"Signed header {name!r} is missing from the request.")
-        canonical_headers += f"{name}:{' '.join(value.strip().split())}\n"
-    payload_hash = hashlib.sha256(body).hexdigest()
-    declared = headers.get("x-amz-content-sha256")
-    if declared and "x-amz-content-sha256" in names and declared != "UNSIGNED-PAYLOAD":
-        if declared != payload_hash:
-            raise AuthError("InvalidSignatureException", "The provided x-amz-content-sha256 does not match the body.")
+        if name not in counts:
+            raise AuthError("IncompleteSignatureException",
+                            f"'{name}' is named as a SignedHeader, but it does not exist in the HTTP request.")
+    _refuse_duplicates(counts, names)
+    declared = values.get("x-amz-content-sha256")
+    if declared is not None:
+        declared = declared.strip()
+        if not _HEX64.match(declared):
+            # UNSIGNED-PAYLOAD and the streaming forms are S3's; the body carries the images, so it must be signed.
+            raise AuthError("InvalidSignatureException",
+                            "x-amz-content-sha256 must be the hex SHA-256 of the body; this service does not accept "
+                            "unsigned payloads.")
+    canonical_headers = "".join(f"{name}:{' '.join(values[name].split())}\n" for name in names)
     canonical_path = quote(unquote(path) or "/", safe="/~")
-    canonical_request = "\n".join([method.upper(), canonical_path, "", canonical_headers, signed_headers,
-                                   payload_hash])
-    scope = f"{date}/{region}/{cred_service}/aws4_request"
-    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
-                                hashlib.sha256(canonical_request.encode()).hexdigest()])
-    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret).encode(), date), region), cred_service), "aws4_request")
-    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
-        raise AuthError(
-            "InvalidSignatureException",
-            "The request signature we calculated does not match the signature you provided. Check your AWS "
-            "Secret Access Key and signing method. Consult the service documentation for details.",
-        )
-    return access_key
+    canonical_head = "\n".join([method.upper(), canonical_path, canonical_query(query), canonical_headers,
+                                signed_headers])
+    scope = f"{date}/{cred_region}/{cred_service}/aws4_request"
+    signing_key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret).encode(), date), cred_region), cred_service),
+                        "aws4_request")
+    pending = PendingSignature(access_key, signature, signing_key, amz_date, scope, canonical_head, declared)
+    if declared is not None:
+        pending._check(declared)  # the signature covers the declared hash: a forgery is refused before the body
+    return pending
+
+
+def _refuse_duplicates(counts: Counter, names: Iterable[str]) -> None:
+    for name in names:
+        if counts[name] > 1:
+            raise AuthError("InvalidSignatureException",
+                            f"The request has more than one '{name}' header; a signed header must occur once.")
+
+
+def verify(method: str, path: str, headers: Iterable[tuple[bytes | str, bytes | str]], body: bytes,
+           keys: dict[str, str], *, region: str = DEFAULT_REGION, query: bytes | str = "",
+           now: dt.datetime | None = None, service: str = "rekognition") -> str:
+    """Both phases at once: check the request's SigV4 signature; return the access key. See :func:`verify_headers`."""
+    return verify_headers(method, path, headers, keys, region=region, query=query, now=now,
+                          service=service).verify_payload(body)
