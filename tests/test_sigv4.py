@@ -1,23 +1,31 @@
 """SigV4 verification as strict as AWS: requests are signed by botocore's own signer (exactly what boto3 sends),
-then tampered with, and checked by the verifier directly at a fixed time."""
+then tampered with. Most tests call the verifier directly at a fixed time; the last ones drive the running
+server over raw HTTP."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import socket
+import time
 from unittest import mock
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.auth
+import httpx
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from facecompare.server import sigv4
+from facecompare.server.app import ServerConfig, create_app
 from facecompare.server.sigv4 import AuthError, verify, verify_headers
+from facecompare.storage import S3Reader
 
 ACCESS, SECRET = "AKIDSIGV4TEST", "sigv4-test-secret"
 KEYS = {ACCESS: SECRET}
@@ -194,6 +202,11 @@ def test_wrong_region_scope():
     refused(sign(), "InvalidSignatureException", "valid region", region="eu-west-1")
 
 
+def test_region_is_configured_from_the_environment():
+    assert ServerConfig.from_env({}).region == "us-east-1"
+    assert ServerConfig.from_env({"FACECOMPARE_REGION": "eu-central-1"}).region == "eu-central-1"
+
+
 def test_credential_date_must_match_x_amz_date():
     at = dt.datetime(2025, 3, 14, 0, 1, 0, tzinfo=dt.UTC)
     req = sign(at=at)
@@ -348,3 +361,108 @@ def test_canonical_query_matches_botocore():
     expected = SigV4Auth(Credentials("a", "b"), "rekognition", "us-east-1")._canonical_query_string_params(params)
     assert sigv4.canonical_query("b=2&a=1&a=0&c=x%2fy%20z~&d&%C3%A9=%C3%BC%2B") == expected
     assert sigv4.canonical_query("") == ""
+
+
+# -- end to end: the running server over raw HTTP ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_server(verifier):
+    from test_server import _Server
+
+    config = ServerConfig(auth=True, access_keys=dict(KEYS), max_body_bytes=16 * 1024 * 1024, request_timeout=60,
+                          warm=False)
+    with _Server(create_app(verifier.settings, config, verifier=verifier, s3=S3Reader())) as running:
+        yield running
+
+
+def _signed_http(url: str, body: bytes, target: str) -> list[tuple[str, str]]:
+    request = AWSRequest(method="POST", url=url + "/", data=body,
+                         headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+    SigV4Auth(Credentials(ACCESS, SECRET), "rekognition", "us-east-1").add_auth(request)
+    return list(request.headers.items())
+
+
+def test_server_refuses_a_second_x_amz_target(auth_server, fixtures):
+    image = (fixtures / "obama.jpg").read_bytes()
+    body = json.dumps({"Image": {"Bytes": __import__("base64").b64encode(image).decode()}}).encode()
+    headers = _signed_http(auth_server.url, body, DETECT)
+    ok = httpx.post(auth_server.url + "/", content=body, headers=headers, timeout=60)
+    assert ok.status_code == 200 and len(ok.json()["FaceDetails"]) == 1  # the signed request as sent is served
+    for forged in ([*headers, ("X-Amz-Target", COMPARE)], [("X-Amz-Target", COMPARE), *headers]):
+        response = httpx.post(auth_server.url + "/", content=body, headers=forged, timeout=60)
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/x-amz-json-1.1" and response.headers["x-amzn-requestid"]
+        assert response.json()["__type"] == "InvalidSignatureException"
+        assert "x-amz-target" in response.json()["message"]
+
+
+def test_server_refuses_wrong_region_from_boto3(auth_server):
+    client = boto3.client("rekognition", endpoint_url=auth_server.url, region_name="eu-west-1",
+                          aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
+                          config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as error:
+        client.detect_faces(Image={"Bytes": b"\xff\xd8\xff"})
+    assert error.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert "valid region" in error.value.response["Error"]["Message"]
+
+
+def _raw_request(url: str, headers: list[tuple[str, str]], declared: int, sent: bytes, wait: float) -> bytes:
+    """Send the headers with Content-Length ``declared`` but only ``sent`` bytes of body; what arrives in ``wait``
+    seconds (b"" if nothing)."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    lines = ["POST / HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers if k.lower() != "host"),
+             f"Content-Length: {declared}"]
+    with socket.create_connection((host, port), timeout=wait) as conn:
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + sent)
+        received = b""
+        deadline = time.monotonic() + wait
+        try:
+            while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n", 1)[1]) < _length(received):
+                conn.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except TimeoutError:
+            pass
+        return received
+
+
+def _length(received: bytes) -> int:
+    for line in received.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def _status_and_json(received: bytes) -> tuple[int, dict]:
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def test_server_refuses_unauthenticated_request_before_reading_its_body(auth_server):
+    """Content-Length of 8 MB, 1 byte sent: the auth error comes back at once, so the server did not wait for
+    (let alone buffer) the body. A correctly signed request with the same truncated body is, by contrast, still
+    waiting for its body, which shows the early answer is the header phase's doing."""
+    declared = 8 * 1024 * 1024
+    base = [("X-Amz-Target", DETECT), ("Content-Type", "application/x-amz-json-1.1")]
+    unknown = SigV4Auth(Credentials("AKIDUNKNOWN", SECRET), "rekognition", "us-east-1")
+    request = AWSRequest(method="POST", url=auth_server.url + "/", data=b"{", headers=dict(base))
+    unknown.add_auth(request)
+    cases = [(base, "MissingAuthenticationTokenException", 403),
+             ([*base, ("Authorization", "garbage")], "IncompleteSignatureException", 400),
+             (list(request.headers.items()), "UnrecognizedClientException", 400),
+             ([*_signed_http(auth_server.url, b"{", DETECT), ("X-Amz-Target", COMPARE)], "InvalidSignatureException",
+              400)]
+    for headers, code, status in cases:
+        started = time.monotonic()
+        received = _raw_request(auth_server.url, headers, declared, b"{", wait=10)
+        assert received, f"no answer in 10 s for {code}: the server is waiting for the body"
+        assert time.monotonic() - started < 5
+        answer_status, answer = _status_and_json(received)
+        assert (answer_status, answer["__type"]) == (status, code)
+    # a well-signed request (signed over the 1-byte body it claims to be the start of) gets no answer while the
+    # rest of its body has not arrived
+    assert _raw_request(auth_server.url, _signed_http(auth_server.url, b"{", DETECT), declared, b"{", wait=1.5) == b""

@@ -39,6 +39,7 @@ AWS_CONTENT_TYPE = "application/x-amz-json-1.1"
 class ServerConfig:
     auth: bool = True  # verify SigV4 on the AWS endpoint and API keys on /v1
     access_keys: dict[str, str] = field(default_factory=dict)  # SigV4 access key -> secret
+    region: str = sigv4.DEFAULT_REGION  # the region SigV4 credential scopes must name (FACECOMPARE_REGION)
     api_key_hashes: set[str] = field(default_factory=set)  # sha256 hex of the /v1 API keys
     max_body_bytes: int = 16 * 1024 * 1024  # two 5 MiB images in base64 fit
     request_timeout: float = 60.0
@@ -51,6 +52,7 @@ class ServerConfig:
         config = cls(
             auth=environ.get("FACECOMPARE_AUTH", "on").lower() not in ("off", "none", "0", "false"),
             access_keys=sigv4.load_keys(environ),
+            region=(environ.get("FACECOMPARE_REGION") or "").strip() or sigv4.DEFAULT_REGION,
             api_key_hashes=load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE")),
             max_body_bytes=int(environ.get("FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024)),
             request_timeout=float(environ.get("FACECOMPARE_REQUEST_TIMEOUT", 60)),
@@ -203,10 +205,17 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
 
     async def aws_endpoint(request: Request) -> Response:
         async def work(request_id: str, context: dict) -> Response:
-            body = await read_body(request)
+            # Authentication before the body: an unsigned or wrongly signed request is refused from its
+            # headers (and an over-long Content-Length from that header), so it never makes us buffer a body.
+            check_declared_length(request)
+            pending = None
             if config.auth:
-                sigv4.verify(request.method, request.url.path, request.headers.raw, body, config.access_keys,
-                             query=request.scope.get("query_string", b""))
+                pending = sigv4.verify_headers(request.method, request.url.path, request.headers.raw,
+                                               config.access_keys, region=config.region,
+                                               query=request.scope.get("query_string", b""))
+            body = await read_body(request)
+            if pending is not None:
+                pending.verify_payload(body)  # the payload hash needs the body (boto3 sends no x-amz-content-sha256)
             operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
             try:
                 payload = json.loads(body or b"{}")
