@@ -36,8 +36,11 @@ MAX_FACES = 100
 #: side of the aligned chip quality (brightness, sharpness) is measured on, whatever the recognizer
 QUALITY_CHIP_PX = 150
 #: in the first detection pass, a largest face narrower than this (pixels of the detector input)
-#: triggers the small-face pass, since faces smaller still may have been missed
-SMALL_FACE_PASS_BELOW_PX = 64
+#: triggers the small-face pass, since faces smaller still may have been missed. 32: an ID-card portrait in a
+#: 12 MP phone photo is 5-26 px wide at the first pass's 640 px, and gets it; a card that fills a 1 MP frame
+#: (face about 50 px there) does not need it: its landmarks are good at that size, and the pass cost about
+#: 100 ms of CPU per such image (it was 64 before; benchmarks/bench_server.py, the 1 MP case)
+SMALL_FACE_PASS_BELOW_PX = 32
 #: the small-face pass searches windows this many face widths wide around the (at most this many) largest faces
 #: the first pass found
 SMALL_FACE_WINDOW_WIDTHS = 8
@@ -361,6 +364,11 @@ class Verifier:
                      traces: tuple[list, list] | None = None) -> tuple[AnalyzedImage, AnalyzedImage]:
         """Analyse two images in parallel threads (decoding and detection overlap; each is decoded in its
         own thread). ``traces``: two lists that receive each image's ``(stage, seconds)``."""
+        # the models first, on their own: loading one briefly needs about 100 MB more than it keeps, and with
+        # two 12 MP images decoded beside it a cold process peaked at about 500 MB instead of about 370 MB
+        self.detector.load()
+        if embed_first > 0 or embed_second > 0:
+            self.recognizer.load()
         pool = self._executor()
         first_trace, second_trace = traces or (None, None)
         a = pool.submit(self.analyze, first, embed=embed_first, trace=first_trace)
