@@ -36,10 +36,11 @@ MAX_FACES = 100
 #: side of the aligned chip quality (brightness, sharpness) is measured on, whatever the recognizer
 QUALITY_CHIP_PX = 150
 #: in the first detection pass, a largest face narrower than this (pixels of the detector input)
-#: triggers the small-face pass, since faces smaller still may have been missed. 32: an ID-card portrait in a
-#: 12 MP phone photo is 5-26 px wide at the first pass's 640 px, and gets it; a card that fills a 1 MP frame
-#: (face about 50 px there) does not need it: its landmarks are good at that size, and the pass cost about
-#: 100 ms of CPU per such image (it was 64 before; benchmarks/bench_server.py, the 1 MP case)
+#: triggers the small-face pass, since faces smaller still may have been missed. 32: a small ID-card portrait
+#: in a 12 MP phone photo is below it at the first pass's 640 px and gets the pass; a card that fills a 1 MP
+#: frame (face about 50 px there) does not need it, and the pass cost about 100 ms of CPU per such image (it
+#: was 64 before: benchmarks/bench_server.py, the 1 MP case; the synthetic ID benchmark, re-measured with 32,
+#: is in the README)
 SMALL_FACE_PASS_BELOW_PX = 32
 #: the small-face pass searches windows this many face widths wide around the (at most this many) largest faces
 #: the first pass found
