@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .errors import InvalidParameterException
+from .errors import InvalidParameterException, quote_input
 from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Embedding, Face, FaceMatch, Landmark, distance
 from .images import DecodedImage, ImageSource, load_image
 from .models import Detection, Detector, Recognizer, alignment, create_detector, create_recognizer
@@ -490,7 +490,7 @@ def smooth_chip(chip: np.ndarray, radius: float) -> np.ndarray:
 def check_threshold(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= float(value) <= 100.0):
         raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be a number from 0 to 100 (got {value!r})."
+            f"Request has invalid parameters: {name} must be a number from 0 to 100 (got {quote_input(value)})."
         )
     return float(value)
 
@@ -499,12 +499,12 @@ def check_attributes(attributes: object) -> tuple[str, ...]:
     if isinstance(attributes, str) or not isinstance(attributes, (list, tuple)):
         raise InvalidParameterException(
             f"Request has invalid parameters: Attributes must be a list such as ['DEFAULT'] or ['ALL'] "
-            f"(got {attributes!r})."
+            f"(got {quote_input(attributes)})."
         )
     for a in attributes:
         if a not in ATTRIBUTES:
             raise InvalidParameterException(
-                f"Request has invalid parameters: unknown attribute {a!r} in Attributes; use one of "
+                f"Request has invalid parameters: unknown attribute {quote_input(a)} in Attributes; use one of "
                 f"{', '.join(ATTRIBUTES)}."
             )
     return tuple(attributes) or ("DEFAULT",)
@@ -514,7 +514,7 @@ def check_quality_filter(value: object) -> str:
     if value not in QUALITY_FILTERS:
         raise InvalidParameterException(
             "Request has invalid parameters: QualityFilter must be one of "
-            f"{', '.join(QUALITY_FILTERS)} (got {value!r})."
+            f"{', '.join(QUALITY_FILTERS)} (got {quote_input(value)})."
         )
     return str(value)
 

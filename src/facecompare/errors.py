@@ -6,6 +6,32 @@ The HTTP surfaces map ``http_status`` and ``code`` onto the AWS JSON error shape
 
 from __future__ import annotations
 
+import reprlib
+
+QUOTE_LIMIT = 64  # characters of client input an error message may quote
+
+
+def quote_input(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A short rendering of a client-supplied value for an error message: its ``repr`` cut to ``limit``
+    characters, ending in an ellipsis when cut. Safe on hostile values: a huge integer is described, not
+    converted to text; a deeply nested list is rendered only a few levels deep (``reprlib``); a long string is
+    cut before ``repr`` sees it."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        text = f"<an integer of {value.bit_length()} bits>"
+    elif isinstance(value, str):
+        text = repr(value[:limit])
+        if len(value) > limit:
+            text += "…"
+    else:
+        short = reprlib.Repr()
+        short.maxlevel, short.maxstring, short.maxother = 2, limit + 2, limit + 2
+        short.maxlist = short.maxtuple = short.maxdict = short.maxset = 4
+        try:
+            text = short.repr(value)
+        except (ValueError, RecursionError):  # an object whose repr is itself hostile
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class FaceCompareError(Exception):
     """Base class. ``code`` is the Rekognition ``__type``; ``http_status`` the status AWS uses for it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .errors import AccessDeniedException, ImageTooLargeException, InvalidS3ObjectException
+from .errors import AccessDeniedException, ImageTooLargeException, InvalidS3ObjectException, quote_input
 
 S3_MAX_BYTES = 15 * 1000 * 1000  # Rekognition's limit for images read from S3
 
@@ -46,6 +46,7 @@ class S3Reader:
         from botocore.exceptions import BotoCoreError, ClientError
 
         kwargs = {"Bucket": bucket, "Key": key}
+        where = quote_input(f"s3://{bucket}/{key}")  # the client's address, cut short for the messages
         if version:
             kwargs["VersionId"] = version
         try:
@@ -54,26 +55,26 @@ class S3Reader:
             if size > self.max_bytes:
                 response["Body"].close()
                 raise ImageTooLargeException(
-                    f"Image size is too large: s3://{bucket}/{key} has {size:,} bytes; the limit for S3 objects "
+                    f"Image size is too large: {where} has {size:,} bytes; the limit for S3 objects "
                     f"is {self.max_bytes:,}."
                 )
             data = response["Body"].read(self.max_bytes + 1)
             if len(data) > self.max_bytes:
-                raise ImageTooLargeException(f"Image size is too large: s3://{bucket}/{key} exceeds {self.max_bytes:,} bytes.")
+                raise ImageTooLargeException(f"Image size is too large: {where} exceeds {self.max_bytes:,} bytes.")
             return data
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise AccessDeniedException(
-                    f"Access denied reading s3://{bucket}/{key}: check the object store credentials."
+                    f"Access denied reading {where}: check the object store credentials."
                 ) from None
             raise InvalidS3ObjectException(
                 f"Unable to get object metadata from S3. Check object key, region and/or access permissions. "
-                f"(s3://{bucket}/{key}: {code or 'error'})"
+                f"({where}: {code or 'error'})"
             ) from None
         except BotoCoreError as exc:
             raise InvalidS3ObjectException(
-                f"Unable to read s3://{bucket}/{key} from the object store ({type(exc).__name__}); "
+                f"Unable to read {where} from the object store ({type(exc).__name__}); "
                 "check FACECOMPARE_S3_ENDPOINT_URL and that the store is reachable."
             ) from None
 
@@ -81,8 +82,8 @@ class S3Reader:
 def parse_s3_url(url: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> (bucket, key)."""
     if not url.startswith("s3://") or "/" not in url[5:]:
-        raise InvalidS3ObjectException(f"{url!r} is not an s3://bucket/key address.")
+        raise InvalidS3ObjectException(f"{quote_input(url)} is not an s3://bucket/key address.")
     bucket, key = url[5:].split("/", 1)
     if not bucket or not key:
-        raise InvalidS3ObjectException(f"{url!r} is not an s3://bucket/key address.")
+        raise InvalidS3ObjectException(f"{quote_input(url)} is not an s3://bucket/key address.")
     return bucket, key

@@ -25,7 +25,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..engine import MAX_FACES, Verifier, check_threshold, verification_dict
-from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError, InvalidParameterException
+from ..errors import (
+    FaceCompareError,
+    ImageTooLargeException,
+    InternalServerError,
+    InvalidParameterException,
+    quote_input,
+)
 from ..rekognition import compare_faces_response, detect_faces_response
 from ..settings import Settings
 from ..storage import S3Reader
@@ -292,7 +298,9 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
                 try:
                     threshold = float(threshold)
                 except (TypeError, ValueError):
-                    raise InvalidParameterException(f"threshold must be a number (got {threshold!r}).") from None
+                    raise InvalidParameterException(
+                        f"threshold must be a number (got {quote_input(threshold)})."
+                    ) from None
                 threshold = check_threshold(threshold, "threshold")
                 annotate = truthy(fields.get("annotate", False))
                 result = await run_engine(rest_verify, images["selfie"], images["document"], threshold, annotate)

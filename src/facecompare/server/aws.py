@@ -8,7 +8,7 @@ import binascii
 import re
 
 from ..engine import check_attributes, check_quality_filter, check_threshold
-from ..errors import FaceCompareError, InvalidParameterException
+from ..errors import FaceCompareError, InvalidParameterException, quote_input
 
 TARGET_PREFIX = "RekognitionService."
 OPERATIONS = ("CompareFaces", "DetectFaces")
@@ -30,14 +30,15 @@ class ProtocolError(FaceCompareError):
 def operation_from_target(target: str | None) -> str:
     if not target or not target.startswith(TARGET_PREFIX):
         raise ProtocolError("UnknownOperationException",
-                            f"Missing or unknown X-Amz-Target {target!r}; expected RekognitionService.<Operation>.")
+                            f"Missing or unknown X-Amz-Target {quote_input(target)}; expected "
+                            "RekognitionService.<Operation>.")
     op = target[len(TARGET_PREFIX):]
     if op in OPERATIONS:
         return op
     if op in KNOWN_UNSUPPORTED:
         raise ProtocolError("UnknownOperationException",
                             f"{op} is not implemented by facecompare; it serves CompareFaces and DetectFaces.")
-    raise ProtocolError("UnknownOperationException", f"Unknown operation {op!r}.")
+    raise ProtocolError("UnknownOperationException", f"Unknown operation {quote_input(op)}.")
 
 
 def check_members(body: dict, allowed: set[str], required: set[str], where: str) -> None:
@@ -45,7 +46,8 @@ def check_members(body: dict, allowed: set[str], required: set[str], where: str)
         raise ProtocolError("SerializationException", f"{where} must be a JSON object.")
     unknown = set(body) - allowed
     if unknown:
-        raise InvalidParameterException(f"Request has invalid parameters: unknown member(s) {sorted(unknown)} in {where}.")
+        raise InvalidParameterException(f"Request has invalid parameters: unknown member(s) "
+                                        f"{quote_input(sorted(unknown))} in {where}.")
     missing = required - set(body)
     if missing:
         raise InvalidParameterException(f"Request has invalid parameters: {where} lacks {sorted(missing)}.")
@@ -80,7 +82,9 @@ def image_source(image: object, name: str) -> tuple[str, object]:
     check_members(s3, {"Bucket", "Name", "Version"}, {"Bucket", "Name"}, f"{name}.S3Object")
     bucket, key, version = s3.get("Bucket"), s3.get("Name"), s3.get("Version")
     if not isinstance(bucket, str) or not _BUCKET.match(bucket):
-        raise InvalidParameterException(f"Request has invalid parameters: {name}.S3Object.Bucket {bucket!r} is not valid.")
+        raise InvalidParameterException(
+            f"Request has invalid parameters: {name}.S3Object.Bucket {quote_input(bucket)} is not valid."
+        )
     if not isinstance(key, str) or not 1 <= len(key) <= 1024:
         raise InvalidParameterException(f"Request has invalid parameters: {name}.S3Object.Name must be 1-1024 characters.")
     if version is not None and (not isinstance(version, str) or not 1 <= len(version) <= 1024):

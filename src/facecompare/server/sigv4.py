@@ -126,14 +126,14 @@ def _parse_authorization(value: str) -> tuple[str, str, str]:
             raise AuthError("IncompleteSignatureException",
                             f"'{item[:60]}' not a valid key=value pair (missing equal-sign) in Authorization header.")
         if name in components:
-            raise AuthError("IncompleteSignatureException", f"Authorization header has '{name}' more than once.")
+            raise AuthError("IncompleteSignatureException", f"Authorization header has '{name[:64]}' more than once.")
         components[name] = component
     for name in ("Credential", "SignedHeaders", "Signature"):
         if name not in components:
             raise AuthError("IncompleteSignatureException", f"Authorization header requires '{name}' parameter.")
     unknown = sorted(set(components) - {"Credential", "SignedHeaders", "Signature"})
     if unknown:
-        raise AuthError("IncompleteSignatureException", f"Authorization header has unknown parameter(s) {unknown}.")
+        raise AuthError("IncompleteSignatureException", f"Authorization header has unknown parameter(s) {str(unknown)[:64]}.")
     if not _HEX64.match(components["Signature"]):
         raise AuthError("IncompleteSignatureException", "Signature must be 64 lower-case hexadecimal digits.")
     return components["Credential"], components["SignedHeaders"], components["Signature"]
@@ -245,7 +245,7 @@ def verify_headers(method: str, path: str, headers: Iterable[tuple[bytes | str, 
     for name in names:
         if name not in counts:
             raise AuthError("IncompleteSignatureException",
-                            f"'{name}' is named as a SignedHeader, but it does not exist in the HTTP request.")
+                            f"'{name[:64]}' is named as a SignedHeader, but it does not exist in the HTTP request.")
     _refuse_duplicates(counts, names)
     declared = values.get("x-amz-content-sha256")
     if declared is not None:
@@ -272,7 +272,7 @@ def _refuse_duplicates(counts: Counter, names: Iterable[str]) -> None:
     for name in names:
         if counts[name] > 1:
             raise AuthError("InvalidSignatureException",
-                            f"The request has more than one '{name}' header; a signed header must occur once.")
+                            f"The request has more than one '{name[:64]}' header; a signed header must occur once.")
 
 
 def verify(method: str, path: str, headers: Iterable[tuple[bytes | str, bytes | str]], body: bytes,
