@@ -488,11 +488,19 @@ def smooth_chip(chip: np.ndarray, radius: float) -> np.ndarray:
 
 
 def check_threshold(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= float(value) <= 100.0):
+    """``value`` as a float from 0 to 100; anything else (a boolean, a string, NaN, an infinity, an integer too
+    large for a float) is InvalidParameterException."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits (JSON allows it)
+            number = None
+    if number is None or not 0.0 <= number <= 100.0:  # NaN fails the comparison too
         raise InvalidParameterException(
             f"Request has invalid parameters: {name} must be a number from 0 to 100 (got {quote_input(value)})."
         )
-    return float(value)
+    return number
 
 
 def check_attributes(attributes: object) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ from ..storage import S3Reader
 from . import aws, sigv4
 
 log = logging.getLogger("facecompare.server")
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
 AWS_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
@@ -286,27 +287,42 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
             )
         return images, fields
 
-    def truthy(value) -> bool:
-        return str(value).lower() in ("1", "true", "yes", "on")
+    def rest_threshold(value) -> float:
+        """A JSON number, or a numeric string (all multipart sends), from 0 to 100."""
+        if isinstance(value, str):
+            try:
+                value = float(value)  # "nan", "inf" and "1e400" parse; check_threshold refuses them
+            except ValueError:
+                raise InvalidParameterException(
+                    f"Request has invalid parameters: threshold must be a number from 0 to 100 "
+                    f"(got {quote_input(value)})."
+                ) from None
+        return check_threshold(value, "threshold")  # refuses booleans, NaN, infinities, huge integers
+
+    def rest_flag(value, name: str) -> bool:
+        """A JSON boolean, or one of the usual strings (multipart); anything else is refused, not taken as false."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise InvalidParameterException(
+            f"Request has invalid parameters: {name} must be true or false (got {quote_input(value)})."
+        )
 
     async def rest_endpoint(request: Request, operation: str) -> Response:
         async def work(request_id: str, context: dict) -> Response:
             check_api_key(request)
             if operation == "verify":
                 images, fields = await rest_images(request, ("selfie", "document"))
-                threshold = fields.get("threshold", 80.0)
-                try:
-                    threshold = float(threshold)
-                except (TypeError, ValueError):
-                    raise InvalidParameterException(
-                        f"threshold must be a number (got {quote_input(threshold)})."
-                    ) from None
-                threshold = check_threshold(threshold, "threshold")
-                annotate = truthy(fields.get("annotate", False))
+                threshold = rest_threshold(fields.get("threshold", 80.0))
+                annotate = rest_flag(fields.get("annotate", False), "annotate")
                 result = await run_engine(rest_verify, images["selfie"], images["document"], threshold, annotate)
             else:
                 images, fields = await rest_images(request, ("image",))
-                result = await run_engine(rest_detect, images["image"], truthy(fields.get("annotate", False)))
+                result = await run_engine(rest_detect, images["image"], rest_flag(fields.get("annotate", False),
+                                                                                   "annotate"))
             result["request_id"] = request_id
             return JSONResponse(result, headers={"x-request-id": request_id})
 
