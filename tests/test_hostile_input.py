@@ -526,3 +526,28 @@ def test_a_genuine_bug_is_a_typed_500_logged_once_without_request_data():
     assert all(any("load" in frame for frame in e["traceback"]) for e in errors)  # where the bug is
     assert not any(secret.decode() in m or "PASSPORT" in m for m in messages)
     assert sorted(r["status"] for r in parsed if "status" in r) == [500, 500]
+
+
+class _RefusingVerifier(_BrokenVerifier):
+    """A verifier that refuses the request with an HTTP-level 4xx, as Starlette's own parsers do."""
+
+    def load(self, data):
+        from starlette.exceptions import HTTPException
+
+        raise HTTPException(status_code=413, detail="Payload Too Large")
+
+
+def test_an_http_level_4xx_keeps_its_status_through_the_catch_all():
+    from test_server import _Server
+
+    app = create_app(Settings(), ServerConfig(auth=False, warm=False), verifier=_RefusingVerifier(), s3=S3Reader())
+    with _Server(app) as running:
+        body = json.dumps({"Image": {"Bytes": TINY}}).encode()
+        r = httpx.post(running.url + "/", content=body, timeout=TIMEOUT,
+                       headers={"X-Amz-Target": "RekognitionService.DetectFaces"})
+        _assert_aws_error(r, 413, "InvalidParameterException")
+        r = httpx.post(running.url + "/v1/detect", json={"image": TINY}, timeout=TIMEOUT)
+        _assert_rest_error(r, 413, "InvalidParameterException")
+        samples = [s for f in text_string_to_metric_families(httpx.get(running.url + "/metrics").text)
+                   for s in f.samples]
+        assert _requests(samples, status="413") == 2 and _requests(samples, status="500") == 0

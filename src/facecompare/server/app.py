@@ -20,6 +20,8 @@ from pathlib import Path
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -119,6 +121,18 @@ def parse_json(body: bytes) -> object:
         return _NOT_JSON
 
 
+def typed_error(exc: Exception) -> FaceCompareError | None:
+    """The typed error a request failed with, or None for a bug. Besides our own errors, an HTTP-level error
+    that Starlette raises while reading the request (an ``HTTPException`` with a 4xx status) keeps its status,
+    as InvalidParameterException in the surface's shape."""
+    if isinstance(exc, FaceCompareError):
+        return exc
+    if isinstance(exc, HTTPException) and 400 <= exc.status_code < 500:
+        return aws.ProtocolError("InvalidParameterException",
+                                 f"Request has invalid parameters: {str(exc.detail)[:200]}", exc.status_code)
+    return None
+
+
 def _json_log(**fields) -> None:
     log.info(json.dumps({"ts": round(time.time(), 3), **fields}, separators=(",", ":")))
 
@@ -208,15 +222,14 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         context = {"operation": operation, "status": 200}
         try:
             return await work(request_id, context)
-        except FaceCompareError as exc:
-            context["status"] = exc.http_status
-            metrics.errors.labels(exc.code).inc()
-            return error_response(exc, request_id)
-        except Exception:  # a bug: answer in the surface's error shape, keep serving, log without request data
-            context["status"] = 500
-            metrics.errors.labels("InternalServerError").inc()
-            log.exception("unhandled error (request %s)", request_id)
-            return error_response(InternalServerError(), request_id)
+        except Exception as exc:
+            error = typed_error(exc)
+            if error is None:  # a bug: answer in the surface's error shape, keep serving, log without request data
+                log.exception("unhandled error (request %s)", request_id)
+                error = InternalServerError()
+            context["status"] = error.http_status
+            metrics.errors.labels(error.code).inc()
+            return error_response(error, request_id)
         finally:
             elapsed = time.perf_counter() - started
             metrics.requests.labels(context["operation"], str(context["status"])).inc()
@@ -272,7 +285,13 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         images: dict = {}
         if content_type.startswith("multipart/form-data"):
             check_declared_length(request)
-            form = await request.form(max_files=len(names), max_fields=10, max_part_size=config.max_body_bytes)
+            try:
+                form = await request.form(max_files=len(names), max_fields=10, max_part_size=config.max_body_bytes)
+            except (HTTPException, MultiPartException) as exc:  # no boundary, a broken part, too many parts
+                detail = exc.detail if isinstance(exc, HTTPException) else exc.message
+                raise InvalidParameterException(
+                    f"Request has invalid parameters: the multipart/form-data body is malformed ({detail})"
+                ) from None
             for key, value in form.multi_items():
                 if key in names and hasattr(value, "read"):
                     images[key] = await value.read()
