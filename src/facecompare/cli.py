@@ -520,7 +520,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_auth:
         os.environ["FACECOMPARE_AUTH"] = "off"
         print("warning: authentication is off (--no-auth): any client can call this service", file=sys.stderr)
-    from .server.app import ServerConfig
+    from .server.app import UVICORN_LOG_CONFIG, ServerConfig
 
     config = ServerConfig.from_env()
     if config.auth and not config.access_keys and not config.api_key_hashes:
@@ -528,8 +528,8 @@ def _serve(args: argparse.Namespace) -> int:
               "and/or FACECOMPARE_API_KEYS_FILE, or pass --no-auth for local development", file=sys.stderr)
         return EXIT_ERROR
     uvicorn.run("facecompare.server.app:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="warning", timeout_graceful_shutdown=30,
-                limit_concurrency=256)
+                workers=args.workers, log_level="warning", log_config=UVICORN_LOG_CONFIG,
+                timeout_graceful_shutdown=30, limit_concurrency=256)
     return 0
 
 

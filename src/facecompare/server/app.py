@@ -13,7 +13,9 @@ import os
 import sys
 import threading
 import time
+import traceback
 import uuid
+import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,8 +136,41 @@ def typed_error(exc: Exception) -> FaceCompareError | None:
     return None
 
 
-def _json_log(**fields) -> None:
-    log.info(json.dumps({"ts": round(time.time(), 3), **fields}, separators=(",", ":")))
+def _json_log(level: int = logging.INFO, **fields) -> None:
+    log.log(level, json.dumps({"ts": round(time.time(), 3), **fields}, separators=(",", ":")))
+
+
+def _exception_fields(exc: BaseException) -> dict:
+    """Where an exception happened: its type and one ``file:line in function`` per frame. Not its message, nor
+    the source lines' values: a bug's message may quote the request (an image's bytes, an object key)."""
+    frames = [f"{frame.filename}:{frame.lineno} in {frame.name}"
+              for frame in traceback.extract_tb(exc.__traceback__, limit=30)]
+    return {"error_type": type(exc).__qualname__, "traceback": frames}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record, for uvicorn's records and any other library's: time, level, logger, the
+    message cut to 300 characters, and an exception as :func:`_exception_fields` (never a text traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+                  "message": record.getMessage()[:300]}
+        if record.exc_info and record.exc_info[1] is not None:
+            fields.update(_exception_fields(record.exc_info[1]))
+        return json.dumps(fields, separators=(",", ":"))
+
+
+# uvicorn's logging (``uvicorn.run(log_config=...)``): its records on stderr as JSON lines like ours. Its access
+# log is off (``facecompare serve`` runs at level warning): the service logs each request itself.
+UVICORN_LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": JsonLogFormatter}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "loggers": {"uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                "uvicorn.error": {"level": "INFO"},
+                "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+}
 
 
 def create_app(settings: Settings | None = None, config: ServerConfig | None = None,
@@ -233,9 +268,10 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         except Exception as exc:
             error = typed_error(exc)
             if error is None:  # a bug: answer in the surface's error shape, keep serving, log without request data
-                log.exception("unhandled error (request %s)", request_id)
+                _json_log(logging.ERROR, event="internal_error", request_id=request_id, **_exception_fields(exc))
                 error = InternalServerError()
             context["status"] = error.http_status
+            context["error"] = error.code
             metrics.errors.labels(error.code).inc()
             return error_response(error, request_id)
         finally:
@@ -243,7 +279,8 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
             metrics.requests.labels(context["operation"], str(context["status"])).inc()
             metrics.latency.labels(context["operation"]).observe(elapsed)
             _json_log(request_id=request_id, surface=surface, operation=context["operation"],
-                      status=context["status"], ms=round(1000 * elapsed, 1))
+                      status=context["status"], **({"error": context["error"]} if "error" in context else {}),
+                      ms=round(1000 * elapsed, 1))
 
     async def aws_endpoint(request: Request) -> Response:
         async def work(request_id: str, context: dict) -> Response:
@@ -442,11 +479,54 @@ def app_from_env() -> Starlette:
 
 
 def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
+    """The service's stderr: one JSON object per line. Its own lines (one per request, one per internal
+    error) are JSON already; any other library's records go through :class:`JsonLogFormatter`; warnings are
+    filtered or turned into JSON lines (:func:`capture_warnings`). Idempotent."""
+    if not any(getattr(h, "_facecompare", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._facecompare = True
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    root = logging.getLogger()
+    if not any(getattr(h, "_facecompare", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter())
+        handler._facecompare = True
+        root.addHandler(handler)
+    # python-multipart logs each malformed body it is fed (a warning) before it raises; that request is
+    # answered with a 400 and logged by the service already.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    capture_warnings()
+
+
+def capture_warnings() -> None:
+    """Keep the warnings module off stderr, where it writes two plain-text lines per warning.
+
+    Pillow's warnings about a client's image are dropped, not turned into errors, because each is about data
+    that already gets its typed answer or is deliberately tolerated:
+
+    * ``DecompressionBombWarning`` (a header over 89 MP): it is over FACECOMPARE_MAX_PIXELS (64 MP by
+      default), so the header check right after refuses it with ImageTooLargeException; if an operator raised
+      the limit that far, the image is allowed by choice. Over 179 MP Pillow raises DecompressionBombError,
+      which is ImageTooLargeException as well.
+    * EXIF warnings ("Possibly corrupt EXIF data", "Corrupt EXIF data", "Truncated File Read", "Tag data
+      larger than file"): only the orientation tag is read, and unreadable EXIF counts as none
+      (``images.decode_bytes``). A truncated or corrupt image itself is an exception, not a warning:
+      InvalidImageFormatException.
+
+    Any other warning becomes one JSON line (category, origin, message cut to 200 characters)."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", module=r"PIL\.")
+    warnings.showwarning = _warning_as_json
+
+
+def _warning_as_json(message, category, filename, lineno, file=None, line=None) -> None:
+    _json_log(logging.WARNING, event="warning", category=getattr(category, "__name__", str(category)),
+              origin=f"{filename}:{lineno}", message=str(message)[:200])
 
 
 _IMAGE = {"type": "string", "format": "binary"}
