@@ -529,7 +529,10 @@ def _warning_as_json(message, category, filename, lineno, file=None, line=None) 
               origin=f"{filename}:{lineno}", message=str(message)[:200])
 
 
-_IMAGE = {"type": "string", "format": "binary"}
+_IMAGE = {"type": "string", "format": "binary", "minLength": 1}  # an empty file is refused (400)
+_IMAGE_B64 = {"type": "string", "format": "byte", "minLength": 1}  # and so is an empty base64 string
+_THRESHOLD = {"type": "number", "minimum": 0, "maximum": 100, "default": 80}
+_ANNOTATE = {"type": "boolean", "default": False}
 _VERIFICATION = {
     "type": "object",
     "properties": {
@@ -546,43 +549,60 @@ _VERIFICATION = {
         "request_id": {"type": "string"},
     },
 }
-_ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
-    "type": {"type": "string"}, "message": {"type": "string"}}}, "request_id": {"type": "string"}}}
+_ERROR = {"type": "object", "required": ["error", "request_id"], "properties": {
+    "error": {"type": "object", "required": ["type", "message"], "properties": {
+        "type": {"type": "string", "description": "a Rekognition error type, e.g. InvalidParameterException"},
+        "message": {"type": "string"}}},
+    "request_id": {"type": "string"}}}
+
+
+def _error_response(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+_ERROR_RESPONSES = {"400": {"$ref": "#/components/responses/BadRequest"},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "500": {"$ref": "#/components/responses/InternalError"}}
 OPENAPI = {
     "openapi": "3.0.3",
     "info": {"title": "facecompare", "version": "0.1.0",
              "description": "Offline selfie-versus-ID-document verification. The AWS Rekognition protocol "
                             "(CompareFaces, DetectFaces) is served at POST / for boto3; this is the native API."},
-    "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+    "components": {
+        "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        "schemas": {"Error": _ERROR},
+        "responses": {
+            "BadRequest": _error_response("invalid input: a malformed body, a bad parameter, an image that is not "
+                                          "JPEG/PNG, too large, too small or has no face"),
+            "Unauthorized": _error_response("missing or invalid API key (UnauthorizedException)"),
+            "InternalError": _error_response("internal error, or the request took longer than the timeout "
+                                             "(InternalServerError)"),
+        },
+    },
     "security": [{"apiKey": []}],
     "paths": {
         "/v1/verify": {"post": {
             "summary": "KYC decision for a selfie and an ID-document photo",
-            "requestBody": {"content": {
+            "requestBody": {"required": True, "content": {
                 "multipart/form-data": {"schema": {"type": "object", "required": ["selfie", "document"],
                                                    "properties": {"selfie": _IMAGE, "document": _IMAGE,
-                                                                  "threshold": {"type": "number", "default": 80},
-                                                                  "annotate": {"type": "boolean", "default": False}}}},
+                                                                  "threshold": _THRESHOLD, "annotate": _ANNOTATE}}},
                 "application/json": {"schema": {"type": "object", "required": ["selfie", "document"],
-                                                "properties": {"selfie": {"type": "string", "format": "byte"},
-                                                               "document": {"type": "string", "format": "byte"},
-                                                               "threshold": {"type": "number", "default": 80},
-                                                               "annotate": {"type": "boolean", "default": False}}}},
+                                                "properties": {"selfie": _IMAGE_B64, "document": _IMAGE_B64,
+                                                               "threshold": _THRESHOLD, "annotate": _ANNOTATE}}},
             }},
             "responses": {"200": {"description": "decision", "content": {"application/json": {"schema": _VERIFICATION}}},
-                          "400": {"description": "invalid input", "content": {"application/json": {"schema": _ERROR}}},
-                          "401": {"description": "missing or invalid API key"}},
+                          **_ERROR_RESPONSES},
         }},
         "/v1/detect": {"post": {
             "summary": "Faces in an image (boxes, landmarks, pose, quality)",
-            "requestBody": {"content": {
+            "requestBody": {"required": True, "content": {
                 "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
-                                                   "properties": {"image": _IMAGE, "annotate": {"type": "boolean"}}}},
+                                                   "properties": {"image": _IMAGE, "annotate": _ANNOTATE}}},
                 "application/json": {"schema": {"type": "object", "required": ["image"],
-                                                "properties": {"image": {"type": "string", "format": "byte"},
-                                                               "annotate": {"type": "boolean"}}}},
+                                                "properties": {"image": _IMAGE_B64, "annotate": _ANNOTATE}}},
             }},
-            "responses": {"200": {"description": "faces"}, "400": {"description": "invalid input"}},
+            "responses": {"200": {"description": "faces"}, **_ERROR_RESPONSES},
         }},
         "/healthz": {"get": {"summary": "the process is alive", "security": [], "responses": {"200": {"description": "alive"}}}},
         "/readyz": {"get": {"summary": "models loaded and warmed", "security": [],
