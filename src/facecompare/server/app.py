@@ -24,6 +24,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -40,6 +41,7 @@ from ..rekognition import compare_faces_response, detect_faces_response
 from ..settings import Settings
 from ..storage import S3Reader
 from . import aws, sigv4
+from .limits import DEFAULT_BODY_TIMEOUT, BodyGuard, env_number
 
 log = logging.getLogger("facecompare.server")
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
@@ -56,6 +58,7 @@ class ServerConfig:
     max_body_bytes: int = 16 * 1024 * 1024  # two 5 MiB images in base64 fit
     request_timeout: float = 60.0
     concurrency: int = 2  # engine calls at once (the rest wait)
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # the whole body must arrive within this time of the headers
     warm: bool = True
 
     @classmethod
@@ -66,9 +69,10 @@ class ServerConfig:
             access_keys=sigv4.load_keys(environ),
             region=(environ.get("FACECOMPARE_REGION") or "").strip() or sigv4.DEFAULT_REGION,
             api_key_hashes=load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE")),
-            max_body_bytes=int(environ.get("FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024)),
-            request_timeout=float(environ.get("FACECOMPARE_REQUEST_TIMEOUT", 60)),
-            concurrency=int(environ.get("FACECOMPARE_CONCURRENCY", 2)),
+            max_body_bytes=env_number(environ, "FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024, int, minimum=1),
+            request_timeout=env_number(environ, "FACECOMPARE_REQUEST_TIMEOUT", 60.0, float, minimum=0.1),
+            concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
+            body_timeout=env_number(environ, "FACECOMPARE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, minimum=0.1),
         )
         for k, v in overrides.items():
             if v is not None:
@@ -207,14 +211,10 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
             )
 
     async def read_body(request: Request) -> bytes:
+        """The whole body. BodyGuard counts it as it streams (chunked too) and refuses it past the limit, and
+        bounds the time it may take to arrive."""
         check_declared_length(request)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > config.max_body_bytes:
-                raise ImageTooLargeException(f"Request body is over the limit of {config.max_body_bytes:,} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join([chunk async for chunk in request.stream()])
 
     async def run_engine(fn, *args):
         try:
@@ -337,11 +337,16 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
                 raise InvalidParameterException(
                     f"Request has invalid parameters: the multipart/form-data body is malformed ({detail})"
                 ) from None
-            for key, value in form.multi_items():
-                if key in names and hasattr(value, "read"):
-                    images[key] = await value.read()
-                else:
-                    fields[key] = value
+            # the parts were counted against FACECOMPARE_MAX_BODY_BYTES as they streamed (BodyGuard), so what
+            # Starlette spooled (to disk past 1 MiB a file) is bounded; the spool files go when the form closes
+            try:
+                for key, value in form.multi_items():
+                    if key in names and hasattr(value, "read"):
+                        images[key] = await value.read()
+                    else:
+                        fields[key] = value
+            finally:
+                await form.close()
         else:
             payload = parse_json(await read_body(request))
             if payload is _NOT_JSON:
@@ -466,7 +471,8 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         Route("/openapi.json", openapi_route, methods=["GET"]),
         Route("/docs", docs_route, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[
+        Middleware(BodyGuard, max_body_bytes=config.max_body_bytes, body_timeout=config.body_timeout)])
     app.state.verifier = verifier
     app.state.metrics = metrics
     return app
@@ -573,7 +579,9 @@ OPENAPI = {
         "schemas": {"Error": _ERROR},
         "responses": {
             "BadRequest": _error_response("invalid input: a malformed body, a bad parameter, an image that is not "
-                                          "JPEG/PNG, too large, too small or has no face"),
+                                          "JPEG/PNG, too large, too small or has no face; a body over the size "
+                                          "limit (ImageTooLargeException) or that did not arrive in time "
+                                          "(RequestTimeoutException)"),
             "Unauthorized": _error_response("missing or invalid API key (UnauthorizedException)"),
             "InternalError": _error_response("internal error, or the request took longer than the timeout "
                                              "(InternalServerError)"),

@@ -1,0 +1,111 @@
+"""What one client can make a worker hold: request bodies, counted while they stream and given a deadline.
+
+No uvicorn import: ``create_app`` under any ASGI server gets these limits."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+
+from ..errors import FaceCompareError, ImageTooLargeException
+
+DEFAULT_BODY_TIMEOUT = 30.0  # FACECOMPARE_BODY_TIMEOUT
+
+
+class RequestTimeoutError(FaceCompareError):
+    """The request body did not arrive within FACECOMPARE_BODY_TIMEOUT of its headers."""
+
+    code = "RequestTimeoutException"
+    http_status = 400
+    default_message = "The request body did not arrive in time."
+
+
+def env_number(environ, name: str, default: float, kind=int, minimum: float = 0, allow_none: bool = False):
+    """A numeric setting from the environment; a value that is not a number of ``kind`` at least ``minimum``
+    stops the server with a message that names the variable (not a traceback). Empty or unset is ``default``;
+    with ``allow_none``, ``none`` or ``off`` is None (no limit)."""
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if allow_none and raw.lower() in ("none", "off"):
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        kind_name = "an integer" if kind is int else "a number"
+        raise SystemExit(f"facecompare serve: {name}={raw[:40]!r} is not valid: it must be {kind_name} >= {minimum:g}"
+                         + (" (or 'none')" if allow_none else "") + ".")
+    return value
+
+
+def _declared_body(headers) -> tuple[bool, int | None]:
+    """(a body follows, its Content-Length if declared) from the raw request headers."""
+    length, chunked = None, False
+    for name, value in headers:
+        if name == b"content-length" and value.strip().isdigit():
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    return chunked or bool(length), length
+
+
+class _Body:
+    """One request's receive channel, counted and timed while the body streams."""
+
+    def __init__(self, scope, receive, max_bytes: int, timeout: float) -> None:
+        self._receive = receive
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        expected, self.declared = _declared_body(scope.get("headers", ()))
+        self.complete = not expected  # a GET or an empty POST has nothing left to read
+        self.received = 0
+        self.deadline = anyio.current_time() + timeout
+
+    async def receive(self):
+        if self.complete:  # after the body: only a disconnect can come, and waiting for it is the app's choice
+            return await self._receive()
+        try:
+            with anyio.fail_after(max(0.0, self.deadline - anyio.current_time())):
+                message = await self._receive()
+        except TimeoutError:
+            of = f" of {self.declared:,}" if self.declared is not None else ""
+            raise RequestTimeoutError(
+                f"The request body did not arrive in time: {self.received:,}{of} bytes in {self.timeout:g} s."
+            ) from None
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.max_bytes:  # counted as it streams: chunked bodies and multipart too
+                raise ImageTooLargeException(f"Request body is over the limit of {self.max_bytes:,} bytes.")
+            if not message.get("more_body", False):
+                self.complete = True
+        return message
+
+
+class BodyGuard:
+    """ASGI middleware: every request body is counted while it streams and refused (ImageTooLargeException,
+    raised from ``receive``) as soon as it passes ``max_body_bytes``, whatever its framing (Content-Length,
+    chunked, multipart); it must arrive within ``body_timeout`` of the headers (RequestTimeoutException). A
+    response sent before the body was fully received (a refusal, an auth error, a throttle) says
+    ``Connection: close``, so the server closes the connection instead of reading the rest of the body."""
+
+    def __init__(self, app, max_body_bytes: int, body_timeout: float) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = _Body(scope, receive, self.max_body_bytes, self.body_timeout)
+
+        async def send_closing(message) -> None:
+            if message["type"] == "http.response.start" and not body.complete:
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, body.receive, send_closing)
