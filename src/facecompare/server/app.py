@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 import warnings
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,13 @@ from ..rekognition import compare_faces_response, detect_faces_response
 from ..settings import Settings
 from ..storage import S3Reader
 from . import aws, sigv4
-from .limits import DEFAULT_BODY_TIMEOUT, BodyGuard, env_number
+from .limits import (
+    DEFAULT_BODY_TIMEOUT,
+    BodyGuard,
+    EngineQueue,
+    ThrottlingError,
+    env_number,
+)
 
 log = logging.getLogger("facecompare.server")
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
@@ -58,8 +64,13 @@ class ServerConfig:
     max_body_bytes: int = 16 * 1024 * 1024  # two 5 MiB images in base64 fit
     request_timeout: float = 60.0
     concurrency: int = 2  # engine calls at once (the rest wait)
+    max_queue: int | None = None  # engine calls waiting at most, beyond that ThrottlingException; None: 4 x concurrency
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # the whole body must arrive within this time of the headers
     warm: bool = True
+
+    @property
+    def queue_limit(self) -> int:
+        return 4 * max(1, self.concurrency) if self.max_queue is None else self.max_queue
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
@@ -72,6 +83,7 @@ class ServerConfig:
             max_body_bytes=env_number(environ, "FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024, int, minimum=1),
             request_timeout=env_number(environ, "FACECOMPARE_REQUEST_TIMEOUT", 60.0, float, minimum=0.1),
             concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
+            max_queue=env_number(environ, "FACECOMPARE_MAX_QUEUE", None, int, minimum=0),
             body_timeout=env_number(environ, "FACECOMPARE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, minimum=0.1),
         )
         for k, v in overrides.items():
@@ -107,6 +119,18 @@ class Metrics:
         self.latency = Histogram("facecompare_request_seconds", "Request latency by operation", ["operation"],
                                  buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60),
                                  registry=self.registry)
+        self.throttled = Counter("facecompare_throttled_total",
+                                 "Requests refused at once with ThrottlingException, by reason: queue (too many "
+                                 "requests waiting for the engine)",
+                                 ["reason"], registry=self.registry)
+
+    def watch_engine(self, engine: EngineQueue) -> None:
+        from prometheus_client import Gauge
+
+        Gauge("facecompare_engine_running", "Engine calls running in this worker",
+              registry=self.registry).set_function(lambda: engine.running)
+        Gauge("facecompare_engine_waiting", "Requests waiting for the engine in this worker (at most "
+              "FACECOMPARE_MAX_QUEUE)", registry=self.registry).set_function(lambda: engine.waiting)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -184,7 +208,8 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
     verifier = verifier or Verifier(settings)
     s3 = s3 or S3Reader()
     metrics = Metrics()
-    limiter = anyio.CapacityLimiter(max(1, config.concurrency))
+    engine = EngineQueue(config.concurrency, config.queue_limit)
+    metrics.watch_engine(engine)
     ready = threading.Event()
     if config.auth and not config.access_keys and not config.api_key_hashes:
         raise SystemExit(
@@ -216,13 +241,35 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         check_declared_length(request)
         return b"".join([chunk async for chunk in request.stream()])
 
+    def check_capacity(request: Request) -> None:
+        """Refuse at once, before the body is read, a request that would find the engine's queue full
+        (ThrottlingException). The body is then never read (BodyGuard closes the connection after the answer)."""
+        if engine.full():
+            metrics.throttled.labels("queue").inc()
+            raise engine.refusal()
+
     async def run_engine(fn, *args):
+        """Run ``fn`` in a thread, at most FACECOMPARE_CONCURRENCY at once; at most FACECOMPARE_MAX_QUEUE
+        requests wait for a thread, and one more is refused at once (ThrottlingException) and its body freed."""
         try:
-            with anyio.fail_after(config.request_timeout):
-                return await anyio.to_thread.run_sync(fn, *args, limiter=limiter, abandon_on_cancel=True)
+            with engine.admit():
+                with anyio.fail_after(config.request_timeout):
+                    return await anyio.to_thread.run_sync(fn, *args, limiter=engine.limiter,
+                                                          abandon_on_cancel=True)
+        except ThrottlingError:
+            metrics.throttled.labels("queue").inc()
+            raise
         except TimeoutError:
             raise InternalServerError(f"Internal server error: the request took longer than "
                                       f"{config.request_timeout:g} s.") from None
+
+    def retry_headers(exc: FaceCompareError) -> dict[str, str]:
+        seconds = getattr(exc, "retry_after", None)
+        if seconds is None:
+            return {}
+        # Retry-After for any HTTP client; x-amz-retry-after (milliseconds) is what botocore's standard retry
+        # mode reads to lengthen its backoff
+        return {"Retry-After": str(seconds), "x-amz-retry-after": str(int(1000 * seconds))}
 
     def load_image(source: tuple[str, object]):
         kind, value = source
@@ -238,7 +285,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         if isinstance(exc, sigv4.AuthError):
             body = {"__type": exc.code, "message": exc.message}
         return Response(json.dumps(body), status_code=exc.http_status, media_type=AWS_CONTENT_TYPE,
-                        headers={"x-amzn-RequestId": request_id})
+                        headers={"x-amzn-RequestId": request_id, **retry_headers(exc)})
 
     def do_compare(params: dict) -> dict:
         source = load_image(params["source"])
@@ -270,10 +317,11 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
             if error is None:  # a bug: answer in the surface's error shape, keep serving, log without request data
                 _json_log(logging.ERROR, event="internal_error", request_id=request_id, **_exception_fields(exc))
                 error = InternalServerError()
-            context["status"] = error.http_status
+            response = error_response(error, request_id)
+            context["status"] = response.status_code  # a surface's own status (REST: 429 for throttling)
             context["error"] = error.code
             metrics.errors.labels(error.code).inc()
-            return error_response(error, request_id)
+            return response
         finally:
             elapsed = time.perf_counter() - started
             metrics.requests.labels(context["operation"], str(context["status"])).inc()
@@ -292,6 +340,12 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
                 pending = sigv4.verify_headers(request.method, request.url.path, request.headers.raw,
                                                config.access_keys, region=config.region,
                                                query=request.scope.get("query_string", b""))
+            try:
+                check_capacity(request)
+            except ThrottlingError:
+                with suppress(aws.ProtocolError):  # name the operation if the header can (the body is never read)
+                    context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
+                raise
             body = await read_body(request)
             if pending is not None:
                 pending.verify_payload(body)  # the payload hash needs the body (boto3 sends no x-amz-content-sha256)
@@ -310,8 +364,11 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
     # -- native REST -----------------------------------------------------------------------------------------
 
     def rest_error(exc: FaceCompareError, request_id: str, status: int | None = None) -> JSONResponse:
+        retry = retry_headers(exc)
         return JSONResponse({"error": {"type": exc.code, "message": exc.message}, "request_id": request_id},
-                            status_code=status or exc.http_status, headers={"x-request-id": request_id})
+                            status_code=status or getattr(exc, "rest_status", exc.http_status),
+                            headers={"x-request-id": request_id, **({"Retry-After": retry["Retry-After"]}
+                                                                    if retry else {})})
 
     def check_api_key(request: Request) -> None:
         if not config.auth:
@@ -394,6 +451,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
     async def rest_endpoint(request: Request, operation: str) -> Response:
         async def work(request_id: str, context: dict) -> Response:
             check_api_key(request)
+            check_capacity(request)
             if operation == "verify":
                 images, fields = await rest_images(request, ("selfie", "document"))
                 threshold = rest_threshold(fields.get("threshold", 80.0))
@@ -568,7 +626,9 @@ def _error_response(description: str) -> dict:
 
 _ERROR_RESPONSES = {"400": {"$ref": "#/components/responses/BadRequest"},
                     "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "429": {"$ref": "#/components/responses/Throttled"},
                     "500": {"$ref": "#/components/responses/InternalError"}}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 OPENAPI = {
     "openapi": "3.0.3",
     "info": {"title": "facecompare", "version": "0.1.0",
@@ -582,6 +642,8 @@ OPENAPI = {
                                           "JPEG/PNG, too large, too small or has no face; a body over the size "
                                           "limit (ImageTooLargeException) or that did not arrive in time "
                                           "(RequestTimeoutException)"),
+            "Throttled": {**_error_response("ThrottlingException: too many requests are waiting for the engine; "
+                                            "retry after Retry-After seconds"), "headers": _RETRY_AFTER},
             "Unauthorized": _error_response("missing or invalid API key (UnauthorizedException)"),
             "InternalError": _error_response("internal error, or the request took longer than the timeout "
                                              "(InternalServerError)"),

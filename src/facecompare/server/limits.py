@@ -1,16 +1,32 @@
-"""What one client can make a worker hold: request bodies, counted while they stream and given a deadline.
+"""What one client, or many at once, can make a worker hold: request bodies (counted while they stream, and
+given a deadline) and requests waiting for the engine (a bounded queue; beyond it an immediate
+ThrottlingException).
 
 No uvicorn import: ``create_app`` under any ASGI server gets these limits."""
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import anyio
 
 from ..errors import FaceCompareError, ImageTooLargeException
 
 DEFAULT_BODY_TIMEOUT = 30.0  # FACECOMPARE_BODY_TIMEOUT
+RETRY_AFTER_SECONDS = 1  # the hint given with every throttling answer (Retry-After; x-amz-retry-after in ms)
+THROTTLING_MESSAGE = "Slow down; sudden increase in rate of requests."  # Rekognition's canonical message
+
+
+class ThrottlingError(FaceCompareError):
+    """Too many requests waiting for the engine in this worker. On the AWS endpoint a 400 ThrottlingException
+    (boto3 retries it by itself, with backoff); on the REST API a 429. Both carry Retry-After."""
+
+    code = "ThrottlingException"
+    http_status = 400
+    rest_status = 429
+    default_message = THROTTLING_MESSAGE
+    retry_after = RETRY_AFTER_SECONDS
 
 
 class RequestTimeoutError(FaceCompareError):
@@ -39,6 +55,43 @@ def env_number(environ, name: str, default: float, kind=int, minimum: float = 0,
         raise SystemExit(f"facecompare serve: {name}={raw[:40]!r} is not valid: it must be {kind_name} >= {minimum:g}"
                          + (" (or 'none')" if allow_none else "") + ".")
     return value
+
+
+class EngineQueue:
+    """Engine calls of one worker: at most ``concurrency`` run at once (threads), at most ``max_queue`` more
+    wait for one of them; a request beyond that is refused at once with :class:`ThrottlingError` instead of
+    joining a queue that grows with the load. Single event loop: no lock needed."""
+
+    def __init__(self, concurrency: int, max_queue: int) -> None:
+        self.concurrency = max(1, concurrency)
+        self.max_queue = max(0, max_queue)
+        self.limiter = anyio.CapacityLimiter(self.concurrency)
+        self.admitted = 0  # running + waiting
+
+    @property
+    def running(self) -> int:
+        return int(self.limiter.borrowed_tokens)
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self.admitted - self.running)
+
+    def full(self) -> bool:
+        return self.admitted >= self.concurrency + self.max_queue
+
+    def refusal(self) -> ThrottlingError:
+        return ThrottlingError(f"{THROTTLING_MESSAGE} The server is busy ({self.admitted} requests running or "
+                               f"waiting, its limit); retry after {RETRY_AFTER_SECONDS} s.")
+
+    @contextmanager
+    def admit(self):
+        if self.full():
+            raise self.refusal()
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
 
 
 def _declared_body(headers) -> tuple[bool, int | None]:
