@@ -527,9 +527,14 @@ def _serve(args: argparse.Namespace) -> int:
         print("error: authentication is on but no keys are configured: set FACECOMPARE_AUTH_KEYS=AKID:SECRET "
               "and/or FACECOMPARE_API_KEYS_FILE, or pass --no-auth for local development", file=sys.stderr)
         return EXIT_ERROR
+    # Connection limits (README, "Operating the service"): uvicorn's h11 protocol with header and send timeouts
+    # and the connection cap answered in the surface's error shape (server/protocol.py); the keep-alive timeout
+    # and the cap are uvicorn's own settings, per worker. Header size is h11's limit (16 KiB).
     uvicorn.run("facecompare.server.app:app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="warning", log_config=UVICORN_LOG_CONFIG,
-                timeout_graceful_shutdown=30, limit_concurrency=256)
+                http="facecompare.server.protocol:FaceCompareH11Protocol",
+                timeout_graceful_shutdown=30, limit_concurrency=config.max_connections,
+                timeout_keep_alive=config.keepalive_timeout)
     return 0
 
 

@@ -43,8 +43,11 @@ from ..storage import S3Reader
 from . import aws, sigv4
 from .limits import (
     DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    OVER_CAPACITY,
     BodyGuard,
     EngineQueue,
+    OverCapacityError,
     ThrottlingError,
     env_number,
 )
@@ -66,6 +69,10 @@ class ServerConfig:
     concurrency: int = 2  # engine calls at once (the rest wait)
     max_queue: int | None = None  # engine calls waiting at most, beyond that ThrottlingException; None: 4 x concurrency
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # the whole body must arrive within this time of the headers
+    # for uvicorn and its protocol (``facecompare serve``, protocol.py), not used by the app itself:
+    max_connections: int | None = 64  # per worker; a request on a connection over it is answered 503
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # a request's headers must be in within this time
+    keepalive_timeout: float = 5.0  # an idle keep-alive connection is closed after this time
     warm: bool = True
 
     @property
@@ -85,6 +92,11 @@ class ServerConfig:
             concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
             max_queue=env_number(environ, "FACECOMPARE_MAX_QUEUE", None, int, minimum=0),
             body_timeout=env_number(environ, "FACECOMPARE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, minimum=0.1),
+            max_connections=env_number(environ, "FACECOMPARE_MAX_CONNECTIONS", 64, int, minimum=1,
+                                       allow_none=True),
+            header_timeout=env_number(environ, "FACECOMPARE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float,
+                                      minimum=0.1),
+            keepalive_timeout=env_number(environ, "FACECOMPARE_KEEPALIVE_TIMEOUT", 5.0, float, minimum=0.1),
         )
         for k, v in overrides.items():
             if v is not None:
@@ -121,8 +133,9 @@ class Metrics:
                                  registry=self.registry)
         self.throttled = Counter("facecompare_throttled_total",
                                  "Requests refused at once with ThrottlingException, by reason: queue (too many "
-                                 "requests waiting for the engine)",
+                                 "requests waiting for the engine), connections (over FACECOMPARE_MAX_CONNECTIONS)",
                                  ["reason"], registry=self.registry)
+        self.registry.register(_ConnectionsCollector())
 
     def watch_engine(self, engine: EngineQueue) -> None:
         from prometheus_client import Gauge
@@ -136,6 +149,23 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+class _ConnectionsCollector:
+    """``facecompare_connections_closed_total{reason}``: connections the worker's HTTP protocol closed on a
+    timeout (``protocol.CLOSED``; stays empty when the app runs under another server than ``facecompare
+    serve``)."""
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily("facecompare_connections_closed", "Connections the server closed on a "
+                                     "timeout, by reason: header_timeout (a request's headers not complete in "
+                                     "time), send_timeout (the client stopped reading)", labels=["reason"])
+        protocol = sys.modules.get("facecompare.server.protocol")
+        for reason, count in sorted((protocol.CLOSED if protocol else {}).items()):
+            family.add_metric([reason], count)
+        yield family
 
 
 _NOT_JSON = object()
@@ -242,8 +272,13 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         return b"".join([chunk async for chunk in request.stream()])
 
     def check_capacity(request: Request) -> None:
-        """Refuse at once, before the body is read, a request that would find the engine's queue full
-        (ThrottlingException). The body is then never read (BodyGuard closes the connection after the answer)."""
+        """Refuse at once, before the body is read, a request that could not be served now: one on a connection
+        over the worker's cap (503), or one that would find the engine's queue full (ThrottlingException).
+        The body is then never read (BodyGuard closes the connection after the answer)."""
+        if request.scope.get(OVER_CAPACITY):
+            metrics.throttled.labels("connections").inc()
+            raise OverCapacityError(f"{OverCapacityError.default_message} The server has too many connections "
+                                    f"open; retry after {OverCapacityError.retry_after} s.")
         if engine.full():
             metrics.throttled.labels("queue").inc()
             raise engine.refusal()
@@ -627,7 +662,8 @@ def _error_response(description: str) -> dict:
 _ERROR_RESPONSES = {"400": {"$ref": "#/components/responses/BadRequest"},
                     "401": {"$ref": "#/components/responses/Unauthorized"},
                     "429": {"$ref": "#/components/responses/Throttled"},
-                    "500": {"$ref": "#/components/responses/InternalError"}}
+                    "500": {"$ref": "#/components/responses/InternalError"},
+                    "503": {"$ref": "#/components/responses/OverCapacity"}}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 OPENAPI = {
     "openapi": "3.0.3",
@@ -644,6 +680,8 @@ OPENAPI = {
                                           "(RequestTimeoutException)"),
             "Throttled": {**_error_response("ThrottlingException: too many requests are waiting for the engine; "
                                             "retry after Retry-After seconds"), "headers": _RETRY_AFTER},
+            "OverCapacity": {**_error_response("ThrottlingException: the server has too many connections open; "
+                                               "retry after Retry-After seconds"), "headers": _RETRY_AFTER},
             "Unauthorized": _error_response("missing or invalid API key (UnauthorizedException)"),
             "InternalError": _error_response("internal error, or the request took longer than the timeout "
                                              "(InternalServerError)"),

@@ -1,8 +1,9 @@
 """What one client, or many at once, can make a worker hold: request bodies (counted while they stream, and
-given a deadline) and requests waiting for the engine (a bounded queue; beyond it an immediate
-ThrottlingException).
+given a deadline), requests waiting for the engine (a bounded queue; beyond it an immediate
+ThrottlingException) and, with :mod:`facecompare.server.protocol`, connections.
 
-No uvicorn import: ``create_app`` under any ASGI server gets these limits."""
+The uvicorn-level limits (header timeout, connection cap) live in ``protocol.py``; this module is the
+app-level half and has no uvicorn import, so ``create_app`` under any ASGI server gets it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import anyio
 
 from ..errors import FaceCompareError, ImageTooLargeException
 
+OVER_CAPACITY = "facecompare.over_capacity"  # scope key: the request arrived over the worker's connection cap
+DEFAULT_HEADER_TIMEOUT = 10.0  # FACECOMPARE_HEADER_TIMEOUT
 DEFAULT_BODY_TIMEOUT = 30.0  # FACECOMPARE_BODY_TIMEOUT
 RETRY_AFTER_SECONDS = 1  # the hint given with every throttling answer (Retry-After; x-amz-retry-after in ms)
 THROTTLING_MESSAGE = "Slow down; sudden increase in rate of requests."  # Rekognition's canonical message
@@ -27,6 +30,14 @@ class ThrottlingError(FaceCompareError):
     rest_status = 429
     default_message = THROTTLING_MESSAGE
     retry_after = RETRY_AFTER_SECONDS
+
+
+class OverCapacityError(ThrottlingError):
+    """The request arrived on a connection over the worker's cap (FACECOMPARE_MAX_CONNECTIONS): 503 on both
+    surfaces, as uvicorn's own cap answers, but in the surface's error shape."""
+
+    http_status = 503
+    rest_status = 503
 
 
 class RequestTimeoutError(FaceCompareError):
