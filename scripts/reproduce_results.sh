@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate every accuracy figure and plot in the README from ../shared/data (about 45 minutes on 2 cores).
+# Regenerate every accuracy figure and plot in the README from ../shared/data, for the default recognizer (SFace)
+# and, beside it, the dlib ResNet (about 2.5 hours on 2 cores; the dlib runs need `pip install 'facecompare[dlib]'`,
+# which scripts/setup.sh installs).
 #   ./scripts/reproduce_results.sh [SHARED_DATA_DIR] [SYNTH_OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,20 +9,30 @@ SHARED=${1:-../shared/data}
 SYNTH=${2:-/tmp/facecompare-synth-kyc}
 . .venv/bin/activate
 PAIRS="$SHARED/lfw/pairs.txt"
-# LFW, 10 folds (pairs.csv, summary.json, roc.png, det.png, histogram.png)
-facecompare evaluate "$PAIRS" --out evaluation/lfw
-# the distance -> Similarity calibration shipped in the package, and the threshold table
-facecompare calibrate "$PAIRS" --from-results evaluation/lfw/pairs.csv \
-    --out src/facecompare/data/calibration-dlib-resnet-v1-lfw.json
-facecompare evaluate "$PAIRS" --from-results evaluation/lfw/pairs.csv --out evaluation/lfw
-# variants on fold 1
+FACES="$SHARED/lfw/lfw-deepfunneled"
+# the synthetic selfie-versus-ID benchmark (about 1.3 GB of images in $SYNTH); the same seed gives the same files
+[ -f "$SYNTH/pairs.csv" ] || facecompare synth-kyc --faces "$FACES" --n 2000 --seed 1 --out "$SYNTH"
+
+for RECOGNIZER in sface dlib; do
+    if [ "$RECOGNIZER" = sface ]; then OUT=evaluation; else OUT=evaluation/dlib; fi
+    NAME=$(python -c "from facecompare.models import create_recognizer as c; print(c('$RECOGNIZER').name)")
+    # LFW, 10 folds (pairs.csv, summary.json, roc.png, det.png, histogram.png)
+    facecompare evaluate "$PAIRS" --recognizer "$RECOGNIZER" --out "$OUT/lfw"
+    # the distance -> Similarity calibration shipped in the package, and its threshold table; then the LFW
+    # summary re-scored with it
+    facecompare calibrate "$PAIRS" --from-results "$OUT/lfw/pairs.csv" --out "src/facecompare/data/calibration-$NAME-lfw.json"
+    facecompare evaluate "$PAIRS" --from-results "$OUT/lfw/pairs.csv" --out "$OUT/lfw"
+    # synthetic selfies against phone photos of ID cards, and the same pairs on the original photos
+    facecompare evaluate "$SYNTH/pairs.csv" --recognizer "$RECOGNIZER" --out "$OUT/synth-kyc"
+    facecompare evaluate "$SYNTH/source-pairs.csv" --root "$FACES" --recognizer "$RECOGNIZER" --out "$OUT/synth-kyc-source"
+    # the real ID-document specimens
+    FACECOMPARE_RECOGNIZER=$RECOGNIZER python scripts/eval_id_specimens.py --root "$SHARED/id_specimens" \
+        --json "$OUT/id_specimens.json"
+done
+
+# SFace variants on LFW fold 1: no flip, the product's face rule (largest) instead of LFW's (centre)
 facecompare evaluate "$PAIRS" --from-results evaluation/lfw/pairs.csv --fold 0 --out evaluation/lfw-fold1-flip-center
 facecompare evaluate "$PAIRS" --fold 0 --tta none --out evaluation/lfw-fold1-none-center
 facecompare evaluate "$PAIRS" --fold 0 --face largest --out evaluation/lfw-fold1-flip-largest
-facecompare evaluate "$PAIRS" --fold 0 --tta jitter:5 --out evaluation/lfw-fold1-jitter5-center
-# the synthetic selfie-versus-ID benchmark (about 1.3 GB of images in $SYNTH)
-facecompare synth-kyc --faces "$SHARED/lfw/lfw-deepfunneled" --n 2000 --seed 1 --out "$SYNTH"
-facecompare evaluate "$SYNTH/pairs.csv" --out evaluation/synth-kyc
-facecompare evaluate "$SYNTH/source-pairs.csv" --root "$SHARED/lfw/lfw-deepfunneled" --out evaluation/synth-kyc-source
-# the real ID-document specimens
-python scripts/eval_id_specimens.py --root "$SHARED/id_specimens" --json evaluation/id_specimens.json
+# the faster detector on the synthetic benchmark
+FACECOMPARE_DETECTOR=yunet facecompare evaluate "$SYNTH/pairs.csv" --out evaluation/yunet/synth-kyc
