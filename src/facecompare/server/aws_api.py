@@ -1,0 +1,98 @@
+"""``POST /``: AWS Rekognition's JSON 1.1 protocol, for the unmodified boto3 ``rekognition`` client.
+
+The request path: the declared length, the SigV4 signature of the headers, capacity, the body (and its
+payload hash), the operation from X-Amz-Target, its parameters (:mod:`.aws`), then one handler per operation
+on the engine queue. Errors are ``{"__type", "Message"}`` with the status AWS uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import suppress
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..engine import MAX_FACES
+from ..errors import FaceCompareError
+from ..rekognition import compare_faces_response, detect_faces_response
+from . import aws, sigv4
+from .limits import ThrottlingError
+from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Pipeline, parse_json, retry_headers
+
+AWS_CONTENT_TYPE = "application/x-amz-json-1.1"
+
+
+def aws_error(exc: FaceCompareError, request_id: str) -> Response:
+    body = {"__type": exc.code, "Message": exc.message}
+    if isinstance(exc, sigv4.AuthError):
+        body = {"__type": exc.code, "message": exc.message}
+    return Response(json.dumps(body), status_code=exc.http_status, media_type=AWS_CONTENT_TYPE,
+                    headers={"x-amzn-RequestId": request_id, **retry_headers(exc)})
+
+
+# -- one handler per operation: parsed parameters in, the response shape out (run in an engine thread) ----------
+
+def compare_faces(pipeline: Pipeline, params: dict) -> dict:
+    source = pipeline.load_image(params["source"])
+    target = pipeline.load_image(params["target"])
+    comparison = pipeline.verifier.compare(source, target, params["threshold"], params["quality_filter"])
+    return compare_faces_response(comparison)
+
+
+def detect_faces(pipeline: Pipeline, params: dict) -> dict:
+    image = pipeline.load_image(params["image"])
+    return detect_faces_response(pipeline.verifier.analyze(image, embed=0, max_faces=MAX_FACES), params["attributes"])
+
+
+# operation -> (its parameters from the request body, its handler)
+OPERATIONS: dict[str, tuple[Callable[[dict], dict], Callable[[Pipeline, dict], dict]]] = {
+    "CompareFaces": (aws.parse_compare, compare_faces),
+    "DetectFaces": (aws.parse_detect, detect_faces),
+}
+assert set(OPERATIONS) == set(aws.OPERATIONS)
+
+
+class AwsApi:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def routes(self) -> list[Route]:
+        return [Route("/", self.endpoint, methods=["POST"])]
+
+    async def endpoint(self, request: Request) -> Response:
+        async def work(request_id: str, context: dict) -> Response:
+            return await self.handle(request, request_id, context)
+
+        return await self.pipeline.instrumented("aws", "unknown", work, aws_error)
+
+    async def handle(self, request: Request, request_id: str, context: dict) -> Response:
+        pipeline, config = self.pipeline, self.pipeline.config
+        # Limits and authentication before the body: an unsigned or wrongly signed request is refused from its
+        # headers (and an over-long Content-Length from that header), so it never makes us buffer a body.
+        pipeline.check_declared_length(request)
+        pending = None
+        if config.auth:
+            pending = sigv4.verify_headers(request.method, request.url.path, request.headers.raw,
+                                           config.access_keys, region=config.region,
+                                           query=request.scope.get("query_string", b""))
+        try:
+            pipeline.check_capacity(request)
+        except ThrottlingError:
+            with suppress(aws.ProtocolError):  # name the operation if the header can (the body is never read)
+                context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
+            raise
+        body = await pipeline.read_body(request)
+        if pending is not None:
+            pending.verify_payload(body)  # the payload hash needs the body (boto3 sends no x-amz-content-sha256)
+        # parsing
+        operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
+        payload = parse_json(body)
+        if payload is NOT_JSON:
+            raise aws.ProtocolError("SerializationException", NOT_JSON_MESSAGE)
+        parse, handler = OPERATIONS[operation]
+        params = parse(payload)
+        # dispatch
+        result = await pipeline.run_engine(handler, pipeline, params)
+        return Response(json.dumps(result), media_type=AWS_CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
