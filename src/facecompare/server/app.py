@@ -7,20 +7,29 @@ This module only assembles the service; each part is in its own module:
   metrics, the log line), and what the handlers share;
 * :mod:`.aws_api`: the AWS protocol (SigV4, X-Amz-Target, one handler per operation), :mod:`.aws` its
   parameters and :mod:`.sigv4` its signatures;
-* :mod:`.rest_api`: the native REST API;
-* :mod:`.ops`: probes, metrics and the API document;
+* :mod:`.rest_api`: the native REST API (FastAPI routes), :mod:`.rest_models` its types (pydantic), from
+  which its validation and the OpenAPI document at /openapi.json are generated;
+* :mod:`.ops`: probes, metrics and the API explorer at /docs (Swagger UI, served from a package's files);
 * :mod:`.config`, :mod:`.logs`, :mod:`.metrics`, :mod:`.limits` (and :mod:`.protocol` for uvicorn).
 """
 
 from __future__ import annotations
 
+import uuid
 from contextlib import asynccontextmanager
 
 import anyio
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
+from .. import __version__
 from ..engine import Verifier
+from ..errors import InvalidParameterException, quote_input
 from ..settings import Settings
 from ..storage import S3Reader
 from .aws_api import AwsApi
@@ -29,10 +38,32 @@ from .limits import BodyGuard
 from .logs import UVICORN_LOG_CONFIG, JsonLogFormatter, capture_warnings, configure_logging, json_log
 from .ops import Ops
 from .pipeline import Pipeline
-from .rest_api import RestApi
+from .rest_api import RestApi, rest_error
 
 __all__ = ["ServerConfig", "create_app", "app_from_env", "hash_api_key", "load_api_key_hashes",
            "UVICORN_LOG_CONFIG", "JsonLogFormatter", "configure_logging", "capture_warnings"]
+
+
+TITLE = "facecompare"
+DESCRIPTION = ("Offline selfie-versus-ID-document verification. The AWS Rekognition protocol (CompareFaces, "
+               "DetectFaces) is served at POST / for boto3; this is the native API.")
+
+
+async def plain_http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's answer to an HTTP error outside the handlers (404, 405): plain text, as before FastAPI."""
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """FastAPI's own request validation (422) in the REST shape: 400 InvalidParameterException. The REST
+    routes validate their bodies in the pipeline (rest_models.validate), so this is only a safety net."""
+    first = (exc.errors() or [{}])[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return rest_error(InvalidParameterException(f"Request has invalid parameters: {quote_input(where)} "
+                                                f"{str(first.get('msg', 'is not valid'))[:200]}."),
+                      str(uuid.uuid4()))
 
 
 def create_app(settings: Settings | None = None, config: ServerConfig | None = None,
@@ -56,9 +87,17 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         yield
         json_log(event="shutdown")
 
-    routes = [*AwsApi(pipeline).routes(), *RestApi(pipeline).routes(), *Ops(pipeline).routes()]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[
-        Middleware(BodyGuard, max_body_bytes=config.max_body_bytes, body_timeout=config.body_timeout)])
+    # FastAPI for the REST API, the probes and the document; the AWS protocol is a plain route beside them,
+    # outside the document (its clients are boto3's models)
+    ops = Ops(pipeline, TITLE)
+    app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url="/openapi.json", docs_url=None, redoc_url=None,
+                  routes=[*AwsApi(pipeline).routes(), ops.assets()],
+                  exception_handlers={HTTPException: plain_http_error, RequestValidationError: validation_error},
+                  middleware=[Middleware(BodyGuard, max_body_bytes=config.max_body_bytes,
+                                         body_timeout=config.body_timeout)])
+    app.include_router(RestApi(pipeline).router())
+    app.include_router(ops.router())
     app.state.verifier = pipeline.verifier
     app.state.metrics = pipeline.metrics
     app.state.pipeline = pipeline
