@@ -64,4 +64,6 @@ class Ops:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{self.title} API",
                                    swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+                                   # no validator badge: Swagger UI would fetch it from validator.swagger.io
+                                   swagger_ui_parameters={"validatorUrl": None})
