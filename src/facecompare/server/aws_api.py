@@ -1,14 +1,14 @@
 """``POST /``: AWS Rekognition's JSON 1.1 protocol, for the unmodified boto3 ``rekognition`` client.
 
-The request path: the declared length, the SigV4 signature of the headers, capacity, the body (and its
-payload hash), the operation from X-Amz-Target, its parameters (:mod:`.aws`), then one handler per operation
-on the engine queue. Errors are ``{"__type", "Message"}`` with the status AWS uses."""
+Its steps of the request path (:meth:`.pipeline.Pipeline.serve`): authentication is the declared length and
+the SigV4 signature of the headers; parsing is the body (and its payload hash), the operation from
+X-Amz-Target and its parameters (:mod:`.aws`); dispatch is one handler per operation. Errors are ``{"__type",
+"Message"}`` with the status AWS uses."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import suppress
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,8 +18,7 @@ from ..engine import MAX_FACES
 from ..errors import FaceCompareError
 from ..rekognition import compare_faces_response, detect_faces_response
 from . import aws, sigv4
-from .limits import ThrottlingError
-from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Pipeline, parse_json, retry_headers
+from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
 
 AWS_CONTENT_TYPE = "application/x-amz-json-1.1"
 
@@ -55,6 +54,10 @@ assert set(OPERATIONS) == set(aws.OPERATIONS)
 
 
 class AwsApi:
+    """The AWS surface (:class:`.pipeline.Surface`) and its route."""
+
+    name = "aws"
+
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
@@ -62,37 +65,35 @@ class AwsApi:
         return [Route("/", self.endpoint, methods=["POST"])]
 
     async def endpoint(self, request: Request) -> Response:
-        async def work(request_id: str, context: dict) -> Response:
-            return await self.handle(request, request_id, context)
+        return await self.pipeline.serve(self, request)
 
-        return await self.pipeline.instrumented("aws", "unknown", work, aws_error)
+    error = staticmethod(aws_error)
 
-    async def handle(self, request: Request, request_id: str, context: dict) -> Response:
-        pipeline, config = self.pipeline, self.pipeline.config
-        # Limits and authentication before the body: an unsigned or wrongly signed request is refused from its
-        # headers (and an over-long Content-Length from that header), so it never makes us buffer a body.
-        pipeline.check_declared_length(request)
-        pending = None
-        if config.auth:
-            pending = sigv4.verify_headers(request.method, request.url.path, request.headers.raw,
-                                           config.access_keys, region=config.region,
-                                           query=request.scope.get("query_string", b""))
-        try:
-            pipeline.check_capacity(request)
-        except ThrottlingError:
-            with suppress(aws.ProtocolError):  # name the operation if the header can (the body is never read)
-                context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
-            raise
-        body = await pipeline.read_body(request)
+    def authenticate(self, request: Request) -> sigv4.PendingSignature | None:
+        """SigV4 from the headers (the payload hash waits for the body: boto3 sends no x-amz-content-sha256).
+        An over-long Content-Length is refused first, from that header: an unsigned or wrongly signed request
+        never makes the service buffer a body."""
+        self.pipeline.check_declared_length(request)
+        config = self.pipeline.config
+        if not config.auth:
+            return None
+        return sigv4.verify_headers(request.method, request.url.path, request.headers.raw, config.access_keys,
+                                    region=config.region, query=request.scope.get("query_string", b""))
+
+    def operation_hint(self, request: Request) -> str | None:
+        return aws.operation_from_target(request.headers.get("x-amz-target"))
+
+    async def parse(self, request: Request, pending: sigv4.PendingSignature | None, context: dict) -> Call:
+        body = await self.pipeline.read_body(request)
         if pending is not None:
-            pending.verify_payload(body)  # the payload hash needs the body (boto3 sends no x-amz-content-sha256)
-        # parsing
+            pending.verify_payload(body)
         operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
         payload = parse_json(body)
         if payload is NOT_JSON:
             raise aws.ProtocolError("SerializationException", NOT_JSON_MESSAGE)
         parse, handler = OPERATIONS[operation]
-        params = parse(payload)
-        # dispatch
-        result = await pipeline.run_engine(handler, pipeline, params)
+        return Call(handler, parse(payload))
+
+    @staticmethod
+    def respond(result: dict, request_id: str) -> Response:
         return Response(json.dumps(result), media_type=AWS_CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})

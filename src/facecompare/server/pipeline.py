@@ -1,7 +1,16 @@
-"""The request path every call takes, whatever its surface: limits (declared length, capacity, the body read
-under BodyGuard's count and deadline), then the surface's authentication and parsing, one handler per
-operation run on the engine queue, and :meth:`Pipeline.instrumented` around it all: request id, typed errors
-in the surface's shape (never a bare 500), metrics and one JSON log line."""
+"""The request path every call takes, whatever its surface (:meth:`Pipeline.serve`):
+
+1. authentication, from the headers alone (the surface's; the AWS surface refuses an over-long declared
+   body first), so that a bad or missing key never makes the service read a body;
+2. capacity: a request that could not be served now is refused before its body is read;
+3. parsing: the body, read within the limits (BodyGuard counts it and gives it a deadline), into one
+   operation and its validated parameters (the surface's);
+4. dispatch: the operation's handler, run on the bounded engine queue;
+5. the response, and around it all :meth:`Pipeline.instrumented`: request id, typed errors in the surface's
+   shape (never a bare 500), metrics and one JSON log line.
+
+A surface (:class:`Surface`) supplies steps 1 and 3, its response and its error shape: ``aws_api`` for the
+Rekognition protocol, ``rest_api`` for the native API."""
 
 from __future__ import annotations
 
@@ -11,7 +20,9 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
 from starlette.exceptions import HTTPException
@@ -33,6 +44,37 @@ NOT_JSON_MESSAGE = "The request body is not valid JSON (or is nested more deeply
 
 ErrorResponse = Callable[[FaceCompareError, str], Response]  # a surface's error shape
 Work = Callable[[str, dict], Awaitable[Response]]  # (request id, context) -> response
+Handler = Callable[["Pipeline", Any], dict]  # one operation: (pipeline, its parameters) -> the response body
+
+
+@dataclass
+class Call:
+    """A parsed request: the operation's handler and its validated parameters."""
+
+    handler: Handler
+    params: Any
+
+
+class Surface(Protocol):
+    """One protocol the service speaks; :meth:`Pipeline.serve` runs its steps in order."""
+
+    name: str  # the log line's ``surface``
+
+    def error(self, exc: FaceCompareError, request_id: str) -> Response:
+        """A typed error in this surface's shape."""
+
+    def authenticate(self, request: Request) -> Any:
+        """Refuse a request from its headers alone (before its body is read); what it returns is given to
+        :meth:`parse` (the AWS surface: the signature's pending payload check)."""
+
+    def operation_hint(self, request: Request) -> str | None:
+        """The operation, if the headers name it: the label of a request refused before its body is read."""
+
+    async def parse(self, request: Request, auth: Any, context: dict) -> Call:
+        """Read the body (within the limits) and parse it into one operation; name it in ``context``."""
+
+    def respond(self, result: dict, request_id: str) -> Response:
+        """The response to a handler's result."""
 
 
 def parse_json(body: bytes) -> object:
@@ -134,6 +176,26 @@ class Pipeline:
             return self.verifier.load(value)
         bucket, key, version = value
         return self.verifier.load(self.s3.read(bucket, key, version))
+
+    # -- the path --------------------------------------------------------------------------------------------
+
+    async def serve(self, surface: Surface, request: Request, operation: str = "unknown") -> Response:
+        """One request through the steps of the module's docstring. ``operation`` is its label until the
+        surface names it (the REST routes know it from the path; the AWS surface from X-Amz-Target)."""
+
+        async def work(request_id: str, context: dict) -> Response:
+            auth = surface.authenticate(request)  # 1. authentication, from the headers
+            try:  # 2. capacity, before the body
+                self.check_capacity(request)
+            except ThrottlingError:
+                with suppress(FaceCompareError):
+                    context["operation"] = surface.operation_hint(request) or context["operation"]
+                raise
+            call = await surface.parse(request, auth, context)  # 3. parsing (the body, within the limits)
+            result = await self.run_engine(call.handler, self, call.params)  # 4. dispatch
+            return surface.respond(result, request_id)  # 5. the response (its log line: instrumented)
+
+        return await self.instrumented(surface.name, operation, work, surface.error)
 
     # -- response and log line -------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The native REST API: ``POST /v1/verify`` and ``POST /v1/detect``, multipart/form-data or JSON with base64.
 
 FastAPI routes: their OpenAPI operations (request bodies, responses, errors, the API key) are generated from
-the pydantic models of :mod:`.rest_models`, which also validate the requests. The request path is the
-pipeline's: the API key, capacity, the body (multipart or JSON, within the limits), the model, then one
-handler per operation on the engine queue. Errors are ``{"error": {"type", "message"}, "request_id"}``."""
+the pydantic models of :mod:`.rest_models`, which also validate the requests. Its steps of the request path
+(:meth:`.pipeline.Pipeline.serve`): authentication is the API key; parsing is the body (multipart or JSON,
+within the limits) into the operation's model; dispatch is one handler per operation. Errors are ``{"error":
+{"type", "message"}, "request_id"}``."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ..errors import FaceCompareError, InvalidParameterException
 from ..rekognition import detect_faces_response
 from . import sigv4
 from .config import hash_api_key
-from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Pipeline, parse_json, retry_headers
+from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
 from .rest_models import (
     DetectForm,
     Detection,
@@ -119,6 +120,10 @@ OPERATIONS = {
 
 
 class RestApi:
+    """The REST surface (:class:`.pipeline.Surface`) and its FastAPI routes."""
+
+    name = "rest"
+
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
@@ -134,24 +139,29 @@ class RestApi:
                              openapi_extra=request_body(DetectJson, DetectForm))
         return router
 
+    # the API key parameter only puts the scheme in the document: the check is authenticate(), in the pipeline
     async def verify_route(self, request: Request, api_key: str | None = Security(API_KEY)) -> Response:
-        return await self.endpoint(request, "verify")
+        return await self.pipeline.serve(self, request, "v1/verify")
 
     async def detect_route(self, request: Request, api_key: str | None = Security(API_KEY)) -> Response:
-        return await self.endpoint(request, "detect")
+        return await self.pipeline.serve(self, request, "v1/detect")
 
-    async def endpoint(self, request: Request, operation: str) -> Response:
-        json_model, form_model, images, handler = OPERATIONS[operation]
+    error = staticmethod(rest_error)
 
-        async def work(request_id: str, context: dict) -> Response:
-            self.check_api_key(request)  # authentication and limits before the body is read
-            self.pipeline.check_capacity(request)
-            params = await self.parse(request, json_model, form_model, images)
-            result = await self.pipeline.run_engine(handler, self.pipeline, params)
-            result["request_id"] = request_id
-            return JSONResponse(result, headers={"x-request-id": request_id})
+    def authenticate(self, request: Request) -> None:
+        self.check_api_key(request)
 
-        return await self.pipeline.instrumented("rest", f"v1/{operation}", work, rest_error)
+    def operation_hint(self, request: Request) -> str | None:
+        return None  # the route named it
+
+    async def parse(self, request: Request, auth: None, context: dict) -> Call:
+        json_model, form_model, images, handler = OPERATIONS[context["operation"].removeprefix("v1/")]
+        return Call(handler, await self.params(request, json_model, form_model, images))
+
+    @staticmethod
+    def respond(result: dict, request_id: str) -> Response:
+        result["request_id"] = request_id
+        return JSONResponse(result, headers={"x-request-id": request_id})
 
     def check_api_key(self, request: Request) -> None:
         config = self.pipeline.config
@@ -164,7 +174,7 @@ class RestApi:
         if not key or hash_api_key(key) not in config.api_key_hashes:
             raise sigv4.AuthError("UnauthorizedException", "Missing or invalid API key (header X-API-Key).", 401)
 
-    async def parse(self, request: Request, json_model, form_model, images: tuple[str, ...]):
+    async def params(self, request: Request, json_model, form_model, images: tuple[str, ...]):
         """The request's parameters as the operation's model: multipart/form-data (files for the images), or
         JSON (base64 for the images)."""
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
