@@ -275,6 +275,22 @@ def test_probes_metrics_and_docs(server):
     assert "facecompare API" in httpx.get(server.url + "/docs").text
 
 
+def test_docs_are_swagger_ui_served_offline(server):
+    """/docs is an interactive explorer whose every asset is served by the service itself (no CDN), and the
+    document it shows lists the REST API but not the AWS endpoint."""
+    import re
+
+    page = httpx.get(server.url + "/docs").text
+    assert "SwaggerUIBundle" in page and "'/openapi.json'" in page
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)  # nothing from another host
+    assets = re.findall(r"(?:src|href)=[\"']([^\"']+)", page)
+    assert len(assets) >= 3
+    for asset in assets:
+        assert httpx.get(server.url + asset).status_code == 200, asset
+    spec = httpx.get(server.url + "/openapi.json").json()
+    assert "/" not in spec["paths"] and spec["paths"]["/v1/detect"]["post"]["security"] == [{"apiKey": []}]
+
+
 def test_serve_refuses_to_start_without_keys(tmp_path):
     import os
     import sys

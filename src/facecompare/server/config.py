@@ -1,0 +1,75 @@
+"""The service's settings (``ServerConfig``, from FACECOMPARE_* variables) and the REST API keys' hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import sigv4
+from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, env_number
+
+
+@dataclass
+class ServerConfig:
+    auth: bool = True  # verify SigV4 on the AWS endpoint and API keys on /v1
+    access_keys: dict[str, str] = field(default_factory=dict)  # SigV4 access key -> secret
+    region: str = sigv4.DEFAULT_REGION  # the region SigV4 credential scopes must name (FACECOMPARE_REGION)
+    api_key_hashes: set[str] = field(default_factory=set)  # sha256 hex of the /v1 API keys
+    max_body_bytes: int = 16 * 1024 * 1024  # two 5 MiB images in base64 fit
+    request_timeout: float = 60.0
+    concurrency: int = 2  # engine calls at once (the rest wait)
+    max_queue: int | None = None  # engine calls waiting at most, beyond that ThrottlingException; None: 4 x concurrency
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # the whole body must arrive within this time of the headers
+    # for uvicorn and its protocol (``facecompare serve``, protocol.py), not used by the app itself:
+    max_connections: int | None = 64  # per worker; a request on a connection over it is answered 503
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # a request's headers must be in within this time
+    keepalive_timeout: float = 5.0  # an idle keep-alive connection is closed after this time
+    warm: bool = True
+
+    @property
+    def queue_limit(self) -> int:
+        return 4 * max(1, self.concurrency) if self.max_queue is None else self.max_queue
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
+        environ = os.environ if environ is None else environ
+        config = cls(
+            auth=environ.get("FACECOMPARE_AUTH", "on").lower() not in ("off", "none", "0", "false"),
+            access_keys=sigv4.load_keys(environ),
+            region=(environ.get("FACECOMPARE_REGION") or "").strip() or sigv4.DEFAULT_REGION,
+            api_key_hashes=load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE")),
+            max_body_bytes=env_number(environ, "FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024, int, minimum=1),
+            request_timeout=env_number(environ, "FACECOMPARE_REQUEST_TIMEOUT", 60.0, float, minimum=0.1),
+            concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
+            max_queue=env_number(environ, "FACECOMPARE_MAX_QUEUE", None, int, minimum=0),
+            body_timeout=env_number(environ, "FACECOMPARE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, minimum=0.1),
+            max_connections=env_number(environ, "FACECOMPARE_MAX_CONNECTIONS", 64, int, minimum=1,
+                                       allow_none=True),
+            header_timeout=env_number(environ, "FACECOMPARE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float,
+                                      minimum=0.1),
+            keepalive_timeout=env_number(environ, "FACECOMPARE_KEEPALIVE_TIMEOUT", 5.0, float, minimum=0.1),
+        )
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(config, k, v)
+        return config
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def load_api_key_hashes(path: str | None) -> set[str]:
+    """One SHA-256 hex digest per line (``name:digest`` also accepted); the keys themselves are never stored."""
+    if not path:
+        return set()
+    hashes = set()
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            hashes.add(line.rsplit(":", 1)[-1].lower())
+    return hashes
+
+
