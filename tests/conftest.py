@@ -122,3 +122,19 @@ def seaweedfs(tmp_path_factory):
     log.close()
 
 
+
+
+@pytest.fixture(scope="session")
+def fuzz_service(tmp_path_factory):
+    """One ``facecompare serve`` process (with SigV4 and API keys) for both fuzzers (``-m fuzz``). Its object
+    store is a closed port on loopback, so a fuzzed S3Object is refused at once and nothing leaves the machine."""
+    from test_hostile_input import _Service
+
+    running = _Service(tmp_path_factory.mktemp("fuzz"), extra_env={
+        "FACECOMPARE_S3_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "fuzz",
+        "AWS_SECRET_ACCESS_KEY": "fuzz", "AWS_EC2_METADATA_DISABLED": "true"})
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()

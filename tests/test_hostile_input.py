@@ -44,7 +44,7 @@ MAX_MESSAGE = 400  # no error message may come near the size of what the client 
 class _Service:
     """A ``facecompare serve`` child process with its stderr in a file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "stderr.log"
@@ -54,7 +54,7 @@ class _Service:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "FACECOMPARE_AUTH")}
         env.update(PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
                    FACECOMPARE_AUTH_KEYS=f"{ACCESS}:{SECRET}", FACECOMPARE_API_KEYS_FILE=str(keys),
-                   FACECOMPARE_REQUEST_TIMEOUT="30")
+                   FACECOMPARE_REQUEST_TIMEOUT="30", **(extra_env or {}))
         self._stderr = open(self.log, "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(self.port)],
                                         stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
