@@ -36,12 +36,11 @@ MAX_FACES = 100
 #: side of the aligned chip quality (brightness, sharpness) is measured on, whatever the recognizer
 QUALITY_CHIP_PX = 150
 #: in the first detection pass, a largest face narrower than this (pixels of the detector input)
-#: triggers the small-face pass, since faces smaller still may have been missed. 32: a small ID-card portrait
-#: in a 12 MP phone photo is below it at the first pass's 640 px and gets the pass; a card that fills a 1 MP
-#: frame (face about 50 px there) does not need it, and the pass cost about 100 ms of CPU per such image (it
-#: was 64 before: benchmarks/bench_server.py, the 1 MP case; the synthetic ID benchmark, re-measured with 32,
-#: is in the README)
-SMALL_FACE_PASS_BELOW_PX = 32
+#: triggers the small-face pass, since faces smaller still may have been missed (a faint ghost portrait beside
+#: an ID card's portrait is found only by it). 32 was tried: it saves about 100 ms of CPU on a card that fills
+#: a 1 MP frame (face about 50 px here), but loses the ghost portrait of examples/id_card.jpg and one genuine
+#: pair of the synthetic ID benchmark (README, Speed); a cheaper window for such faces is the way to get both
+SMALL_FACE_PASS_BELOW_PX = 64
 #: the small-face pass searches windows this many face widths wide around the (at most this many) largest faces
 #: the first pass found
 SMALL_FACE_WINDOW_WIDTHS = 8
