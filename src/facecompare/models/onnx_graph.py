@@ -79,6 +79,24 @@ def dequantize(quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray 
     return (q - zero.reshape(shape)) * scale.reshape(shape)
 
 
+def session(model_bytes: bytes, threads: int):
+    """An onnxruntime CPU session with the options every model here uses."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # idle threads sleep instead of spinning: with several images or requests at once, spinning threads take
+    # the cores the others need
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # no memory arena: it keeps the peak of the largest input ever seen (a 1600 px detection pass) for the life
+    # of the process; without it a 12 MP comparison peaks at about 400 MB instead of 550 MB, at the same speed
+    # (benchmarks/bench_compare.py)
+    options.enable_cpu_mem_arena = False
+    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def release_freed_memory() -> None:
     """Give the heap that :func:`prepare` freed back to the operating system (glibc keeps it otherwise).
 

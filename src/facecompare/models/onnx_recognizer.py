@@ -105,29 +105,15 @@ class OnnxRecognizer:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
+            from .onnx_graph import prepare, release_freed_memory, session
 
-            from .onnx_graph import prepare, release_freed_memory
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self._threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            # idle threads sleep instead of spinning: with several images or requests at once, spinning
-            # threads take the cores the others need
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            # no memory arena: it keeps the peak of the largest input ever seen (a 1600 px detection pass) for the
-            # life of the process; without it a 12 MP comparison peaks at about 400 MB instead of 550 MB, at the
-            # same speed (benchmarks/bench_compare.py)
-            options.enable_cpu_mem_arena = False
             try:
-                session = ort.InferenceSession(prepare(self._model_bytes()), sess_options=options,
-                                               providers=["CPUExecutionProvider"])
+                loaded = session(prepare(self._model_bytes()), self._threads)
             except ModelNotAvailableError:
                 raise
             except Exception as exc:  # onnx / onnxruntime raise many types for a file that is not a usable model
                 raise ModelNotAvailableError(f"The recognizer model {self.name} cannot be loaded: {exc}"[:500]) from None
-            inputs = session.get_inputs()
+            inputs = loaded.get_inputs()
             if len(inputs) != 1 or len(inputs[0].shape) != 4:
                 raise ModelNotAvailableError(
                     f"The recognizer model {self.name} must take one NCHW image input; it takes "
@@ -140,9 +126,9 @@ class OnnxRecognizer:
                 )
             self._input = inputs[0].name
             self._batch_one = shape[0] == 1
-            out = session.get_outputs()[0].shape
+            out = loaded.get_outputs()[0].shape
             self.dimension = int(out[-1]) if isinstance(out[-1], int) else 0
-            self._session = session
+            self._session = loaded
         release_freed_memory()
 
     def align(self, rgb: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -72,22 +72,9 @@ class RetinaFaceDetector:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
+            from .onnx_graph import session
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self._threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            # idle threads sleep instead of spinning: with several images or requests at once, spinning
-            # threads take the cores the others need
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            # no memory arena: it keeps the peak of the largest input ever seen (a 1600 px detection pass) for the
-            # life of the process; without it a 12 MP comparison peaks at about 400 MB instead of 550 MB, at the
-            # same speed (benchmarks/bench_compare.py)
-            options.enable_cpu_mem_arena = False
-            self._session = ort.InferenceSession(
-                read_weights(self.name), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self._session = session(read_weights(self.name), self._threads)
 
     def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:
         """Faces in an RGB uint8 array, in its pixel coordinates, highest score first."""

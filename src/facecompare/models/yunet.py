@@ -37,9 +37,8 @@ class YuNetDetector:
             if self._session is not None:
                 return
             import onnx
-            import onnxruntime as ort
 
-            from .onnx_graph import prepare, release_freed_memory
+            from .onnx_graph import prepare, release_freed_memory, session
 
             model = onnx.load_from_string(prepare(read_weights(self.name)))
             dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -47,14 +46,7 @@ class YuNetDetector:
             for output in model.graph.output:
                 output.type.tensor_type.shape.dim[1].dim_param = "cells"
             del model.graph.value_info[:]
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self._threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.enable_cpu_mem_arena = False
-            self._session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
-                                                 providers=["CPUExecutionProvider"])
+            self._session = session(model.SerializeToString(), self._threads)
             del model
             release_freed_memory()
 
