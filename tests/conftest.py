@@ -124,6 +124,69 @@ def seaweedfs(tmp_path_factory):
 
 
 
+class ServeProcess:
+    """A ``facecompare serve`` child process (the real command, its uvicorn protocol and logging) with SigV4 keys,
+    one REST API key and extra environment; its stderr goes to a file."""
+
+    def __init__(self, root: Path, *, access: str, secret: str, api_key_name: str, api_key: str,
+                 env: dict[str, str] | None = None) -> None:
+        import facecompare
+        from facecompare.server.app import hash_api_key
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / "stderr.log"
+        keys = root / "api-keys"
+        keys.write_text(f"{api_key_name}:{hash_api_key(api_key)}\n")
+        src = str(Path(facecompare.__file__).resolve().parents[1])  # the code under test, not another checkout
+        full = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "FACECOMPARE_AUTH")}
+        full.update(PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+                    FACECOMPARE_AUTH_KEYS=f"{access}:{secret}", FACECOMPARE_API_KEYS_FILE=str(keys),
+                    FACECOMPARE_REQUEST_TIMEOUT="30", **(env or {}))
+        self._stderr = open(self.log, "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(self.port)],
+                                        stdout=subprocess.DEVNULL, stderr=self._stderr, env=full)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("server not ready in time: " + self.log.read_text()[-2000:])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self._stderr.close()
+
+    def log_mark(self) -> int:
+        return self.log.stat().st_size
+
+    def log_since(self, mark: int) -> list[str]:
+        with open(self.log, "rb") as f:
+            f.seek(mark)
+            return f.read().decode("utf-8", "replace").splitlines()
+
+    def metrics(self) -> list:
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(self.url + "/metrics", timeout=20).text
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
 @pytest.fixture(scope="session")
 def fuzz_service(tmp_path_factory):
     """One ``facecompare serve`` process (with SigV4 and API keys) for both fuzzers (``-m fuzz``). Its object

@@ -11,11 +11,8 @@ import base64
 import io
 import json
 import logging
-import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -29,9 +26,8 @@ from botocore.credentials import Credentials
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-import facecompare
-from conftest import free_port
-from facecompare.server.app import ServerConfig, create_app, hash_api_key
+from conftest import ServeProcess
+from facecompare.server.app import ServerConfig, create_app
 from facecompare.settings import Settings
 from facecompare.storage import S3Reader
 
@@ -41,57 +37,11 @@ TIMEOUT = httpx.Timeout(20.0)
 MAX_MESSAGE = 400  # no error message may come near the size of what the client sent
 
 
-class _Service:
-    """A ``facecompare serve`` child process with its stderr in a file."""
+class _Service(ServeProcess):
+    """A ``facecompare serve`` child process with this module's keys and its stderr in a file."""
 
     def __init__(self, root: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root / "stderr.log"
-        keys = root / "api-keys"
-        keys.write_text(f"hostile:{hash_api_key(API_KEY)}\n")
-        src = str(Path(facecompare.__file__).resolve().parents[1])  # the code under test, not another checkout
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "FACECOMPARE_AUTH")}
-        env.update(PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-                   FACECOMPARE_AUTH_KEYS=f"{ACCESS}:{SECRET}", FACECOMPARE_API_KEYS_FILE=str(keys),
-                   FACECOMPARE_REQUEST_TIMEOUT="30", **(extra_env or {}))
-        self._stderr = open(self.log, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("server not ready in time: " + self.log.read_text()[-2000:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self._stderr.close()
-
-    def log_mark(self) -> int:
-        return self.log.stat().st_size
-
-    def log_since(self, mark: int) -> list[str]:
-        with open(self.log, "rb") as f:
-            f.seek(mark)
-            return f.read().decode("utf-8", "replace").splitlines()
-
-    def metrics(self) -> list:
-        text = httpx.get(self.url + "/metrics", timeout=TIMEOUT).text
-        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+        super().__init__(root, access=ACCESS, secret=SECRET, api_key_name="hostile", api_key=API_KEY, env=extra_env)
 
 
 @pytest.fixture(scope="module")

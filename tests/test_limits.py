@@ -29,11 +29,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from prometheus_client.parser import text_string_to_metric_families
 
 import facecompare
-from conftest import free_port
-from facecompare.server.app import hash_api_key
+from conftest import ServeProcess, free_port
 
 ACCESS, SECRET = "AKIDLIMITSTEST", "limits-test-secret"
 API_KEY = "limits-rest-key"
@@ -45,49 +43,11 @@ EXTRA = 16 * MiB  # sent beyond the limit: far more than the kernel's socket buf
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-class _Service:
+class _Service(ServeProcess):
     """A ``facecompare serve`` child process (the real command, its uvicorn protocol) with extra environment."""
 
     def __init__(self, root: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root / "stderr.log"
-        keys = root / "api-keys"
-        keys.write_text(f"limits:{hash_api_key(API_KEY)}\n")
-        src = str(Path(facecompare.__file__).resolve().parents[1])  # the code under test, not another checkout
-        full = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "FACECOMPARE_AUTH")}
-        full.update(PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-                    FACECOMPARE_AUTH_KEYS=f"{ACCESS}:{SECRET}", FACECOMPARE_API_KEYS_FILE=str(keys),
-                    FACECOMPARE_REQUEST_TIMEOUT="30", **env)
-        self._stderr = open(self.log, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=self._stderr, env=full)
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("server not ready in time: " + self.log.read_text()[-2000:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self._stderr.close()
-
-    def metrics(self) -> list:
-        text = httpx.get(self.url + "/metrics", timeout=TIMEOUT).text
-        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+        super().__init__(root, access=ACCESS, secret=SECRET, api_key_name="limits", api_key=API_KEY, env=env)
 
     def rss(self) -> int:
         return psutil.Process(self.process.pid).memory_info().rss  # one worker: uvicorn serves in this process
