@@ -38,9 +38,13 @@ def free_port() -> int:
 
 
 def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children, in MiB."""
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                   text=True).stdout.split()]
+    """Resident memory of a process and all its descendants, in MiB."""
+    pids, frontier = [pid], [pid]
+    while frontier:
+        children = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True,
+                                  text=True).stdout.split()
+        frontier = [int(p) for p in children]
+        pids += frontier
     total = 0
     for p in pids:
         try:

@@ -39,36 +39,14 @@ from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_server import free_port, tree_rss_mib  # noqa: E402
+
 FIXTURES = ROOT / "tests" / "fixtures"
 ACCESS, SECRET, API_KEY = "AKIDSOAK", "soak-secret", "soak-rest-key"
 PAIRS = [("Colin_Powell_0001.jpg", "Colin_Powell_0002.jpg"), ("Serena_Williams_0001.jpg", "Serena_Williams_0002.jpg"),
          ("obama.jpg", "biden.jpg")]
 TARGET = "RekognitionService.CompareFaces"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MiB."""
-    pids, frontier = [pid], [pid]
-    while frontier:
-        children = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True,
-                                  text=True).stdout.split()
-        frontier = [int(p) for p in children]
-        pids += frontier
-    total = 0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 def throttled_total(url: str) -> float:
