@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from facecompare import Settings
+import facecompare
+from facecompare import ImageTooLargeException, Settings
+from facecompare.images import load_image
 from facecompare.synth import PhotoConditions, photograph, render_card
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -102,6 +107,199 @@ def test_ordinary_inputs_give_exactly_the_answers_recorded_before_the_bounds(ver
     assert set(inputs) == set(reference)
     for name, source in inputs.items():
         assert summary(verifier.analyze(source, embed=1)) == reference[name], name
+
+
+
+# -- hostile inputs: refused from the header, or analysed within bounds -----------------------------------------
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg(im: Image.Image, **save) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", **save)
+    return buf.getvalue()
+
+
+def _with_repeated_scan(data: bytes, copies: int) -> bytes:
+    """A progressive JPEG with one of its AC scans (and the Huffman table before it) repeated ``copies`` more
+    times: valid to libjpeg (a repeated scan is a warning), and every scan is another pass over the image."""
+    marks = []  # (marker, start) of every marker segment, entropy-coded data included in its scan
+    i = 2
+    while i < len(data) - 1:
+        marker = data[i + 1]
+        if marker == 0xD9:
+            break
+        end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:
+            j = end
+            while not (data[j] == 0xFF and data[j + 1] not in (0x00, 0xFF) and not 0xD0 <= data[j + 1] <= 0xD7):
+                j += 1
+            end = j
+        marks.append((marker, i, end))
+        i = end
+    k = [n for n, (m, _, _) in enumerate(marks) if m == 0xDA][-1]  # the last scan: an AC refinement
+    start = marks[k - 1][1] if marks[k - 1][0] == 0xC4 else marks[k][1]
+    piece = data[start:marks[k][2]]
+    return data[:marks[k][2]] + piece * copies + data[marks[k][2]:]
+
+
+def test_one_bit_png_over_the_pixel_limit_is_refused_from_its_header():
+    data = _png(Image.new("1", (8001, 8000), 0))  # 8 KB, 64.008 megapixels
+    assert len(data) < 20_000
+    with pytest.raises(ImageTooLargeException, match="megapixels"):
+        load_image(data)
+
+
+def test_large_png_is_analysed_at_its_working_size():
+    """An 8000x8000 PNG (its raster over 16 MP) keeps its full-size coordinates but is held at 4000x4000, and
+    no view is finer than that."""
+    image = load_image(_png(Image.new("1", (8000, 8000), 1)))
+    assert (image.width, image.height, image.base_reduction) == (8000, 8000, 2)
+    assert image.view(1).shape == (4000, 4000, 3) and image.view(1).max() == 255
+    assert image.view(4).shape == (2000, 2000, 3)
+    assert image.reduction_for(6000, 8000) == 2  # full resolution asked for: the working size given
+
+
+def test_large_pil_image_and_array_are_reduced_without_a_full_size_copy():
+    rng = np.random.default_rng(1)
+    array = rng.integers(0, 255, (1200, 1700, 3), dtype=np.uint8)
+    settings = Settings(max_working_pixels=600_000)
+    from_array = load_image(array, settings)
+    from_pil = load_image(Image.fromarray(array), settings)
+    reference = np.asarray(Image.fromarray(array).reduce(2))
+    for image in (from_array, from_pil):
+        assert (image.width, image.height, image.base_reduction) == (1700, 1200, 2)
+        assert np.array_equal(image.view(1), reference)
+
+
+def test_jpeg_with_too_many_scans_is_refused_before_decoding():
+    from facecompare.images import MAX_JPEG_SCANS, _jpeg_scans
+
+    progressive = _jpeg(Image.new("RGB", (300, 200), (90, 120, 150)), progressive=True)
+    assert _jpeg_scans(progressive)[0] == 10
+    hostile = _with_repeated_scan(progressive, MAX_JPEG_SCANS)
+    assert _jpeg_scans(hostile)[0] > MAX_JPEG_SCANS
+    with pytest.raises(ImageTooLargeException, match="scans"):
+        load_image(hostile)
+    repeated = _with_repeated_scan(progressive, 20)  # odd but cheap: decoded
+    assert load_image(repeated).view(1).shape == (200, 300, 3)
+
+
+def test_progressive_jpeg_coefficient_buffer_is_bounded():
+    """A multi-scan JPEG buffers 2 bytes per coefficient at any decode scale: 6 bytes per pixel in 4:4:4,
+    3 in 4:2:0. The bound is 3 bytes per pixel of the pixel limit."""
+    settings = Settings(max_pixels=1_000_000)
+    im = Image.new("RGB", (1000, 1000), (120, 80, 40))
+    with pytest.raises(ImageTooLargeException, match="progressive"):
+        load_image(_jpeg(im, progressive=True, subsampling=0), settings)  # 6 MB buffer, limit 3 MB
+    assert load_image(_jpeg(im, progressive=True, subsampling=2), settings).width == 1000  # 3 MB
+    assert load_image(_jpeg(im, subsampling=0), settings).width == 1000  # baseline: nothing buffered
+
+
+def test_large_jpeg_with_a_face_is_found_at_its_working_size(verifier):
+    """A 27 MP photo of a face (over the 16 MP working size: decoded at 1/2 by DCT scaling) gives the face the
+    original photo gives."""
+    original = Image.open(FIXTURES / "obama.jpg").convert("RGB")
+    big = original.resize((original.width * 9 + 3, original.height * 9 + 5), Image.Resampling.BILINEAR)
+    data = _jpeg(big, quality=70)
+    assert big.width * big.height > Settings().max_working_pixels and len(data) < 5 * 1024 * 1024
+    analyzed = verifier.analyze(data, embed=0)
+    reference = verifier.analyze(FIXTURES / "obama.jpg", embed=0)
+    assert len(analyzed.faces) == len(reference.faces) == 1
+    a, b = analyzed.faces[0].bounding_box, reference.faces[0].bounding_box
+    assert abs(a.left - b.left) < 0.01 and abs(a.top - b.top) < 0.01 and abs(a.width - b.width) < 0.01
+    assert analyzed.width == big.width and analyzed.faces[0].width_px > 900
+
+
+# -- memory, measured in a child process ------------------------------------------------------------------------
+
+_CHILD = textwrap.dedent("""
+    import gc, json, sys
+    from facecompare import FaceCompareError, Settings, Verifier
+
+    def status():
+        out = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, value = line.split(":")
+                    out[key] = int(value.split()[0]) * 1024
+        return out
+
+    operation, *paths = sys.argv[1:]
+    verifier = Verifier(Settings())
+    verifier.warm()
+    gc.collect()
+    before = status()["VmRSS"]
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) starts again from here
+    trace, error = [], None
+    try:
+        if operation == "compare":
+            verifier.compare(paths[0], paths[1])
+        else:
+            verifier.analyze(paths[0], embed=0, trace=trace)
+    except FaceCompareError as exc:
+        error = type(exc).__name__
+    gc.collect()
+    after = status()
+    print(json.dumps({"before": before, "peak": after["VmHWM"] - before, "held": after["VmRSS"] - before,
+                      "error": error, "stages": [name for name, _ in trace]}))
+""")
+
+
+def _measure(operation: str, *paths: Path) -> dict:
+    """Peak and retained RSS growth of one call in a fresh, warmed process using this facecompare."""
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux /proc/self/clear_refs to reset the peak RSS")
+    env = dict(os.environ, PYTHONPATH=str(Path(facecompare.__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", _CHILD, operation, *map(str, paths)], env=env, capture_output=True,
+                         text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+MB = 1024 * 1024
+
+
+@pytest.mark.slow
+def test_detect_faces_on_an_8000px_one_bit_png_stays_within_500_mb(tmp_path):
+    """The 8 KB PNG of the issue: 64 megapixels, no face, so every pass runs (the last-resort one in four
+    turns). Before the bounds it peaked at about 1.96 GB over the warm process and held 553 MB afterwards."""
+    path = tmp_path / "one_bit.png"
+    path.write_bytes(_png(Image.new("1", (8000, 8000), 0)))
+    result = _measure("detect", path)
+    assert result["error"] is None
+    assert result["peak"] < 500 * MB, result
+    assert result["held"] < 0.1 * result["before"], result  # memory returns to its level before the call
+    sizes = [int(name.split()[2]) for name in result["stages"] if name.startswith("detect at")]
+    assert sizes and max(sizes) ** 2 <= Settings().max_detection_pixels  # the last-resort pass is capped
+    assert sum(name.startswith("detect at 2449 px") for name in result["stages"]) == 4  # and still turns
+
+
+@pytest.mark.slow
+def test_detect_faces_on_an_8000px_progressive_jpeg_stays_within_500_mb(tmp_path):
+    path = tmp_path / "progressive.jpg"
+    path.write_bytes(_jpeg(Image.new("RGB", (8000, 8000), (128, 128, 128)), progressive=True))
+    result = _measure("detect", path)
+    assert result["error"] is None
+    assert result["peak"] < 500 * MB, result
+    assert result["held"] < 0.1 * result["before"], result
+
+
+@pytest.mark.slow
+def test_compare_faces_of_two_8000px_pngs_stays_within_500_mb_per_image(tmp_path):
+    """Both images are analysed at once, in two threads (each finds no face: the answer is an error)."""
+    path = tmp_path / "one_bit.png"
+    path.write_bytes(_png(Image.new("1", (8000, 8000), 0)))
+    result = _measure("compare", path, path)
+    assert result["error"] == "InvalidParameterException"
+    assert result["peak"] < 2 * 500 * MB, result
+    assert result["held"] < 0.1 * result["before"], result
 
 
 if __name__ == "__main__" and "--record" in sys.argv:

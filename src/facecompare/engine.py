@@ -288,10 +288,14 @@ class Verifier:
         took 0.6 s per turn)."""
         upright = upright_input.get(size)
         if upright is None:
-            upright = upright_input[size] = self._resized(
-                self._view(decoded, decoded.reduction_for_long_side(size), 0), size)
+            reduction = decoded.reduction_for_long_side(size)
+            view = self._view(decoded, reduction, 0)
+            upright = upright_input[size] = self._resized(view, size)
+            if upright is not view:
+                decoded.forget(reduction)  # decoded again if a chip needs it (48 MB for 8000x8000 at 1/2)
+            del view
             # the earlier passes and the resize left freed heap behind (on an 8000x8000 image about 150 MB and
-            # 90 MB: the peak of the first last-resort detection was 526 MB over the start, 420 MB without it);
+            # 90 MB: the peak of the first last-resort detection was 526 MB over the start, 400 MB without it);
             # the largest detector input comes next
             release_freed_memory()
         with released_after():  # the detector's feature maps for a large input (up to 290 MB), given back

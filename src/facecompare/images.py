@@ -16,7 +16,6 @@ RGB copy is made: the 8000x8000 1-bit PNG of 10 KB that cost 192 MB as RGB, 448 
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import struct
@@ -145,6 +144,13 @@ class DecodedImage:
     def has_view(self, reduction: int, rotation: int = 0) -> bool:
         """Whether that view is decoded already (for timing traces)."""
         return (max(reduction, self.base_reduction), rotation) in self._views
+
+    def forget(self, reduction: int) -> None:
+        """Drop the cached views at ``reduction`` (every turn of it)."""
+        reduction = max(reduction, self.base_reduction)
+        with self._lock:
+            for key in [k for k in self._views if k[0] == reduction]:
+                del self._views[key]
 
     def forget_turned(self, rotation: int) -> None:
         """Drop the cached views turned by ``rotation`` (not the upright ones the turned ones are made from):
@@ -320,11 +326,11 @@ def _check_jpeg_structure(data: bytes, width: int, height: int, settings: Settin
 
 
 def jpeg_coefficient_bytes(width: int, height: int, components: list[tuple[int, int]]) -> int:
-    """Bytes of DCT coefficients (2 bytes each, 64 per 8x8 block) of a JPEG with these components' sampling
-    factors: what libjpeg buffers to decode a multi-scan file."""
+    """Bytes of DCT coefficients (2 bytes each, one per sample of each component at its sampling factors) of a
+    JPEG: what libjpeg buffers to decode a multi-scan file (a little more: it pads to whole 8x8 blocks)."""
     h_max = max((c[0] for c in components), default=1) or 1
     v_max = max((c[1] for c in components), default=1) or 1
-    return sum(math.ceil(width * hs / h_max / 8) * math.ceil(height * vs / v_max / 8) * 128 for hs, vs in components)
+    return round(sum(2 * width * height * hs * vs / (h_max * v_max) for hs, vs in components))
 
 
 def _jpeg_scans(data: bytes) -> tuple[int, list[tuple[int, int]], bool]:
