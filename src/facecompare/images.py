@@ -21,7 +21,7 @@ import re
 import struct
 import threading
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, NamedTuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -43,6 +43,12 @@ REDUCTIONS = (1, 2, 4, 8)
 #: scans (493 KB) took 5.2 s to decode at 1/8 instead of 0.25 s (about 5 ms per scan at 64 MP), and a 5 MB file
 #: can hold 40,000 scans. Encoders write 10 or so (libjpeg's progressive script: 10 for colour, 6 for grey)
 MAX_JPEG_SCANS = 100
+#: most marker segments a JPEG may have, and most chunks a PNG may have. Pillow reads both in Python, one at a
+#: time: 1.2 million empty comment segments (a 4.8 MB JPEG) took 10 s to open, 400,000 empty unknown chunks (a
+#: 4.8 MB PNG) 4 s. Real files have a few dozen segments (a progressive JPEG: about 30) and, at libpng's 8 KB
+#: per data chunk, about 1,900 chunks in 15 MB; counting stops at the limit, so the check costs at most a few ms
+MAX_JPEG_SEGMENTS = 1000
+MAX_PNG_CHUNKS = 20_000
 #: bytes of coefficient buffer a multi-scan (progressive) JPEG may need, per pixel of the pixel limit: libjpeg
 #: holds every DCT coefficient of such a file (2 bytes each) while decoding, at any scale: a 4:2:0 colour image
 #: needs 3 bytes per pixel (an 8000x8000 one: 190 MB measured), a 4:4:4 one 6 and a CMYK one 8 (4:4:4 at
@@ -258,6 +264,7 @@ def decode_bytes(data: bytes, settings: Settings) -> DecodedImage:
             "Request has invalid image format: the data is not a JPEG or PNG image "
             f"(it starts with {data[:8]!r}). Convert it to JPEG or PNG."
         )
+    jpeg = _check_structure(data, fmt)
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
         w, h = im.size
@@ -282,8 +289,8 @@ def decode_bytes(data: bytes, settings: Settings) -> DecodedImage:
             "Send a complete, uncorrupted JPEG or PNG file."
         ) from None
     base = working_reduction(w, h, settings)
-    if fmt == "JPEG":
-        _check_jpeg_structure(data, w, h, settings)
+    if jpeg is not None:
+        _check_jpeg_buffer(jpeg, w, h, settings)
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     if fmt == "JPEG":
@@ -305,17 +312,43 @@ def working_reduction(width: int, height: int, settings: Settings) -> int:
     return REDUCTIONS[-1]
 
 
-def _check_jpeg_structure(data: bytes, width: int, height: int, settings: Settings) -> None:
-    """Refuse, before decoding, a JPEG with more scans than :data:`MAX_JPEG_SCANS`, or a multi-scan JPEG whose
-    coefficient buffer is over ``JPEG_BUFFER_BYTES_PER_PIXEL * max_pixels`` bytes (see those constants)."""
-    scans, components, progressive = _jpeg_scans(data)
-    if scans > MAX_JPEG_SCANS:
+class _JpegStructure(NamedTuple):
+    segments: int
+    scans: int
+    components: list[tuple[int, int]]  # each component's (horizontal, vertical) sampling factors
+    progressive: bool
+
+
+def _check_structure(data: bytes, fmt: str) -> _JpegStructure | None:
+    """Refuse, before Pillow reads anything, a JPEG with more than :data:`MAX_JPEG_SEGMENTS` marker segments or
+    :data:`MAX_JPEG_SCANS` scans, or a PNG with more than :data:`MAX_PNG_CHUNKS` chunks (see those constants).
+    Returns the JPEG's structure (None for a PNG)."""
+    if fmt == "PNG":
+        if _png_chunks(data) > MAX_PNG_CHUNKS:
+            raise ImageTooLargeException(
+                f"Image size is too large: the PNG has more than {MAX_PNG_CHUNKS:,} chunks, and each costs time to "
+                "read. Re-encode it (encoders write a few dozen to a few thousand)."
+            )
+        return None
+    jpeg = _jpeg_structure(data)
+    if jpeg.segments > MAX_JPEG_SEGMENTS:
+        raise ImageTooLargeException(
+            f"Image size is too large: the JPEG has more than {MAX_JPEG_SEGMENTS:,} marker segments, and each "
+            "costs time to read. Re-encode it (encoders write a few dozen)."
+        )
+    if jpeg.scans > MAX_JPEG_SCANS:
         raise ImageTooLargeException(
             f"Image size is too large: the JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes), and "
             "each costs a pass over the whole image. Re-encode it (encoders write about 10)."
         )
-    if scans > 1 or progressive:
-        buffer = jpeg_coefficient_bytes(width, height, components)
+    return jpeg
+
+
+def _check_jpeg_buffer(jpeg: _JpegStructure, width: int, height: int, settings: Settings) -> None:
+    """Refuse a multi-scan JPEG whose coefficient buffer is over ``JPEG_BUFFER_BYTES_PER_PIXEL * max_pixels``
+    bytes (see that constant)."""
+    if jpeg.scans > 1 or jpeg.progressive:
+        buffer = jpeg_coefficient_bytes(width, height, jpeg.components)
         limit = JPEG_BUFFER_BYTES_PER_PIXEL * settings.max_pixels
         if buffer > limit:
             raise ImageTooLargeException(
@@ -333,13 +366,14 @@ def jpeg_coefficient_bytes(width: int, height: int, components: list[tuple[int, 
     return round(sum(2 * width * height * hs * vs / (h_max * v_max) for hs, vs in components))
 
 
-def _jpeg_scans(data: bytes) -> tuple[int, list[tuple[int, int]], bool]:
-    """(number of scans, each component's sampling factors, whether the frame is progressive) of a JPEG, from
-    its markers: segments are skipped by their lengths, entropy-coded data by searching for the next marker;
-    counting stops past :data:`MAX_JPEG_SCANS`. Malformed structure is left to the decoder to report."""
-    scans, components, progressive = 0, [], False
+def _jpeg_structure(data: bytes) -> _JpegStructure:
+    """A JPEG's marker segments, scans, components' sampling factors and whether its frame is progressive, from
+    its markers: segments are skipped by their lengths, entropy-coded data by searching for the next marker.
+    Counting stops past :data:`MAX_JPEG_SEGMENTS` segments or :data:`MAX_JPEG_SCANS` scans. Malformed structure
+    is left to the decoder to report."""
+    segments, scans, components, progressive = 0, 0, [], False
     i, n = 2, len(data)
-    while i + 4 <= n and scans <= MAX_JPEG_SCANS:
+    while i + 4 <= n and segments <= MAX_JPEG_SEGMENTS and scans <= MAX_JPEG_SCANS:
         if data[i] != 0xFF:
             break
         marker = data[i + 1]
@@ -348,6 +382,7 @@ def _jpeg_scans(data: bytes) -> tuple[int, list[tuple[int, int]], bool]:
             continue
         if marker == 0xD9:  # end of image
             break
+        segments += 1
         if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):  # markers without a length
             i += 2
             continue
@@ -366,7 +401,18 @@ def _jpeg_scans(data: bytes) -> tuple[int, list[tuple[int, int]], bool]:
             i = found.start()
             continue
         i = segment_end
-    return scans, components, progressive
+    return _JpegStructure(segments, scans, components, progressive)
+
+
+def _png_chunks(data: bytes) -> int:
+    """How many chunks a PNG has, up to IEND (counting stops past :data:`MAX_PNG_CHUNKS`)."""
+    count, i, n = 0, 8, len(data)
+    while i + 8 <= n and count <= MAX_PNG_CHUNKS:
+        count += 1
+        if data[i + 4:i + 8] == b"IEND":
+            break
+        i += 12 + int.from_bytes(data[i:i + 4], "big")
+    return count
 
 
 def _decode_upright(im: Image.Image, fmt: str, orientation: int, reduction: int = 1) -> Image.Image:
