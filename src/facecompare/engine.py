@@ -9,6 +9,7 @@ not) -> per face: aligned chip cut from a high-resolution copy -> quality and po
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -24,7 +25,7 @@ from PIL import Image, ImageFilter
 from .errors import InvalidParameterException
 from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Embedding, Face, FaceMatch, Landmark, distance
 from .images import DecodedImage, ImageSource, load_image
-from .memory import released_after
+from .memory import note_large_work, released_after_large_work
 from .models import Detection, Detector, Recognizer, alignment, create_detector, create_recognizer
 from .models.alignment import upright_landmarks
 from .models.onnx_graph import release_freed_memory
@@ -53,6 +54,12 @@ SMALL_FACE_WINDOWS = 3
 SECOND_FACE_RATIO = 0.5
 
 DECISIONS = ("MATCH", "NO_MATCH", "REVIEW")
+
+#: one last-resort detection at a time in the process: its detector input (up to max_detection_pixels, 6 MP)
+#: needs about 290 MB of feature maps, and the two images of a comparison (or concurrent requests) each running
+#: one took a CompareFaces of two 8000x8000 PNGs to 925 MB over the warm process. The detector already uses both
+#: cores of the 2-core machine, so two at once were no faster than one after the other.
+_LAST_RESORT_LOCK = threading.Lock()
 
 #: when set (by ``analyze(..., trace=[])``), each step appends ``(stage, seconds)``: the benchmark's breakdown
 _trace: ContextVar[list | None] = ContextVar("facecompare_trace", default=None)
@@ -146,8 +153,11 @@ class Verifier:
     def load(self, image: ImageSource | DecodedImage) -> DecodedImage:
         if isinstance(image, DecodedImage):
             return image
-        with released_after():  # a large image's decoded raster is garbage once its working copy is made
-            return load_image(image, self.settings)
+        decoded = load_image(image, self.settings)
+        if decoded.base_reduction > 1:  # its full-size decoded raster is garbage now (256 MB at 64 MP RGB)
+            note_large_work()
+            release_freed_memory()
+        return decoded
 
     def analyze(self, image: ImageSource | DecodedImage, *, embed: int = MAX_FACES,
                 max_faces: int = MAX_FACES, trace: list | None = None) -> AnalyzedImage:
@@ -156,7 +166,7 @@ class Verifier:
         With ``trace`` (a list), each step appends ``(stage name, seconds)``: where the time goes."""
         token = _trace.set(trace)
         try:
-            with released_after():  # an analysis that needed large buffers gives them back to the system
+            with released_after_large_work():  # large buffers are given back to the system at the end
                 return self._analyze(image, embed, max_faces)
         finally:
             _trace.reset(token)
@@ -298,8 +308,12 @@ class Verifier:
             # 90 MB: the peak of the first last-resort detection was 526 MB over the start, 400 MB without it);
             # the largest detector input comes next
             release_freed_memory()
-        with released_after():  # the detector's feature maps for a large input (up to 290 MB), given back
-            return self._detect_in(decoded, _rotate(upright, rotation), size, rotation)
+        note_large_work()
+        with _LAST_RESORT_LOCK:
+            try:
+                return self._detect_in(decoded, _rotate(upright, rotation), size, rotation)
+            finally:
+                release_freed_memory()  # its feature maps (up to 290 MB); a few ms against 0.4 s or more
 
     def _within_pixel_bound(self, decoded: DecodedImage, size: int) -> int:
         """``size`` (a detector input's long side), made smaller if the input would have more pixels than
@@ -432,8 +446,10 @@ class Verifier:
             self.recognizer.load()
         pool = self._executor()
         first_trace, second_trace = traces or (None, None)
-        a = pool.submit(self.analyze, first, embed=embed_first, trace=first_trace)
-        b = pool.submit(self.analyze, second, embed=embed_second, trace=second_trace)
+        # in the caller's context, so that its memory.released_after_large_work() hears of large work
+        a = pool.submit(contextvars.copy_context().run, self.analyze, first, embed=embed_first, trace=first_trace)
+        b = pool.submit(contextvars.copy_context().run, self.analyze, second, embed=embed_second,
+                        trace=second_trace)
         return a.result(), b.result()
 
     def compare(self, source: ImageSource, target: ImageSource, similarity_threshold: float = 80.0,

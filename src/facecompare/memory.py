@@ -1,44 +1,47 @@
-"""Handing memory back to the operating system after a call that needed a lot of it.
+"""Handing memory back to the operating system after work that needed a lot of it.
 
-glibc's allocator keeps the pages of freed buffers for reuse instead of returning them: after a DetectFaces of
-an 8000x8000 PNG the process held 553 MB more than before it, and more with every such request (the
-buffers of the views, the detector's feature maps, thread arenas). :func:`released_after` measures the
-resident size around a call and, when it grew by more than :data:`TRIM_ABOVE_BYTES` (freed memory that is not
-coming back by itself), asks glibc to return its free pages (``malloc_trim``). That took 33 ms with 570 MB
-to return and 2 ms with a few MB; reading the resident size costs microseconds, so ordinary calls pay nothing.
+glibc's allocator keeps the pages of freed buffers for reuse instead of returning them: after one DetectFaces of
+an 8000x8000 PNG the process held 553 MB more than before it, and 1.5 GB after a CompareFaces of two. Returning
+them (``malloc_trim``) took 33 ms with 570 MB to return and under 2 ms with a few MB, but it is not free for
+ordinary calls: the next call faults its pages in again (a 12 MP analysis: about 11 ms more, 3 %), and for
+ordinary images the kept heap is simply reused by the next call. So the heap is returned only after *large
+work*: a decode over the working size (``Settings.max_working_pixels``) or a last-resort detection pass.
+
+The engine calls :func:`note_large_work` where such work happens; :func:`released_after_large_work` wraps a
+call and returns the freed heap at its end if anything inside noted large work (nested wrappers pass the note
+on, so the service's wrapper also returns what the request's decoded images held once they are gone).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from .models.onnx_graph import release_freed_memory
 
-#: growth of the resident size over a call above which free heap is returned: 16 MB is under 10 % of the
-#: resident size of a warm process (about 170 MB with the default models)
-TRIM_ABOVE_BYTES = 16 * 1024 * 1024
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_large_work: ContextVar[list[bool] | None] = ContextVar("facecompare_large_work", default=None)
 
 
-def resident_bytes() -> int:
-    """The process's resident set size (0 where ``/proc`` is absent)."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
+def note_large_work() -> None:
+    """Mark the calls being run (see :func:`released_after_large_work`) as having done large work."""
+    flag = _large_work.get()
+    if flag is not None:
+        flag[0] = True
 
 
 @contextmanager
-def released_after(threshold: int = TRIM_ABOVE_BYTES) -> Iterator[None]:
-    """Run the block; afterwards, return free heap to the system if the resident size grew by more than
-    ``threshold`` bytes (also when the block raised)."""
-    before = resident_bytes()
+def released_after_large_work() -> Iterator[None]:
+    """Run the block; afterwards, if it did large work, return the freed heap to the system (also when the block
+    raised) and tell an enclosing wrapper."""
+    outer = _large_work.get()
+    flag = [False]
+    token = _large_work.set(flag)
     try:
         yield
     finally:
-        if before and resident_bytes() - before > threshold:
+        _large_work.reset(token)
+        if flag[0]:
             release_freed_memory()
+            if outer is not None:
+                outer[0] = True

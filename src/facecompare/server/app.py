@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ..engine import MAX_FACES, Verifier, check_threshold, verification_dict
 from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError, InvalidParameterException
-from ..memory import released_after
+from ..memory import released_after_large_work
 from ..rekognition import compare_faces_response, detect_faces_response
 from ..settings import Settings
 from ..storage import S3Reader
@@ -147,9 +147,9 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         return b"".join(chunks)
 
     def run_releasing(fn, *args):
-        # the request's decoded images die with ``fn``'s frame, after the engine's own release: give their
-        # memory back too (memory.released_after: only when the resident size grew)
-        with released_after():
+        # the request's decoded images die with ``fn``'s frame, after the engine's own release: when they were
+        # large, give their memory back too
+        with released_after_large_work():
             return fn(*args)
 
     async def run_engine(fn, *args):
