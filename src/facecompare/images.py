@@ -54,7 +54,8 @@ MAX_PNG_CHUNKS = 20_000
 #: needs 3 bytes per pixel (an 8000x8000 one: 190 MB measured), a 4:4:4 one 6 and a CMYK one 8 (4:4:4 at
 #: 8000x8000: 373 MB). 3 admits every 4:2:0 JPEG up to the pixel limit and 4:4:4 ones up to half of it
 JPEG_BUFFER_BYTES_PER_PIXEL = 3
-#: rows converted to RGB at a time when a large decoded image is reduced to its working size
+#: rows converted to RGB at a time when a large decoded image is reduced to its working size: 16 MB of RGB for
+#: a 8000 px wide image (Pillow holds RGB at 4 bytes per pixel), against 256 MB for the whole 8000x8000 image
 _BAND_ROWS = 512
 #: a JPEG marker in entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart marker or another 0xFF
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")

@@ -21,8 +21,8 @@ class Settings:
     #: largest image the engine works on, in pixels: a bigger one is analysed at a copy halved (or quartered, ...)
     #: until it fits (decoded at that scale for JPEG; for other formats decoded, then converted and reduced band
     #: by band), its coordinates still those of the full image. 16 MP keeps a 4:3 16 MP phone photo (4608x3456) at
-    #: full resolution; an 8000x8000 PNG is analysed at 4000x4000. At the full 64 MP, its RGB copy and views took
-    #: 740 MB before any detection (benchmarks/bench_hostile_images.py). 0 = no bound
+    #: full resolution; an 8000x8000 PNG is analysed at 4000x4000. At full size, decoding the 8000x8000 1-bit PNG
+    #: to RGB took 304 MB and each turned copy of it 192 MB more (benchmarks/bench_hostile_images.py). 0 = no bound
     max_working_pixels: int = 16 * 1000 * 1000
     #: smallest image side, in pixels (Rekognition: 80)
     min_image_side: int = 80
@@ -36,8 +36,8 @@ class Settings:
     #: last-resort pass is ever larger, and it is made smaller to fit. RetinaFace needs about 42 MB per megapixel
     #: of input and 0.12-0.2 s per megapixel (2 cores, busy): at 4096x4096 704 MB and 3.7 s per pass, four passes
     #: for an image without a face. At 6 MP (2828x2121 for a 4:3 photo: 290 MB, 0.8 s) the last-resort pass still
-    #: found all 22 of the 22 portraits it had found at 4000x3000 among 100 small-portrait documents of the
-    #: synthetic ID benchmark (at 4.2 MP: 19). 0 = no bound
+    #: found all 24 portraits it had found at 4000x3000 among 100 small-portrait documents of the synthetic ID
+    #: benchmark (at 4.2 MP: 21). 0 = no bound
     max_detection_pixels: int = 6 * 1000 * 1000
     #: detector score (0-1) below which a candidate is not a face; -1: the detector's own default (RetinaFace
     #: 0.8, YuNet 0.6: its scores run lower)
