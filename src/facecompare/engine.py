@@ -9,6 +9,8 @@ not) -> per face: aligned chip cut from a high-resolution copy -> quality and po
 
 from __future__ import annotations
 
+import contextvars
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +25,10 @@ from PIL import Image, ImageFilter
 from .errors import InvalidParameterException, quote_input
 from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Embedding, Face, FaceMatch, Landmark, distance
 from .images import DecodedImage, ImageSource, load_image
+from .memory import note_large_work, released_after_large_work
 from .models import Detection, Detector, Recognizer, alignment, create_detector, create_recognizer
 from .models.alignment import upright_landmarks
+from .models.onnx_graph import release_freed_memory
 from .models.orientation import OrientationCheck
 from .models.retinaface import nms
 from .quality import QUALITY_FILTERS, image_quality, passes_quality_filter, pose_from_landmarks
@@ -49,6 +53,12 @@ SMALL_FACE_WINDOWS = 3
 SECOND_FACE_RATIO = 0.5
 
 DECISIONS = ("MATCH", "NO_MATCH", "REVIEW")
+
+#: one last-resort detection at a time in the process: its detector input (up to max_detection_pixels, 6 MP)
+#: needs about 290 MB of feature maps, and the two images of a comparison (or concurrent requests) each running
+#: one took a CompareFaces of two 8000x8000 PNGs to 925 MB over the warm process. The detector already uses both
+#: cores of the 2-core machine, so two at once were no faster than one after the other.
+_LAST_RESORT_LOCK = threading.Lock()
 
 #: when set (by ``analyze(..., trace=[])``), each step appends ``(stage, seconds)``: the benchmark's breakdown
 _trace: ContextVar[list | None] = ContextVar("facecompare_trace", default=None)
@@ -140,7 +150,13 @@ class Verifier:
     # -- one image ------------------------------------------------------------------------------------------
 
     def load(self, image: ImageSource | DecodedImage) -> DecodedImage:
-        return image if isinstance(image, DecodedImage) else load_image(image, self.settings)
+        if isinstance(image, DecodedImage):
+            return image
+        decoded = load_image(image, self.settings)
+        if decoded.base_reduction > 1:  # its full-size decoded raster is garbage now (256 MB at 64 MP RGB)
+            note_large_work()
+            release_freed_memory()
+        return decoded
 
     def analyze(self, image: ImageSource | DecodedImage, *, embed: int = MAX_FACES,
                 max_faces: int = MAX_FACES, trace: list | None = None) -> AnalyzedImage:
@@ -149,13 +165,20 @@ class Verifier:
         With ``trace`` (a list), each step appends ``(stage name, seconds)``: where the time goes."""
         token = _trace.set(trace)
         try:
-            return self._analyze(image, embed, max_faces)
+            with released_after_large_work():  # large buffers are given back to the system at the end
+                return self._analyze(image, embed, max_faces)
         finally:
             _trace.reset(token)
 
     def _analyze(self, image: ImageSource | DecodedImage, embed: int, max_faces: int) -> AnalyzedImage:
         with _stage("read, check, decode for detection"):
             decoded = self.load(image)
+        try:
+            return self._analyze_decoded(decoded, embed, max_faces)
+        finally:
+            decoded.release_views()  # freed now, even when the caller keeps the image (they decode again)
+
+    def _analyze_decoded(self, decoded: DecodedImage, embed: int, max_faces: int) -> AnalyzedImage:
         rotation, detections = self._find_faces(decoded)
         if detections and self.settings.orientation_check:
             rotation, detections = self._make_upright(decoded, rotation, detections)
@@ -229,21 +252,28 @@ class Verifier:
         """
         s = self.settings
         long_side = max(decoded.width, decoded.height)
-        first = min(s.detection_size, long_side)
-        small = min(s.small_face_detection_size, 2 * long_side)
+        first = self._within_pixel_bound(decoded, min(s.detection_size, long_side))
+        small = self._within_pixel_bound(decoded, min(s.small_face_detection_size, 2 * long_side))
         small = small if small > 1.2 * first else None
-        full = min(s.max_detection_size, long_side)
+        # the last resort: up to the finest view there is (see Settings.max_working_pixels), and no larger than
+        # max_detection_pixels (with the defaults the only pass that bound makes smaller)
+        full = self._within_pixel_bound(decoded, min(s.max_detection_size, decoded.working_long_side))
         full = full if full > 1.2 * (small or first) else None
         if rotations is None:
             rotations = (0, 90, 180, 270) if s.rotation_retry else (0,)
-        plan = [(first, rotations[0]), (small, rotations[0])]
-        plan += [(size, r) for size in (first, small) for r in rotations[1:]]
-        plan += [(full, r) for r in rotations]
-        for size, rotation in plan:
+        plan = [(first, rotations[0], False), (small, rotations[0], False)]
+        plan += [(size, r, False) for size in (first, small) for r in rotations[1:]]
+        plan += [(full, r, True) for r in rotations]
+        last_resort_input: dict[int, np.ndarray] = {}
+        for size, rotation, last_resort in plan:
             if size is None:
                 continue
-            found, used = self._detect_at(decoded, rotation, size)
+            if last_resort:
+                found, used = self._detect_turned(decoded, rotation, size, last_resort_input)
+            else:
+                found, used = self._detect_at(decoded, rotation, size)
             if not found:
+                decoded.forget_turned(rotation)  # a turned view no later pass needs (1600 px: up to 30 MB)
                 continue
             largest = max(d.width for d in found) * used / long_side
             if size == first and small is not None and used < small and largest < SMALL_FACE_PASS_BELOW_PX:
@@ -256,13 +286,57 @@ class Verifier:
         side is ``size``, resized from the smallest JPEG decode that is at least that large (DCT scaling: a
         12 MP photo decodes at 1/2 scale in about 32 ms instead of 77 ms at full size)."""
         reduction = decoded.reduction_for_long_side(size)
-        view = self._view(decoded, reduction, rotation)
+        view = self._resized(self._view(decoded, reduction, rotation), size)
+        return self._detect_in(decoded, view, size, rotation)
+
+    def _detect_turned(self, decoded: DecodedImage, rotation: int, size: int,
+                       upright_input: dict[int, np.ndarray]) -> tuple[list[Detection], int]:
+        """:meth:`_detect_at` for the last-resort pass: the upright view is resized to the detector input once
+        (kept in ``upright_input`` for the other turns) and that input is turned, instead of turning the
+        full-resolution view and resizing each turn (an 8000x8000 view turned is another 192 MB, and its resize
+        took 0.6 s per turn)."""
+        upright = upright_input.get(size)
+        if upright is None:
+            reduction = decoded.reduction_for_long_side(size)
+            view = self._view(decoded, reduction, 0)
+            upright = upright_input[size] = self._resized(view, size)
+            if upright is not view:
+                decoded.forget(reduction)  # decoded again if a chip needs it (48 MB for 8000x8000 at 1/2)
+            del view
+            # the earlier passes and the resize left freed heap behind (on an 8000x8000 image about 150 MB and
+            # 90 MB: the peak of the first last-resort detection was 526 MB over the start, 400 MB without it);
+            # the largest detector input comes next
+            release_freed_memory()
+        note_large_work()
+        with _LAST_RESORT_LOCK:
+            try:
+                return self._detect_in(decoded, _rotate(upright, rotation), size, rotation)
+            finally:
+                release_freed_memory()  # its feature maps (up to 290 MB); a few ms against 0.4 s or more
+
+    def _within_pixel_bound(self, decoded: DecodedImage, size: int) -> int:
+        """``size`` (a detector input's long side), made smaller if the input would have more pixels than
+        ``max_detection_pixels``."""
+        limit = self.settings.max_detection_pixels
+        if limit <= 0:
+            return size
+        long_side, short_side = max(decoded.width, decoded.height), min(decoded.width, decoded.height)
+        return min(size, int(math.sqrt(limit * long_side / short_side)))
+
+    @staticmethod
+    def _resized(view: np.ndarray, size: int) -> np.ndarray:
+        """``view`` resized so its long side is ``size`` (unchanged when within 2 %)."""
         h, w = view.shape[:2]
         factor = size / max(h, w)
         if abs(factor - 1.0) > 0.02:
             with _stage(f"resize to {size} px"):
                 view = np.asarray(Image.fromarray(view).resize((max(1, round(w * factor)), max(1, round(h * factor))),
                                                                _detection_resample(factor)))
+        return view
+
+    def _detect_in(self, decoded: DecodedImage, view: np.ndarray, size: int,
+                   rotation: int) -> tuple[list[Detection], int]:
+        """(detections in full-resolution pixels, the long side the detector saw) in one detector input."""
         with _stage(f"detect at {size} px" + (f", turned {rotation}" if rotation else "")):
             found = [d for d in self.detector.detect(view, score_threshold=self._detection_threshold)
                      if upright_landmarks(d.landmarks)]
@@ -371,8 +445,10 @@ class Verifier:
             self.recognizer.load()
         pool = self._executor()
         first_trace, second_trace = traces or (None, None)
-        a = pool.submit(self.analyze, first, embed=embed_first, trace=first_trace)
-        b = pool.submit(self.analyze, second, embed=embed_second, trace=second_trace)
+        # in the caller's context, so that its memory.released_after_large_work() hears of large work
+        a = pool.submit(contextvars.copy_context().run, self.analyze, first, embed=embed_first, trace=first_trace)
+        b = pool.submit(contextvars.copy_context().run, self.analyze, second, embed=embed_second,
+                        trace=second_trace)
         return a.result(), b.result()
 
     def compare(self, source: ImageSource, target: ImageSource, similarity_threshold: float = 80.0,

@@ -18,6 +18,12 @@ class Settings:
     max_file_bytes: int = 15 * 1000 * 1000
     #: largest decoded image, in pixels; bigger headers are refused before decoding (decompression bombs)
     max_pixels: int = 64 * 1000 * 1000
+    #: largest image the engine works on, in pixels: a bigger one is analysed at a copy halved (or quartered, ...)
+    #: until it fits (decoded at that scale for JPEG; for other formats decoded, then converted and reduced band
+    #: by band), its coordinates still those of the full image. 16 MP keeps a 4:3 16 MP phone photo (4608x3456) at
+    #: full resolution; an 8000x8000 PNG is analysed at 4000x4000. At full size, decoding the 8000x8000 1-bit PNG
+    #: to RGB took 304 MB and each turned copy of it 192 MB more (benchmarks/bench_hostile_images.py). 0 = no bound
+    max_working_pixels: int = 16 * 1000 * 1000
     #: smallest image side, in pixels (Rekognition: 80)
     min_image_side: int = 80
     #: long side, in pixels, of the copy the detector sees on its first pass
@@ -26,6 +32,13 @@ class Settings:
     small_face_detection_size: int = 1600
     #: long side of the last-resort pass at (up to) full resolution, when nothing was found at smaller sizes
     max_detection_size: int = 4096
+    #: most pixels the detector is given in one pass (its input's width x height); with the defaults only the
+    #: last-resort pass is ever larger, and it is made smaller to fit. RetinaFace needs about 42 MB per megapixel
+    #: of input and 0.12-0.2 s per megapixel (2 cores, busy): at 4096x4096 704 MB and 3.7 s per pass, four passes
+    #: for an image without a face. At 6 MP (2828x2121 for a 4:3 photo: 290 MB, 0.8 s) the last-resort pass still
+    #: found all 24 portraits it had found at 4000x3000 among 100 small-portrait documents of the synthetic ID
+    #: benchmark (at 4.2 MP: 21). 0 = no bound
+    max_detection_pixels: int = 6 * 1000 * 1000
     #: detector score (0-1) below which a candidate is not a face; -1: the detector's own default (RetinaFace
     #: 0.8, YuNet 0.6: its scores run lower)
     detection_threshold: float = -1.0

@@ -31,6 +31,7 @@ from starlette.responses import Response
 
 from ..engine import Verifier
 from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError
+from ..memory import released_after_large_work
 from ..storage import S3Reader
 from . import aws
 from .config import ServerConfig
@@ -108,6 +109,13 @@ def retry_headers(exc: FaceCompareError) -> dict[str, str]:
     return {"Retry-After": str(seconds), "x-amz-retry-after": str(int(1000 * seconds))}
 
 
+def _run_releasing(fn, *args):
+    """Run ``fn``; the request's decoded images die with its frame, after the engine's own release. When they
+    were large, give their memory back to the system too."""
+    with released_after_large_work():
+        return fn(*args)
+
+
 @dataclass
 class Pipeline:
     """What every handler shares (settings, the verifier, S3, metrics, the engine queue, readiness) and the
@@ -160,8 +168,8 @@ class Pipeline:
         try:
             with self.engine.admit():
                 with anyio.fail_after(self.config.request_timeout):
-                    return await anyio.to_thread.run_sync(fn, *args, limiter=self.engine.limiter,
-                                                          abandon_on_cancel=True)
+                    return await anyio.to_thread.run_sync(_run_releasing, fn, *args,
+                                                          limiter=self.engine.limiter, abandon_on_cancel=True)
         except ThrottlingError:
             self.metrics.throttled.labels("queue").inc()
             raise
