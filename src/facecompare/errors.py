@@ -87,3 +87,27 @@ class ModelNotAvailableError(FaceCompareError):
     code = "InternalServerError"
     http_status = 500
     default_message = "A face model is not installed."
+
+
+class ResourceNotFoundException(FaceCompareError):
+    code = "ResourceNotFoundException"
+    http_status = 400
+    default_message = "The resource specified in the request cannot be found."
+
+
+class ResourceAlreadyExistsException(FaceCompareError):
+    code = "ResourceAlreadyExistsException"
+    http_status = 400
+    default_message = "A resource with the specified ID already exists."
+
+
+class InvalidPaginationTokenException(FaceCompareError):
+    code = "InvalidPaginationTokenException"
+    http_status = 400
+    default_message = "Pagination token in the request is not valid."
+
+
+class ServiceQuotaExceededException(FaceCompareError):
+    code = "ServiceQuotaExceededException"
+    http_status = 400
+    default_message = "The size of the collection exceeds the allowed limit."

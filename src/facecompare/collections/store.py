@@ -1,0 +1,129 @@
+"""The collection store: what is kept for 1:N search, behind one interface with an engine per database.
+
+A store holds rows you can read back (DESIGN.md: a store is rows, an index is a cache rebuilt from them). Per
+collection: its id, the recognizer it is bound to (``model``, its FaceModelVersion; a collection never mixes
+models), the embedding metric and dimension, tags and creation time. Per face: its ids, the box, the detector's
+confidence, the external image id, the embedding, the time it was indexed and the SHA-256 of the image it came
+from (for IndexFaces' idempotency). **Never the image.** Deleting a face or a collection erases its rows.
+
+Every change to a collection's faces gets a number from one increasing sequence (``seq``); a search index in any
+process keeps the last number it has seen and asks :meth:`CollectionStore.changes_since` for what came after,
+so that replicas sharing a database see each other's IndexFaces and DeleteFaces. A collection deleted and created
+again under the same id has a new ``generation``, which tells an index to rebuild.
+
+Engines: ``sqlite:///path/to/file.db`` (the embedded default) and ``postgresql://...``; :func:`open_store` picks
+one from a URL (``FACECOMPARE_COLLECTIONS``). This module imports no database driver.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_URL = "sqlite:///facecompare-collections.db"
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    collection_id: str
+    model: str  # the recognizer's name (Embedding.model); FaceModelVersion on the wire
+    metric: str  # "cosine" or "euclidean" (Embedding.metric)
+    dimension: int
+    created_at: float  # epoch seconds
+    generation: str  # changes when a collection of this id is deleted and created again
+    face_count: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    face_id: str  # UUID
+    image_id: str  # UUID, one per indexed image
+    external_image_id: str | None
+    bounding_box: tuple[float, float, float, float]  # width, height, left, top: ratios of the image
+    confidence: float  # detector confidence, 0-100
+    embedding: np.ndarray = field(repr=False, compare=False)  # float32, shape (dimension,)
+    image_sha256: str = ""  # hex digest of the indexed image's bytes (never the image itself)
+    indexed_at: float = 0.0  # epoch seconds
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What happened to a collection's faces after sequence number ``since``, up to ``seq``."""
+
+    generation: str
+    seq: int
+    added: list[StoredFace]
+    deleted: list[str]  # face ids
+
+
+class CollectionStore(ABC):
+    """One interface for every engine. Methods raise :class:`~facecompare.errors.ResourceNotFoundException` for
+    an unknown collection id and :class:`~facecompare.errors.ResourceAlreadyExistsException` when creating one
+    that exists. All methods are safe to call from several threads; an engine serialises what it must."""
+
+    url: str
+
+    @abstractmethod
+    def create_collection(self, collection_id: str, model: str, metric: str, dimension: int,
+                          tags: dict[str, str] | None = None) -> CollectionInfo: ...
+
+    @abstractmethod
+    def delete_collection(self, collection_id: str) -> None:
+        """Erase the collection and every face in it (rows deleted, not marked)."""
+
+    @abstractmethod
+    def describe_collection(self, collection_id: str) -> CollectionInfo: ...
+
+    @abstractmethod
+    def list_collections(self, after: str | None = None, limit: int = 1000) -> list[CollectionInfo]:
+        """Collections ordered by id, those with an id greater than ``after``, at most ``limit``."""
+
+    @abstractmethod
+    def add_faces(self, collection_id: str, faces: Sequence[StoredFace]) -> list[StoredFace]:
+        """Store the faces in one transaction. A face whose ``face_id`` is already in the collection is not stored
+        again: the stored row is returned in its place (IndexFaces is idempotent and boto3 retries)."""
+
+    @abstractmethod
+    def get_faces(self, collection_id: str, face_ids: Iterable[str]) -> list[StoredFace]:
+        """The faces of those ids that exist, in ``face_id`` order."""
+
+    @abstractmethod
+    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredFace]:
+        """Faces ordered by ``face_id``, those greater than ``after``, at most ``limit``."""
+
+    @abstractmethod
+    def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> list[str]:
+        """Erase those faces; returns the ids that existed and are now gone."""
+
+    @abstractmethod
+    def changes_since(self, collection_id: str, generation: str | None, seq: int) -> Changes | None:
+        """Faces added and deleted after ``seq`` in this ``generation``; ``None`` when the caller must rebuild from
+        :meth:`all_embeddings` (another generation, or the deletion log no longer reaches back to ``seq``)."""
+
+    @abstractmethod
+    def all_embeddings(self, collection_id: str) -> tuple[str, int, list[str], np.ndarray]:
+        """(generation, seq, face ids, float32 matrix of their embeddings, one row per id) in one snapshot."""
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need not override
+        """Release connections."""
+
+
+def open_store(url: str | None = None) -> CollectionStore:
+    """The engine for ``url`` (``sqlite:///path`` or ``postgresql://...``); DEFAULT_URL when empty."""
+    from ..errors import InvalidParameterException
+
+    url = (url or DEFAULT_URL).strip()
+    if url.startswith("sqlite:"):
+        from .sqlite import SqliteStore
+
+        return SqliteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; got "
+                                    f"{url[:40]!r}.")
