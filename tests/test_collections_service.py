@@ -305,3 +305,22 @@ def test_deleted_faces_are_erased_from_the_database_file(service, fixtures):
     data = content()
     assert blobs["Serena_Williams_0001"] not in data and kept.embedding.tobytes() in data
     assert b"Serena_Williams_0001" not in data  # the external id went with its row
+
+
+def test_faces_deleted_elsewhere_leave_this_process_memory(verifier, tmp_path, fixtures):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    a, b = Collections(verifier, open_store(url)), Collections(verifier, open_store(url))
+    a.create_collection("c")
+    colin = a.index_faces("c", fixtures / "Colin_Powell_0001.jpg").records[0].stored.face_id
+    a.index_faces("c", fixtures / "Serena_Williams_0001.jpg")
+    b.search_faces("c", colin)  # b now holds an index of 2 faces
+    cached = b._indexes["c"].index
+    assert len(cached) == 2
+    a.delete_faces("c", [colin])
+    b.sweep(force=True)  # no search of "c" in b: the sweep alone drops the face
+    assert len(cached) == 1 and colin not in cached
+    a.delete_collection("c")
+    b.sweep(force=True)
+    assert "c" not in b._indexes
+    a.store.close()
+    b.store.close()

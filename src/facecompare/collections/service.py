@@ -43,6 +43,7 @@ from ..engine import MAX_FACES, Verifier, check_quality_filter, check_threshold
 from ..errors import (
     InvalidPaginationTokenException,
     InvalidParameterException,
+    ResourceNotFoundException,
     ServiceQuotaExceededException,
     quote_input,
 )
@@ -50,7 +51,7 @@ from ..faces import Face
 from ..images import DecodedImage
 from ..quality import QUALITY_BARS
 from .index import ExactIndex, SearchIndex
-from .store import CollectionInfo, CollectionStore, StoredFace
+from .store import Changes, CollectionInfo, CollectionStore, StoredFace
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 4096
@@ -68,6 +69,10 @@ REASONS = ("EXCEEDS_MAX_FACES", "EXTREME_POSE", "LOW_BRIGHTNESS", "LOW_SHARPNESS
 _TAG_EXTRA = set("_.:/=+-@")
 #: the namespace of facecompare's deterministic ids (uuid5)
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/facecompare/collections")
+
+#: at most this often (seconds), a collection call also brings every index this process holds up to date and
+#: drops those of deleted collections, so that faces another process deleted leave this one's memory too
+SWEEP_SECONDS = 30.0
 
 IndexFactory = Callable[[str, int, int], SearchIndex]  # (metric, dimension, faces it will hold) -> an empty index
 
@@ -283,6 +288,7 @@ class Collections:
         self.max_faces_per_collection = max_faces_per_collection
         self._indexes: dict[str, _Entry] = {}
         self._indexes_lock = threading.Lock()
+        self._swept = time.monotonic()
         self._token_key = hashlib.sha256(b"facecompare-pagination\0" + store.url.encode()).digest()
 
     @property
@@ -303,13 +309,18 @@ class Collections:
     def delete_collection(self, collection_id: str) -> None:
         self.store.delete_collection(check_collection_id(collection_id))
         with self._indexes_lock:
-            self._indexes.pop(collection_id, None)
+            entry = self._indexes.pop(collection_id, None)
+        if entry is not None:
+            with entry.lock:
+                entry.index = None  # its vectors go with it
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
+        self.sweep()
         return self.store.describe_collection(check_collection_id(collection_id))
 
     def list_collections(self, next_token: str | None = None,
                          max_results: int | None = None) -> tuple[list[CollectionInfo], str | None]:
+        self.sweep()
         limit = self._page_size(max_results)
         after = skip_through = None
         if next_token is not None:
@@ -334,6 +345,7 @@ class Collections:
 
     def _bound(self, collection_id: str) -> CollectionInfo:
         """The collection, refused when it holds another recognizer's embeddings than this service makes."""
+        self.sweep()
         info = self.store.describe_collection(check_collection_id(collection_id))
         self.check_model(info)
         return info
@@ -404,6 +416,7 @@ class Collections:
 
     def list_faces(self, collection_id: str, next_token: str | None = None, max_results: int | None = None,
                    face_ids: Iterable[str] | None = None) -> tuple[list[StoredFace], str | None]:
+        self.sweep()
         info = self.store.describe_collection(check_collection_id(collection_id))
         limit = self._page_size(max_results)
         after = None
@@ -423,6 +436,7 @@ class Collections:
         return faces, token
 
     def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        self.sweep()
         check_collection_id(collection_id)
         wanted = list(dict.fromkeys(check_face_ids(list(face_ids))))
         deleted = self.store.delete_faces(collection_id, wanted)
@@ -487,6 +501,46 @@ class Collections:
 
     # -- the in-process indexes -------------------------------------------------------------------------------------
 
+    def sweep(self, force: bool = False) -> None:
+        """Bring every index this process holds up to date with the store and forget those of collections that
+        are gone (deleted, or deleted and created again), at most every :data:`SWEEP_SECONDS` unless ``force``:
+        faces deleted through another process then leave this process's memory too, not only its answers. An
+        index busy in a search is left for the next sweep."""
+        now = time.monotonic()
+        if not force and now - self._swept < SWEEP_SECONDS:
+            return
+        self._swept = now
+        with self._indexes_lock:
+            entries = list(self._indexes.items())
+        for collection_id, entry in entries:
+            if not entry.lock.acquire(blocking=False):
+                continue
+            try:
+                changes = None
+                if entry.index is not None:
+                    try:
+                        changes = self.store.changes_since(collection_id, entry.generation, entry.seq)
+                    except ResourceNotFoundException:
+                        changes = None
+                if changes is None:  # gone or replaced: forget it (the next search rebuilds)
+                    entry.index = None
+                    with self._indexes_lock:
+                        if self._indexes.get(collection_id) is entry:
+                            del self._indexes[collection_id]
+                    continue
+                self._apply(entry, changes)
+            finally:
+                entry.lock.release()
+
+    @staticmethod
+    def _apply(entry: _Entry, changes: Changes) -> None:
+        """Removals first, then additions: a face deleted and indexed again in between is then present."""
+        entry.index.remove(changes.deleted)
+        if changes.added:
+            entry.index.add([f.face_id for f in changes.added],
+                            np.stack([np.asarray(f.embedding, dtype=np.float32) for f in changes.added]))
+        entry.seq = changes.seq
+
     def _entry(self, collection_id: str) -> _Entry:
         with self._indexes_lock:
             entry = self._indexes.get(collection_id)
@@ -503,11 +557,7 @@ class Collections:
         if entry.index is not None:
             changes = self.store.changes_since(info.collection_id, entry.generation, entry.seq)
         if changes is not None:
-            entry.index.remove(changes.deleted)
-            if changes.added:
-                entry.index.add([f.face_id for f in changes.added],
-                                np.stack([np.asarray(f.embedding, dtype=np.float32) for f in changes.added]))
-            entry.seq = changes.seq
+            self._apply(entry, changes)
             exact = isinstance(entry.index, ExactIndex)
             if exact == (len(entry.index) <= self.approximate_above):
                 return entry.index
