@@ -267,7 +267,7 @@ _IMAGE = {"Bytes": "aGVsbG8="}
     ("parse_create_collection", {"CollectionId": "c", "Tags": {"k": MB}}),
     ("parse_create_collection", {"CollectionId": "c", MB: 1}),
     ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "ExternalImageId": MB}),
-    ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "MaxFaces": 10 ** 5000}),
+    ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "MaxFaces": -(10 ** 1000)}),
     ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "QualityFilter": MB}),
     ("parse_list_faces", {"CollectionId": "c", "FaceIds": [MB]}),
     ("parse_list_faces", {"CollectionId": "c", "UserId": MB}),
