@@ -324,3 +324,27 @@ def test_faces_deleted_elsewhere_leave_this_process_memory(verifier, tmp_path, f
     assert "c" not in b._indexes
     a.store.close()
     b.store.close()
+
+
+def test_the_index_is_rebuilt_only_when_the_collection_crosses_the_line(verifier, tmp_path, fixtures):
+    made = []
+
+    def factory(metric, dimension, size):
+        made.append(size)
+        return ExactIndex(metric, dimension)  # what the default does when no approximate index is installed
+
+    service = Collections(verifier, open_store(f"sqlite:///{tmp_path}/line.db"), approximate_above=2,
+                          index_factory=factory)
+    service.create_collection("c")
+    ids = [r.stored.face_id for r in service.index_faces("c", fixtures / "two_people.jpg").records]
+    service.search_faces("c", ids[0])
+    ids.append(service.index_faces("c", fixtures / "obama.jpg").records[0].stored.face_id)
+    for _ in range(3):
+        service.search_faces("c", ids[0])
+    assert made == [2, 3]  # built small, rebuilt once when it went over 2, then kept in step
+    service.delete_faces("c", [ids[2]])  # 2 faces: still over 90 % of the line, no rebuild
+    service.search_faces("c", ids[0])
+    service.delete_faces("c", [ids[1]])
+    service.search_faces("c", ids[0])
+    assert made == [2, 3, 1]
+    service.store.close()

@@ -273,6 +273,7 @@ class _Entry:
         self.index: SearchIndex | None = None
         self.generation: str | None = None
         self.seq = 0
+        self.large = False  # built for a collection over approximate_above (the factory chose for that size)
 
 
 class Collections:
@@ -552,21 +553,27 @@ class Collections:
         """The collection's index, caught up with the store (another process's writes included): the changes
         since the last number it saw (removals first, then additions: a face deleted and indexed again in
         between is then present), or a rebuild when the store cannot say (another generation, an old number),
-        or when the collection crossed ``approximate_above`` in either direction."""
+        or when the collection crossed ``approximate_above`` (see :meth:`_large`)."""
         changes = None
         if entry.index is not None:
             changes = self.store.changes_since(info.collection_id, entry.generation, entry.seq)
         if changes is not None:
             self._apply(entry, changes)
-            exact = isinstance(entry.index, ExactIndex)
-            if exact == (len(entry.index) <= self.approximate_above):
+            if entry.large == self._large(len(entry.index), entry.large):
                 return entry.index
         generation, seq, ids, matrix = self.store.all_embeddings(info.collection_id)
         index = self.index_factory(info.metric, info.dimension, len(ids))
         if ids:
             index.add(ids, matrix)
         entry.index, entry.generation, entry.seq = index, generation, seq
+        entry.large = self._large(len(ids), entry.large)
         return index
+
+    def _large(self, size: int, was_large: bool) -> bool:
+        """Whether a collection of ``size`` faces gets the index for large ones: over ``approximate_above``, and
+        once there, until it shrinks under 90 % of it (so that a collection near the line is not rebuilt on every
+        other search)."""
+        return size > (0.9 * self.approximate_above if was_large else self.approximate_above)
 
     # -- paging ---------------------------------------------------------------------------------------------------
 
