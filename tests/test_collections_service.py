@@ -348,3 +348,20 @@ def test_the_index_is_rebuilt_only_when_the_collection_crosses_the_line(verifier
     service.search_faces("c", ids[0])
     assert made == [2, 3, 1]
     service.store.close()
+
+
+def test_index_faces_takes_every_kind_of_image_and_refuses_a_missing_file(service, fixtures, tmp_path):
+    service.create_collection("c")
+    path = fixtures / "obama.jpg"
+    with open(path, "rb") as stream:
+        ids = {service.index_faces("c", source, external_image_id="o").records[0].stored.face_id
+               for source in (path, str(path), path.read_bytes(), stream)}
+    assert len(ids) == 1  # one image, one face id, whichever way it came
+    pil = Image.open(path).convert("RGB")
+    from_pixels = service.index_faces("c", pil, external_image_id="o").records[0].stored.face_id
+    assert from_pixels not in ids  # pixels are hashed, not the file
+    assert service.index_faces("c", pil, external_image_id="o").records[0].stored.face_id == from_pixels
+    assert len(service.index_faces("c", np.asarray(pil), external_image_id="o").records) == 1
+    assert service.describe_collection("c").face_count == 3
+    with pytest.raises(InvalidParameterException, match="not found"):
+        service.index_faces("c", tmp_path / "missing.jpg")

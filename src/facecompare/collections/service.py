@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import threading
 import time
@@ -34,7 +35,6 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -48,8 +48,9 @@ from ..errors import (
     quote_input,
 )
 from ..faces import Face
-from ..images import DecodedImage
+from ..images import DecodedImage, decode_bytes, read_source_bytes
 from ..quality import QUALITY_BARS
+from ..settings import Settings
 from .index import ExactIndex, SearchIndex
 from .store import Changes, CollectionInfo, CollectionStore, StoredFace
 
@@ -211,22 +212,19 @@ def _strictest_level_passed(face: Face) -> int:
     return next((rank for rank, level in ((3, "HIGH"), (2, "MEDIUM"), (1, "LOW")) if _passes(level, face)), 0)
 
 
-def image_digest(image: object) -> tuple[str, object]:
-    """(SHA-256 hex of the image's bytes, the image to analyse). Bytes and files are hashed as given (a file or
-    stream is read once and its bytes analysed); a decoded image by its encoded bytes when it kept them, else by
-    its pixels; a PIL image or an array by its pixels and shape."""
+def image_digest(image: object, settings: Settings) -> tuple[str, object]:
+    """(SHA-256 hex of the image's bytes, the image to analyse). Bytes are hashed as given; a file or stream is
+    read once, within the file size limit and with the loader's errors, hashed and decoded from those bytes; a
+    decoded image by its encoded bytes when it kept them, else by its pixels; a PIL image or an array by its
+    pixels and shape."""
     h = hashlib.sha256()
     if isinstance(image, (bytes, bytearray, memoryview)):
         h.update(image)
         return h.hexdigest(), image
-    if isinstance(image, (str, Path)) or hasattr(image, "__fspath__"):
-        data = Path(image).read_bytes()
+    if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
+        data = read_source_bytes(image, settings)
         h.update(data)
-        return h.hexdigest(), data
-    if hasattr(image, "read"):
-        data = image.read()
-        h.update(data)
-        return h.hexdigest(), data
+        return h.hexdigest(), decode_bytes(data, settings)
     if isinstance(image, DecodedImage):
         encoded = getattr(image, "_encoded", None)  # the JPEG bytes it decodes from, when it has them
         if encoded is not None:
@@ -369,7 +367,7 @@ class Collections:
         if max_faces is not None:
             check_int(max_faces, "MaxFaces", 1, None)
         quality_filter = check_quality_filter(quality_filter)
-        digest, image = image_digest(image)
+        digest, image = image_digest(image, self.verifier.settings)
         analyzed = self.verifier.analyze(image, embed=MAX_FACES, max_faces=MAX_FACES)
         min_px = self.verifier.settings.min_face_px
         unindexed: list[UnindexedFace] = []
