@@ -664,7 +664,8 @@ def _collection(args: argparse.Namespace) -> int:
         elif action == "describe":
             out = shapes.describe_collection_response(collections.describe_collection(cid), region)
         elif action == "index":
-            result = collections.index_faces(cid, _read_image(args.image), external_image_id=args.external_image_id,
+            image = collections.verifier.load(_read_image(args.image))
+            result = collections.index_faces(cid, image, external_image_id=args.external_image_id,
                                              max_faces=args.max_faces, quality_filter=args.quality_filter)
             out = shapes.index_faces_response(result, collections.model_version)
         elif action == "list-faces":
@@ -676,7 +677,8 @@ def _collection(args: argparse.Namespace) -> int:
             matches = collections.search_faces(cid, args.face_id, max_faces=args.max_faces, threshold=args.threshold)
             out = shapes.search_faces_response(args.face_id, matches, collections.model_version)
         else:
-            result = collections.search_faces_by_image(cid, _read_image(args.image), max_faces=args.max_faces,
+            image = collections.verifier.load(_read_image(args.image))
+            result = collections.search_faces_by_image(cid, image, max_faces=args.max_faces,
                                                        threshold=args.threshold, quality_filter=args.quality_filter)
             out = shapes.search_faces_by_image_response(result, collections.model_version)
     finally:

@@ -161,21 +161,29 @@ class Deduper:
         """The row's record: its largest face indexed, or the error (never an exception for bad input)."""
         record = {"id": row.id, "image": row.image}
         try:
-            result = self.collections.index_faces(self.collection_id, self.read(row.image),
-                                                  external_image_id=external_image_id(row.id), max_faces=1,
+            # every face that passes the filter is indexed (IndexFaces' MaxFaces would keep the best-quality face,
+            # not the largest), then all but the largest are erased at once
+            image = self.collections.verifier.load(self.read(row.image))  # typed errors for a bad file
+            result = self.collections.index_faces(self.collection_id, image,
+                                                  external_image_id=external_image_id(row.id),
                                                   quality_filter=self.quality_filter)
         except FaceCompareError as exc:
             return {**record, "status": "error", "error": exc.code, "message": exc.message}
-        faces = len(result.records) + len(result.unindexed)
-        if not result.records:
-            reasons = sorted({r for u in result.unindexed for r in u.reasons if r != "EXCEEDS_MAX_FACES"})
-            if not faces:
-                return {**record, "status": "error", "error": "NO_FACE", "message": "No face found in the image."}
+        faces = [r.face for r in result.records] + [u.face for u in result.unindexed]
+        largest = max(faces, key=lambda f: f.bounding_box.area, default=None)
+        kept = next((r for r in result.records if r.face is largest), None)
+        others = [r.stored.face_id for r in result.records if r is not kept]
+        if others:
+            self.collections.delete_faces(self.collection_id, others)
+        if largest is None:
+            return {**record, "status": "error", "error": "NO_FACE", "message": "No face found in the image."}
+        if kept is None:
+            reasons = next(u.reasons for u in result.unindexed if u.face is largest)
             return {**record, "status": "error", "error": "FACE_FILTERED",
                     "message": f"The largest face did not pass the quality filter ({', '.join(reasons)})."}
-        stored = result.records[0].stored
+        stored = kept.stored
         b = stored.bounding_box
-        return {**record, "status": "indexed", "face_id": stored.face_id, "faces_in_image": faces,
+        return {**record, "status": "indexed", "face_id": stored.face_id, "faces_in_image": len(faces),
                 "box": {"width": b[0], "height": b[1], "left": b[2], "top": b[3]},
                 "confidence": round(float(stored.confidence), 4)}
 

@@ -27,6 +27,7 @@ class ServerConfig:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # a request's headers must be in within this time
     keepalive_timeout: float = 5.0  # an idle keep-alive connection is closed after this time
     warm: bool = True
+    collections_url: str = ""  # FACECOMPARE_COLLECTIONS: the collection store (default: open_store's)
 
     @property
     def queue_limit(self) -> int:
@@ -50,6 +51,7 @@ class ServerConfig:
             header_timeout=env_number(environ, "FACECOMPARE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float,
                                       minimum=0.1),
             keepalive_timeout=env_number(environ, "FACECOMPARE_KEEPALIVE_TIMEOUT", 5.0, float, minimum=0.1),
+            collections_url=(environ.get("FACECOMPARE_COLLECTIONS") or "").strip(),
         )
         for k, v in overrides.items():
             if v is not None:

@@ -131,6 +131,21 @@ class Pipeline:
     def __post_init__(self) -> None:
         self.engine = EngineQueue(self.config.concurrency, self.config.queue_limit)
         self.metrics.watch_engine(self.engine)
+        self._collections = None
+        self._collections_lock = threading.Lock()
+
+    @property
+    def collections(self):
+        """The one :class:`~facecompare.collections.service.Collections` of this process, on the store of
+        FACECOMPARE_COLLECTIONS, opened on first use (a service that never sees a collection call opens none)."""
+        if self._collections is None:
+            with self._collections_lock:
+                if self._collections is None:
+                    from ..collections.service import Collections
+                    from ..collections.store import open_store
+
+                    self._collections = Collections(self.verifier, open_store(self.config.collections_url or None))
+        return self._collections
 
     # -- limits ----------------------------------------------------------------------------------------------
 
