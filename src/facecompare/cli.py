@@ -624,8 +624,11 @@ def _collections(args: argparse.Namespace):
 
     from .collections.service import Collections
     from .collections.store import open_store
+    from .server.limits import env_number
 
-    return Collections(_verifier(args), open_store(args.store or os.environ.get("FACECOMPARE_COLLECTIONS")))
+    cap = env_number(os.environ, "FACECOMPARE_COLLECTION_MAX_FACES", 20_000_000, int, minimum=1)
+    return Collections(_verifier(args), open_store(args.store or os.environ.get("FACECOMPARE_COLLECTIONS")),
+                       max_faces_per_collection=cap)
 
 
 def _collection(args: argparse.Namespace) -> int:
