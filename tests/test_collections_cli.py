@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BUCKET
 from facecompare.cli import main
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -188,9 +189,7 @@ def test_dedupe_finds_exactly_the_planted_groups(capsys, tmp_path, fixtures):
 
     # the collection keeps one face per indexed row: the second face of two_people.jpg was erased
     with sqlite3.connect(out / "collection.db") as db:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        face_table = next(t for t in tables if t == "faces")
-        assert db.execute(f"SELECT COUNT(*) FROM {face_table}").fetchone()[0] == rows - len(FAILING)
+        assert db.execute("SELECT COUNT(*) FROM faces").fetchone()[0] == rows - len(FAILING)
     record = {json.loads(line)["id"]: json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()}
     assert record["biden with someone"]["faces_in_image"] == 2
 
@@ -233,7 +232,10 @@ def test_dedupe_resumes_without_redoing_rows(capsys, tmp_path, fixtures):
     assert len(ids) == len(set(ids)) == len(rows) - 1  # every row once: none lost, none done twice
     assert ids[: len(first_ids) - 1] == first_ids[:-1]  # the finished rows were kept, not redone
     assert cut in ids[len(first_ids):]  # the cut row was redone
-    assert json.loads((out / "summary.json").read_text())["errors_by_type"].get("PLANTED") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors_by_type"].get("PLANTED") == 1
+    with sqlite3.connect(out / "collection.db") as db:  # the cut row, indexed twice, is one face (idempotent ids)
+        assert db.execute("SELECT COUNT(*) FROM faces").fetchone()[0] == summary["indexed"]
 
     # the complete run again: nothing is indexed or searched a second time, and the outputs are the same
     before = ((out / "rows.jsonl").read_text(), (out / "searched.jsonl").read_text(), (out / "groups.csv").read_text())
@@ -267,6 +269,27 @@ def test_dedupe_into_an_existing_collection(capsys, tmp_path, fixtures):
     capsys.readouterr()
     assert main(["collection", "describe", "kyc", "--store", store]) == 0
     assert json.loads(capsys.readouterr().out)["FaceCount"] == sum(len(g) for g in PLANTED) + len(SINGLE)
+
+
+def test_dedupe_reads_images_from_s3(capsys, tmp_path, fixtures, seaweedfs):
+    """Rows naming s3://bucket/key objects (and a missing object, reported as that row's error) beside local files;
+    the report's thumbnails of the S3 rows are read from the bucket too."""
+    for name in ("Colin_Powell_0002.jpg", "Serena_Williams_0002.jpg"):
+        seaweedfs["client"].put_object(Bucket=BUCKET, Key=f"dedupe/{name}", Body=(fixtures / name).read_bytes())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,image\n"
+                        f"colin-local,{fixtures / 'Colin_Powell_0001.jpg'}\n"
+                        f"colin-s3,s3://{BUCKET}/dedupe/Colin_Powell_0002.jpg\n"
+                        f"serena-local,{fixtures / 'Serena_Williams_0001.jpg'}\n"
+                        f"serena-s3,s3://{BUCKET}/dedupe/Serena_Williams_0002.jpg\n"
+                        f"gone,s3://{BUCKET}/dedupe/nope.jpg\n"
+                        f"tony,{fixtures / 'Tony_Blair_0001.jpg'}\n")
+    out = tmp_path / "run"
+    assert main(["dedupe", str(manifest), "--out", str(out), "--no-progress"]) == 0
+    assert sorted(map(sorted, _groups(out))) == [["colin-local", "colin-s3"], ["serena-local", "serena-s3"]]
+    with open(out / "errors.csv", newline="") as handle:
+        assert [(r["id"], r["error"]) for r in csv.DictReader(handle)] == [("gone", "InvalidS3ObjectException")]
+    assert (out / "report.html").read_text().count('src="data:image/jpeg;base64,') == 4
 
 
 def test_dedupe_argument_errors(capsys, tmp_path, fixtures):
