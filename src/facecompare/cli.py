@@ -218,7 +218,7 @@ def add_collection_parsers(sub) -> None:
     create.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag (repeatable)")
     delete = action("delete", "delete a collection and every face in it (DeleteCollection)",
                     "Erase the collection and all its faces (rows deleted, not marked).")
-    delete.add_argument("collection_id", metavar="COLLECTION_ID")
+    delete.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     listing = action("list", "list the collections (ListCollections)",
                      "Collection ids and their FaceModelVersions, in id order; a page at a time with --max-results, "
                      "the next one with --next-token (the NextToken printed).")
@@ -226,13 +226,13 @@ def add_collection_parsers(sub) -> None:
     listing.add_argument("--next-token", metavar="TOKEN", help="NextToken of the previous page")
     describe = action("describe", "describe a collection (DescribeCollection)",
                       "FaceCount, FaceModelVersion, CollectionARN and CreationTimestamp of a collection.")
-    describe.add_argument("collection_id", metavar="COLLECTION_ID")
+    describe.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     index = action("index", "index the faces of an image into a collection (IndexFaces)",
                    "Detect the faces of IMAGE (a path or s3://bucket/key), store the embedding of the largest "
                    "(up to --max-faces, at most 100) that pass --quality-filter, and print FaceRecords and "
                    "UnindexedFaces (with reasons). Idempotent: the same image with the same external id gives the "
                    "same face ids and stores nothing new.")
-    index.add_argument("collection_id", metavar="COLLECTION_ID")
+    index.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     index.add_argument("image", metavar="IMAGE", help="JPEG or PNG: a path or s3://bucket/key")
     index.add_argument("--external-image-id", metavar="ID", help="your id for the image, kept with each face "
                        "(1-255 characters of [a-zA-Z0-9_.-:])")
@@ -243,14 +243,14 @@ def add_collection_parsers(sub) -> None:
     list_faces = action("list-faces", "list the faces of a collection (ListFaces)",
                         "The stored faces (FaceId, ImageId, ExternalImageId, BoundingBox, Confidence) in FaceId "
                         "order, a page at a time.")
-    list_faces.add_argument("collection_id", metavar="COLLECTION_ID")
+    list_faces.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     list_faces.add_argument("--max-results", type=int, metavar="N", help="page size, 0-4096 (default 1000)")
     list_faces.add_argument("--next-token", metavar="TOKEN", help="NextToken of the previous page")
     list_faces.add_argument("--face-id", action="append", metavar="FACE_ID", help="only this face (repeatable)")
     delete_faces = action("delete-faces", "erase faces from a collection (DeleteFaces)",
                           "Erase the faces of the given ids; prints DeletedFaces and, for ids not in the "
                           "collection, UnsuccessfulFaceDeletions with FACE_NOT_FOUND.")
-    delete_faces.add_argument("collection_id", metavar="COLLECTION_ID")
+    delete_faces.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     delete_faces.add_argument("face_ids", nargs="+", metavar="FACE_ID")
     search = action("search", "search a collection with an image's largest face or a stored face "
                     "(SearchFacesByImage / SearchFaces)",
@@ -258,7 +258,7 @@ def add_collection_parsers(sub) -> None:
                     "InvalidParameterException). With --face-id: search with a face already in the collection "
                     "(SearchFaces; the face itself is not among the matches). Prints FaceMatches, highest "
                     "Similarity first.")
-    search.add_argument("collection_id", metavar="COLLECTION_ID")
+    search.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     search.add_argument("image", nargs="?", metavar="IMAGE", help="JPEG or PNG: a path or s3://bucket/key")
     search.add_argument("--face-id", metavar="FACE_ID", help="search with this stored face instead of an image")
     search.add_argument("--threshold", type=float, default=80.0, help="FaceMatchThreshold: the lowest Similarity "

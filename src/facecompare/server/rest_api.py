@@ -151,12 +151,12 @@ def stored_face_dict(face) -> dict:
     """A :class:`~facecompare.collections.store.StoredFace` as the REST API shows it (never its embedding)."""
     return {"face_id": face.face_id, "image_id": face.image_id, "external_image_id": face.external_image_id,
             "bounding_box": _box(face.bounding_box), "confidence": round(float(face.confidence), 4),
-            "indexed_at": face.indexed_at}
+            "indexed_at": round(float(face.indexed_at), 3)}
 
 
 def collection_dict(info) -> dict:
     return {"collection_id": info.collection_id, "face_model_version": info.model, "face_count": info.face_count,
-            "created_at": info.created_at, "tags": dict(info.tags)}
+            "created_at": round(float(info.created_at), 3), "tags": dict(info.tags)}
 
 
 def create_collection(pipeline: Pipeline, params: dict) -> dict:
