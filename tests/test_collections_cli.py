@@ -183,6 +183,7 @@ def test_dedupe_finds_exactly_the_planted_groups(capsys, tmp_path, fixtures):
                        "errors_by_type": {"InvalidImageFormatException": 1, "InvalidParameterException": 1,
                                           "NO_FACE": 1},
                        "groups": len(PLANTED), "ids_in_groups": sum(len(g) for g in PLANTED),
+                       "matching_pairs": sum(len(g) * (len(g) - 1) // 2 for g in PLANTED),
                        "largest_group": 3, "threshold": 80.0, "model": "sface-2021dec-int8bq"}
     with open(out / "errors.csv", newline="") as handle:
         assert {r["id"]: r["error"] for r in csv.DictReader(handle)} == {i: e for i, (_, e) in FAILING.items()}
@@ -254,7 +255,7 @@ def test_dedupe_threshold_change_searches_again(capsys, tmp_path, fixtures):
     assert (out / "rows.jsonl").read_text() == rows_before  # the images were not analysed again
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"] == 1 and summary["ids_in_groups"] == summary["indexed"] and summary["threshold"] == 0
-    capsys.readouterr()
+    assert f"note: the largest group has {summary['indexed']} ids" in capsys.readouterr().err
     assert main(["dedupe", str(manifest), "--out", str(out), "--no-progress", "--collection", "other"]) == 2
     assert "another store" in capsys.readouterr().err
 

@@ -19,6 +19,7 @@ from .errors import FaceCompareError
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_REVIEW = 0, 1, 2, 3
 EXIT_CODES = {"MATCH": EXIT_MATCH, "NO_MATCH": EXIT_NO_MATCH, "REVIEW": EXIT_REVIEW}
+LARGE_GROUP = 10  # ids in one dedupe group beyond which the command suggests a higher threshold
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -722,6 +723,10 @@ def _dedupe(args: argparse.Namespace) -> int:
           + (f" ({', '.join(f'{k} {v}' for k, v in summary['errors_by_type'].items())})" if summary["errors"] else ""))
     print(f"{summary['groups']} groups of ids whose faces match at Similarity {summary['threshold']:g} or above "
           f"({summary['ids_in_groups']} ids in groups)")
+    if summary["largest_group"] > LARGE_GROUP:
+        print(f"note: the largest group has {summary['largest_group']} ids: a group joins ids that match only "
+              "through others, so one false match merges two groups; a higher --threshold (95, 99) splits them "
+              "(the run reuses the indexed faces)", file=sys.stderr)
     print(f"Wrote {out / 'summary.json'}, {out / 'groups.csv'}, {out / 'errors.csv'} and {out / 'report.html'}")
     return 0
 

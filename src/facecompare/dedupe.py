@@ -328,6 +328,7 @@ def write_outputs(out: Path, rows: dict[str, dict], searched: dict[str, dict], *
         "errors_by_type": dict(sorted(by_error.items())),
         "groups": len(groups),
         "ids_in_groups": sum(len(g["ids"]) for g in groups),
+        "matching_pairs": sum(len(g["pairs"]) for g in groups),  # pairs of ids that match directly
         "largest_group": max((len(g["ids"]) for g in groups), default=0),
         "threshold": threshold,
         "model": model,
