@@ -27,6 +27,8 @@ from .config import hash_api_key
 from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
 from .rest_models import (
     COLLECTION_ID_PATTERN,
+    FACE_ID_PATTERN,
+    MAX_QUERY_FACE_IDS,
     CollectionCreate,
     CollectionCreated,
     CollectionDeleted,
@@ -251,8 +253,10 @@ def _query_parameters(model) -> dict:
         prop = dict(prop)
         if name == "face_ids":
             parameters.append({"name": "face_id", "in": "query", "required": False, "explode": True,
-                               "description": "only these faces (repeat the parameter)",
-                               "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 4096}})
+                               "description": f"only these faces (repeat the parameter, at most "
+                                              f"{MAX_QUERY_FACE_IDS} times)",
+                               "schema": {"type": "array", "items": {"type": "string", "pattern": FACE_ID_PATTERN},
+                                          "maxItems": MAX_QUERY_FACE_IDS}})
             continue
         options = prop.pop("anyOf", None)
         if options:
@@ -367,6 +371,10 @@ class RestApi:
             params["collection_id"] = collection_id
         if source == "query":
             query = dict(request.query_params)
+            unknown = sorted(set(query) - set(json_model.model_fields) - {"face_id"} | ({"face_ids"} & set(query)))
+            if unknown:
+                raise InvalidParameterException(f"Request has invalid parameters: unknown query parameter(s) "
+                                                f"{quote_input(unknown)}.")
             if "face_id" in request.query_params:
                 query["face_ids"] = request.query_params.getlist("face_id")
             params["query"] = validate(json_model, query, ())

@@ -196,8 +196,11 @@ class ListQuery(_Body):
     next_token: NextToken | None = None
 
 
+MAX_QUERY_FACE_IDS = 300  # face_id query parameters at most: a request line must fit in h11's 16 KiB
+
+
 class FacesQuery(ListQuery):
-    face_ids: list[FaceId] | None = Field(None, min_length=1, max_length=4096)
+    face_ids: list[FaceId] | None = Field(None, min_length=1, max_length=MAX_QUERY_FACE_IDS)
 
 
 class IndexJson(_Body):
