@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import re
+import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -204,6 +210,15 @@ def test_dedupe_finds_exactly_the_planted_groups(capsys, tmp_path, fixtures):
     obama = next(g for g in groups if "obama-a" in g["ids"])
     assert len(obama["pairs"]) == 3 and all(p["similarity"] >= 80 for p in obama["pairs"])
 
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is not None:  # the page renders offline and every thumbnail decodes
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                              (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+        assert f'data-groups="{len(PLANTED)}"' in dom
+        assert f'data-images-loaded="{sum(len(g) for g in PLANTED)}"' in dom
+
 
 def test_dedupe_resumes_without_redoing_rows(capsys, tmp_path, fixtures):
     manifest = _manifest(tmp_path / "manifest.csv", fixtures)
@@ -243,6 +258,41 @@ def test_dedupe_resumes_without_redoing_rows(capsys, tmp_path, fixtures):
     assert main(["dedupe", str(manifest), "--out", str(out), "--no-progress"]) == 0
     after = ((out / "rows.jsonl").read_text(), (out / "searched.jsonl").read_text(), (out / "groups.csv").read_text())
     assert before == after
+
+
+def test_dedupe_killed_mid_run_resumes(tmp_path, fixtures):
+    """A real interruption: the command killed (SIGKILL) while indexing, then run again to the end."""
+    names = ["Colin_Powell_0001.jpg", "Colin_Powell_0002.jpg", "Serena_Williams_0001.jpg", "Serena_Williams_0002.jpg",
+             "Tony_Blair_0001.jpg", "biden.jpg", "obama.jpg", "passport_specimen_cze.jpg"]
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as handle:  # 48 rows: each photo under 6 ids
+        writer = csv.writer(handle)
+        writer.writerow(["id", "image"])
+        writer.writerows((f"{Path(name).stem}-{k}", str(fixtures / name)) for k in range(6) for name in names)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "facecompare.cli", "dedupe", str(manifest), "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    journal = out / "rows.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 8:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed: " + process.stderr.read().decode()[-500:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+    before = [json.loads(line)["id"] for line in journal.read_text().splitlines() if line.endswith("}")]
+    assert 8 <= len(before) < 48
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    ids = _journal_ids(journal)
+    assert sorted(ids) == sorted(f"{Path(n).stem}-{k}" for k in range(6) for n in names)  # each row once
+    assert ids[: len(before) - 1] == before[:-1]  # rows finished before the kill were not redone
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["indexed"] == 48 and summary["groups"] == 6  # 6 people: Colin and Serena have two photos each
+    with sqlite3.connect(out / "collection.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM faces").fetchone()[0] == 48
 
 
 def test_dedupe_threshold_change_searches_again(capsys, tmp_path, fixtures):

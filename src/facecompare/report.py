@@ -243,6 +243,13 @@ figure img{{width:{FACE_THUMB}px;height:{FACE_THUMB}px;object-fit:cover;border-r
 <h2>Rows not indexed</h2>
 <table id="errors"><thead><tr><th>id</th><th>error</th><th>message</th><th>image</th></tr></thead>
 <tbody>{error_rows}</tbody></table>
+<script>
+window.addEventListener('load', () => {{
+  const imgs = [...document.images];
+  document.body.dataset.groups = document.querySelectorAll('section.group').length;
+  document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
 </body></html>
 """
     path = out / "report.html"
