@@ -1,4 +1,9 @@
-"""The native REST API: ``POST /v1/verify`` and ``POST /v1/detect``, multipart/form-data or JSON with base64.
+"""The native REST API: ``POST /v1/verify`` and ``POST /v1/detect``, multipart/form-data or JSON with base64, and
+the face collections under ``/v1/collections`` (create, list, describe, delete; index, list and erase faces;
+search by image or by face id), which call the pipeline's one
+:class:`~facecompare.collections.service.Collections`. Their path and query parameters are read in the pipeline,
+after the API key, and declared in the document by hand (:func:`_query_parameters`); an unknown collection is a
+404 and an existing one a 409 (AWS answers both with a 400).
 
 FastAPI routes: their OpenAPI operations (request bodies, responses, errors, the API key) are generated from
 the pydantic models of :mod:`.rest_models`, which also validate the requests. Its steps of the request path
