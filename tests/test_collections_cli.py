@@ -190,7 +190,7 @@ def test_dedupe_finds_exactly_the_planted_groups(capsys, tmp_path, fixtures):
                                           "NO_FACE": 1},
                        "groups": len(PLANTED), "ids_in_groups": sum(len(g) for g in PLANTED),
                        "matching_pairs": sum(len(g) * (len(g) - 1) // 2 for g in PLANTED),
-                       "largest_group": 3, "threshold": 80.0, "model": "sface-2021dec-int8bq"}
+                       "largest_group": 3, "threshold": 99.0, "model": "sface-2021dec-int8bq"}
     with open(out / "errors.csv", newline="") as handle:
         assert {r["id"]: r["error"] for r in csv.DictReader(handle)} == {i: e for i, (_, e) in FAILING.items()}
 

@@ -153,8 +153,10 @@ def _parser() -> argparse.ArgumentParser:
         "errors.csv and a self-contained report.html showing each group's faces side by side.")
     dedupe.add_argument("manifest", help="CSV with columns id,image")
     dedupe.add_argument("--out", required=True, help="output folder (also where an interrupted run resumes)")
-    dedupe.add_argument("--threshold", type=float, default=80.0,
-                        help="Similarity (0-100) from which two faces count as the same person (default 80)")
+    dedupe.add_argument("--threshold", type=float, default=99.0,
+                        help="Similarity (0-100) from which two faces count as the same person (default 99, "
+                        "stricter than compare's 80: a sweep of N faces makes N(N-1)/2 comparisons, and one "
+                        "false match joins two groups; see the README's measured table)")
     dedupe.add_argument("--store", metavar="URL", help="collection store (sqlite:///path.db or postgresql://...; "
                         "default: a fresh OUT/collection.db)")
     dedupe.add_argument("--collection", metavar="ID", help="collection to index into (default: dedupe; created "
