@@ -569,6 +569,33 @@ def test_postgres_schema_is_versioned_and_migrated_once(postgres_url, postgres_s
         PostgresStore(postgres_url)
 
 
+def test_postgres_a_role_without_create_can_use_a_migrated_database(postgres_url, postgres_store):
+    """After the first store created the tables, replicas may connect as a role that can only read and write
+    rows (the README's advice)."""
+    import psycopg
+
+    from facecompare.collections.postgres import PostgresStore
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE replica LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO replica")
+        conn.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO replica")
+    user = postgres_url.split("//", 1)[1].split("@", 1)[0]
+    limited = PostgresStore(postgres_url.replace(f"//{user}@", "//replica@", 1))
+    try:
+        new_collection(limited)
+        face = make_face(np.random.default_rng(20))
+        limited.add_faces("kyc", [face])
+        assert limited.delete_faces("kyc", [face.face_id]) == [face.face_id]
+        limited.delete_collection("kyc")
+        with psycopg.connect(postgres_url.replace(f"//{user}@", "//replica@", 1)) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE TABLE t (x int)")
+    finally:
+        limited.close()
+
+
 def test_postgres_first_open_from_several_processes_at_once(postgres_cluster, tmp_path):
     url = postgres_cluster.new_database()
     go = tmp_path / "go"

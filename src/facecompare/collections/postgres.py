@@ -183,7 +183,11 @@ class PostgresStore(CollectionStore):
     def _migrate(self) -> None:
         def work(cur):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            cur.execute("CREATE TABLE IF NOT EXISTS facecompare_schema_version (version integer NOT NULL)")
+            # CREATE ... IF NOT EXISTS would need the CREATE privilege even when the table exists: ask first, so
+            # that a role with only SELECT/INSERT/UPDATE/DELETE can open a migrated database
+            cur.execute("SELECT to_regclass('facecompare_schema_version') IS NULL")
+            if cur.fetchone()[0]:
+                cur.execute("CREATE TABLE facecompare_schema_version (version integer NOT NULL)")
             cur.execute("SELECT version FROM facecompare_schema_version")
             row = cur.fetchone()
             version = row[0] if row else 0
