@@ -644,3 +644,27 @@ def test_postgres_methods_fail_typed_after_close(postgres_store):
     postgres_store.close()
     with pytest.raises(InternalServerError, match="closed"):
         postgres_store.describe_collection("kyc")
+
+
+def test_postgres_deletion_log_is_dropped_by_the_next_write_after_its_retention(postgres_url):
+    import psycopg
+
+    from facecompare.collections.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url, deletion_log_seconds=0.0)
+    try:
+        rng = np.random.default_rng(21)
+        new_collection(store)
+        faces = [make_face(rng) for _ in range(2)]
+        store.add_faces("kyc", faces)
+        generation, seq, _, _ = store.all_embeddings("kyc")
+        store.delete_faces("kyc", [faces[0].face_id])
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("SELECT face_id FROM facecompare_face_deletions").fetchall() == [(faces[0].face_id,)]
+        time.sleep(0.05)
+        store.add_faces("kyc", [make_face(rng)])  # a write, not a deletion, drops the expired entry too
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("SELECT count(*) FROM facecompare_face_deletions").fetchone()[0] == 0
+        assert store.changes_since("kyc", generation, seq) is None
+    finally:
+        store.close()

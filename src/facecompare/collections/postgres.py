@@ -14,8 +14,9 @@ date when a store is opened, under an advisory lock so that processes starting t
   sequence number given to it (what a reader in one snapshot has seen all of);
 - ``facecompare_faces``: one row per face, the embedding as ``bytea`` (float32, little-endian);
 - ``facecompare_face_deletions``: the deletion log (face id, sequence number, time) that
-  :meth:`~PostgresStore.changes_since` reads; entries older than ``deletion_log_seconds`` are dropped as
-  deletions go on, and a caller that last synchronised before a dropped entry is told to rebuild;
+  :meth:`~PostgresStore.changes_since` reads; entries older than ``deletion_log_seconds`` are dropped by
+  the next write to the collection's faces, and a caller that last synchronised before a dropped entry is told
+  to rebuild;
 - the sequence ``facecompare_change_seq`` numbers every change.
 
 Deleting faces or a collection DELETEs the rows (and the collection's deletion log): no query can read them
@@ -284,6 +285,17 @@ class PostgresStore(CollectionStore):
         if cur.fetchone() is None:
             raise self._not_found(collection_id)
 
+    def _prune(self, cur, collection_id: str) -> None:
+        """Drop the collection's deletion log entries older than the retention (done by every write to its faces,
+        under its lock); a caller that last synchronised before one of them must rebuild."""
+        cur.execute("DELETE FROM facecompare_face_deletions WHERE collection_id = %s AND "
+                    "deleted_at < now() - make_interval(secs => %s) RETURNING seq",
+                    (collection_id, self.deletion_log_seconds))
+        pruned = max((row[0] for row in cur.fetchall()), default=None)
+        if pruned is not None:
+            cur.execute("UPDATE facecompare_collections SET pruned_through = GREATEST(pruned_through, %s) "
+                        "WHERE collection_id = %s", (pruned, collection_id))
+
     # faces -------------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -324,6 +336,7 @@ class PostgresStore(CollectionStore):
             if inserted:
                 cur.execute("UPDATE facecompare_collections SET face_count = face_count + %s, last_seq = %s "
                             "WHERE collection_id = %s", (len(inserted), max(inserted.values()), collection_id))
+            self._prune(cur, collection_id)
             stored: dict[str, StoredFace] = {}
             for face, vector in zip(faces, vectors):
                 if face.face_id in inserted and face.face_id not in stored:
@@ -379,15 +392,10 @@ class PostgresStore(CollectionStore):
                 cur.execute("INSERT INTO facecompare_face_deletions (collection_id, seq, face_id) VALUES "
                             "(%s, nextval('facecompare_change_seq'), %s) RETURNING seq", (collection_id, face_id))
                 last = cur.fetchone()[0]
-            # drop the log entries older than the retention; a caller behind them must rebuild
-            cur.execute("DELETE FROM facecompare_face_deletions WHERE collection_id = %s AND "
-                        "deleted_at < now() - make_interval(secs => %s) RETURNING seq",
-                        (collection_id, self.deletion_log_seconds))
-            pruned = max((row[0] for row in cur.fetchall()), default=None)
-            if deleted or pruned is not None:
-                cur.execute("UPDATE facecompare_collections SET face_count = face_count - %s, "
-                            "last_seq = COALESCE(%s, last_seq), pruned_through = GREATEST(pruned_through, COALESCE(%s, 0))"
-                            " WHERE collection_id = %s", (len(deleted), last, pruned, collection_id))
+            if deleted:
+                cur.execute("UPDATE facecompare_collections SET face_count = face_count - %s, last_seq = %s "
+                            "WHERE collection_id = %s", (len(deleted), last, collection_id))
+            self._prune(cur, collection_id)
             return deleted
 
         return self._run(work)
