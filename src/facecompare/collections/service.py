@@ -413,14 +413,12 @@ class Collections:
         if face_ids is not None:
             wanted = sorted(set(check_face_ids(list(face_ids))))
             wanted = [f for f in wanted if after is None or f > after]
-            faces = self.store.get_faces(info.collection_id, wanted[:limit])
-            more = len(wanted) > limit
-            last = wanted[limit - 1] if more else None
+            faces = self.store.get_faces(info.collection_id, wanted)  # at most 4096, in face_id order
         else:
             faces = self.store.list_faces(info.collection_id, after, limit + 1)
-            more = len(faces) > limit
-            faces = faces[:limit]
-            last = faces[-1].face_id if more else None
+        more = len(faces) > limit
+        faces = faces[:limit]
+        last = faces[-1].face_id if more else None
         token = self._make_token("f", info.collection_id + "\0" + info.generation, last) if more else None
         return faces, token
 
