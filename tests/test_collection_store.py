@@ -668,3 +668,13 @@ def test_postgres_deletion_log_is_dropped_by_the_next_write_after_its_retention(
         assert store.changes_since("kyc", generation, seq) is None
     finally:
         store.close()
+
+
+def test_postgres_snapshot_reads_are_repeatable_read_and_do_not_leak(postgres_store):
+    def show(cur):
+        cur.execute("SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')")
+        return cur.fetchone()
+
+    assert postgres_store._run(show, snapshot=True) == ("repeatable read", "on")
+    assert postgres_store._run(show) == ("read committed", "off")  # the pooled connection was reset
+    new_collection(postgres_store)  # and writes still work on it

@@ -163,14 +163,21 @@ class PostgresStore(CollectionStore):
         except PoolTimeout as exc:
             raise InternalServerError(f"The collection database ({self.url}) cannot be reached.") from exc
 
-    def _run(self, work, *, readonly_snapshot: bool = False):
-        """``work(cursor)`` in one transaction, committed when it returns; database failures become
-        InternalServerError (their text may quote data, so it is not passed on)."""
+    def _run(self, work, *, snapshot: bool = False, transaction: bool = True):
+        """``work(cursor)`` in one transaction, committed when it returns (``snapshot``: a read-only REPEATABLE
+        READ one, every query seeing the same snapshot; ``transaction=False``: for one statement, which is atomic
+        by itself, without BEGIN and COMMIT). Database failures become InternalServerError (their text may quote
+        data, so it is not passed on)."""
         try:
-            with self._connection() as conn, conn.transaction(), conn.cursor(binary=True) as cur:
-                if readonly_snapshot:
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                return work(cur)
+            with self._connection() as conn:
+                if not transaction:
+                    with conn.cursor(binary=True) as cur:
+                        return work(cur)
+                # applied by the BEGIN that transaction() sends (no extra round trip); reset for the next user
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ if snapshot else None
+                conn.read_only = True if snapshot else None
+                with conn.transaction(), conn.cursor(binary=True) as cur:
+                    return work(cur)
         except psycopg.Error as exc:
             raise InternalServerError(f"The collection database failed ({type(exc).__name__}).") from exc
         except PoolTimeout as exc:
@@ -403,28 +410,36 @@ class PostgresStore(CollectionStore):
     # replicas: keeping an index in step ------------------------------------------------------------------
 
     def changes_since(self, collection_id: str, generation: str | None, seq: int) -> Changes | None:
-        def work(cur):
-            cur.execute("SELECT generation, last_seq, pruned_through FROM facecompare_collections "
-                        "WHERE collection_id = %s", (collection_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise self._not_found(collection_id)
-            current, last_seq, pruned_through = row
-            if generation != current or seq < pruned_through or seq > last_seq:
-                return None
-            if seq == last_seq:
-                return Changes(generation=current, seq=last_seq, added=[], deleted=[])
-            cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND seq > %s "
-                        "ORDER BY seq", (collection_id, seq))
-            added = [self._face(r) for r in cur.fetchall()]
-            present = {face.face_id for face in added}
-            cur.execute("SELECT face_id FROM facecompare_face_deletions WHERE collection_id = %s AND seq > %s "
-                        "ORDER BY seq", (collection_id, seq))
-            # a face id deleted and then stored again is present: report its latest state only
-            deleted = list(dict.fromkeys(r[0] for r in cur.fetchall() if r[0] not in present))
-            return Changes(generation=current, seq=int(last_seq), added=added, deleted=deleted)
+        # asked before every search: when nothing changed, one statement answers (no transaction)
+        quick = self._run(lambda cur: self._changes(cur, collection_id, generation, seq, quick=True),
+                          transaction=False)
+        if quick is not False:
+            return quick
+        return self._run(lambda cur: self._changes(cur, collection_id, generation, seq), snapshot=True)
 
-        return self._run(work, readonly_snapshot=True)
+    def _changes(self, cur, collection_id: str, generation: str | None, seq: int, quick: bool = False):
+        """The answer of changes_since; with ``quick``, False when there are changes to read (in a snapshot)."""
+        cur.execute("SELECT generation, last_seq, pruned_through FROM facecompare_collections "
+                    "WHERE collection_id = %s", (collection_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise self._not_found(collection_id)
+        current, last_seq, pruned_through = row
+        if generation != current or seq < pruned_through or seq > last_seq:
+            return None
+        if seq == last_seq:
+            return Changes(generation=current, seq=int(last_seq), added=[], deleted=[])
+        if quick:
+            return False  # there are changes: read them in one snapshot
+        cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND seq > %s "
+                    "ORDER BY seq", (collection_id, seq))
+        added = [self._face(r) for r in cur.fetchall()]
+        present = {face.face_id for face in added}
+        cur.execute("SELECT face_id FROM facecompare_face_deletions WHERE collection_id = %s AND seq > %s "
+                    "ORDER BY seq", (collection_id, seq))
+        # a face id deleted and then stored again is present: report its latest state only
+        deleted = list(dict.fromkeys(r[0] for r in cur.fetchall() if r[0] not in present))
+        return Changes(generation=current, seq=int(last_seq), added=added, deleted=deleted)
 
     def all_embeddings(self, collection_id: str) -> tuple[str, int, list[str], np.ndarray]:
         def work(cur):
@@ -441,4 +456,4 @@ class PostgresStore(CollectionStore):
             matrix = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype="<f4").astype(np.float32)
             return generation, int(last_seq), ids, matrix.reshape(len(ids), int(dimension))
 
-        return self._run(work, readonly_snapshot=True)
+        return self._run(work, snapshot=True)
