@@ -622,7 +622,7 @@ def test_postgres_refuses_an_embedding_of_the_wrong_dimension(postgres_store):
     assert postgres_store.describe_collection("kyc").face_count == 0
 
 
-def test_postgres_open_store_picks_it_and_hides_the_password(postgres_url, postgres_cluster):
+def test_postgres_open_store_picks_it_and_hides_the_password(postgres_url, postgres_cluster, caplog):
     from facecompare.collections import open_store
     from facecompare.collections.postgres import PostgresStore, redact_url
 
@@ -632,11 +632,16 @@ def test_postgres_open_store_picks_it_and_hides_the_password(postgres_url, postg
     finally:
         opened.close()
     assert redact_url("postgresql://kyc:s3cret@db.internal:5432/faces") == "postgresql://kyc:***@db.internal:5432/faces"
-    # a server that is not there: a clear, typed error, without the password
+    # a server that is not there: a typed error that tells the client nothing about where the database is; the
+    # operator's log says where, without the password
     missing = f"postgresql://{postgres_cluster.user}:s3cret@/nodb?host={postgres_cluster.root}&port=1"
-    with pytest.raises(InternalServerError) as err:
-        PostgresStore(missing, connect_timeout=2)
-    assert "s3cret" not in err.value.message and "***" in err.value.message
+    with caplog.at_level("WARNING", logger="facecompare.collections"):
+        with pytest.raises(InternalServerError) as err:
+            PostgresStore(missing, connect_timeout=2)
+    assert err.value.message == "Internal server error: the collection database cannot be reached."
+    logged = [r.getMessage() for r in caplog.records if r.name == "facecompare.collections"]
+    assert logged and all("s3cret" not in line for line in logged)
+    assert any(f"{postgres_cluster.user}:***@" in line and "nodb" in line for line in logged)
 
 
 def test_postgres_methods_fail_typed_after_close(postgres_store):
@@ -678,3 +683,17 @@ def test_postgres_snapshot_reads_are_repeatable_read_and_do_not_leak(postgres_st
     assert postgres_store._run(show, snapshot=True) == ("repeatable read", "on")
     assert postgres_store._run(show) == ("read committed", "off")  # the pooled connection was reset
     new_collection(postgres_store)  # and writes still work on it
+
+
+def test_postgres_a_database_error_is_typed_and_logged_without_its_text(postgres_url, postgres_store, caplog):
+    import psycopg
+
+    new_collection(postgres_store, "secret-customer-list")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # someone drops a table under the service
+        conn.execute("DROP TABLE facecompare_face_deletions")
+    with caplog.at_level("WARNING", logger="facecompare.collections"):
+        with pytest.raises(InternalServerError) as err:
+            postgres_store.delete_faces("secret-customer-list", ["f"])
+    assert err.value.message == "Internal server error: the collection database failed."
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "facecompare.collections")
+    assert "UndefinedTable" in logged and "42P01" in logged and "secret-customer-list" not in logged

@@ -31,6 +31,7 @@ Open a store after forking worker processes, not before (connections must not be
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -55,6 +56,8 @@ try:  # the `postgres` extra: pip install 'facecompare[postgres]'
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the PostgreSQL collection store needs psycopg 3 and psycopg_pool: "
                       "pip install 'facecompare[postgres]'") from exc
+
+log = logging.getLogger("facecompare.collections")
 
 SCHEMA_LOCK_KEY = 0x66636F6C  # pg_advisory_xact_lock key held while migrating ("fcol")
 
@@ -147,7 +150,7 @@ class PostgresStore(CollectionStore):
             try:
                 self._pool.open(wait=True, timeout=connect_timeout)
             except PoolTimeout as exc:
-                raise InternalServerError(f"The collection database ({self.url}) cannot be reached.") from exc
+                raise self._unreachable(exc) from exc
             self._migrate()
         except BaseException:
             self._pool.close()
@@ -161,7 +164,7 @@ class PostgresStore(CollectionStore):
         try:
             return self._pool.connection(timeout=self._timeout)
         except PoolTimeout as exc:
-            raise InternalServerError(f"The collection database ({self.url}) cannot be reached.") from exc
+            raise self._unreachable(exc) from exc
 
     def _run(self, work, *, snapshot: bool = False, transaction: bool = True):
         """``work(cursor)`` in one transaction, committed when it returns (``snapshot``: a read-only REPEATABLE
@@ -179,9 +182,17 @@ class PostgresStore(CollectionStore):
                 with conn.transaction(), conn.cursor(binary=True) as cur:
                     return work(cur)
         except psycopg.Error as exc:
-            raise InternalServerError(f"The collection database failed ({type(exc).__name__}).") from exc
+            # the operator's log names the database and the error class; not its text, which may quote data
+            log.warning("collection database error %s (SQLSTATE %s) on %s", type(exc).__name__, exc.sqlstate,
+                        self.url)
+            raise InternalServerError("Internal server error: the collection database failed.") from exc
         except PoolTimeout as exc:
-            raise InternalServerError(f"The collection database ({self.url}) cannot be reached.") from exc
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: BaseException) -> InternalServerError:
+        """The client is told no more than that (not where the database is); the operator's log says where."""
+        log.warning("collection database unreachable: %s (%s)", self.url, type(exc).__name__)
+        return InternalServerError("Internal server error: the collection database cannot be reached.")
 
     def close(self) -> None:
         if not self._closed.is_set():
