@@ -405,12 +405,12 @@ class PostgresStore(CollectionStore):
                         (collection_id, ids))
             gone = {row[0] for row in cur.fetchall()}
             deleted = [face_id for face_id in ids if face_id in gone]
-            last = None
-            for face_id in deleted:
-                cur.execute("INSERT INTO facecompare_face_deletions (collection_id, seq, face_id) VALUES "
-                            "(%s, nextval('facecompare_change_seq'), %s) RETURNING seq", (collection_id, face_id))
+            if deleted:  # one log entry per face, numbered in one statement
+                cur.execute("INSERT INTO facecompare_face_deletions (collection_id, seq, face_id) "
+                            "SELECT %s, nextval('facecompare_change_seq'), f FROM unnest(%s::text[]) f", (collection_id, deleted))
+                cur.execute("SELECT max(seq) FROM facecompare_face_deletions WHERE collection_id = %s",
+                            (collection_id,))
                 last = cur.fetchone()[0]
-            if deleted:
                 cur.execute("UPDATE facecompare_collections SET face_count = face_count - %s, last_seq = %s "
                             "WHERE collection_id = %s", (len(deleted), last, collection_id))
             self._prune(cur, collection_id)
