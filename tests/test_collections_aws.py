@@ -253,3 +253,66 @@ def test_two_servers_on_one_database_see_each_others_writes(servers, fixtures):
     assert a.describe_collection(CollectionId="shared")["FaceCount"] == 0
     b.delete_collection(CollectionId="shared")
     assert _code(lambda: a.describe_collection(CollectionId="shared")) == "ResourceNotFoundException"
+
+
+# -- request validation, without a server --------------------------------------------------------------------------
+
+MB = "x" * 1_000_000
+_IMAGE = {"Bytes": "aGVsbG8="}
+
+
+@pytest.mark.parametrize(("parse", "body"), [
+    ("parse_create_collection", {"CollectionId": MB}),
+    ("parse_create_collection", {"CollectionId": "c", "Tags": {MB: "v"}}),
+    ("parse_create_collection", {"CollectionId": "c", "Tags": {"k": MB}}),
+    ("parse_create_collection", {"CollectionId": "c", MB: 1}),
+    ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "ExternalImageId": MB}),
+    ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "MaxFaces": -(10 ** 1000)}),
+    ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "QualityFilter": MB}),
+    ("parse_list_faces", {"CollectionId": "c", "FaceIds": [MB]}),
+    ("parse_list_faces", {"CollectionId": "c", "UserId": MB}),
+    ("parse_delete_faces", {"CollectionId": "c", "FaceIds": [MB]}),
+    ("parse_search_faces", {"CollectionId": "c", "FaceId": MB}),
+    ("parse_search_faces_by_image", {"CollectionId": "c", "Image": _IMAGE, "FaceMatchThreshold": MB}),
+])
+def test_invalid_parameters_are_refused_with_short_messages(parse, body):
+    from facecompare.errors import InvalidParameterException
+    from facecompare.server import aws
+
+    with pytest.raises(InvalidParameterException) as info:
+        getattr(aws, parse)(body)
+    assert len(info.value.message) < 400 and "x" * 100 not in info.value.message
+
+
+@pytest.mark.parametrize(("parse", "body"), [
+    ("parse_delete_faces", {"CollectionId": "c", "FaceIds": []}),
+    ("parse_delete_faces", {"CollectionId": "c", "FaceIds": [UNKNOWN_FACE] * 4097}),
+    ("parse_list_collections", {"MaxResults": -1}),
+    ("parse_list_collections", {"MaxResults": True}),
+    ("parse_list_collections", {"NextToken": 5}),
+    ("parse_search_faces", {"CollectionId": "c", "FaceId": UNKNOWN_FACE, "MaxFaces": 0}),
+    ("parse_search_faces", {"CollectionId": "c", "FaceId": "ABCDEF00-0000-4000-8000-000000000000"}),
+    ("parse_index_faces", {"CollectionId": "c", "Image": _IMAGE, "DetectionAttributes": ["SHOE_SIZE"]}),
+    ("parse_describe_collection", {}),
+])
+def test_out_of_range_and_missing_members(parse, body):
+    from facecompare.errors import InvalidParameterException
+    from facecompare.server import aws
+
+    with pytest.raises(InvalidParameterException):
+        getattr(aws, parse)(body)
+
+
+def test_parsed_defaults_and_configuration():
+    from facecompare.server import aws
+    from facecompare.server.config import ServerConfig
+
+    assert aws.parse_index_faces({"CollectionId": "c", "Image": _IMAGE})["quality_filter"] == "AUTO"
+    assert aws.parse_search_faces_by_image({"CollectionId": "c", "Image": _IMAGE})["quality_filter"] == "NONE"
+    assert aws.parse_search_faces({"CollectionId": "c", "FaceId": UNKNOWN_FACE})["threshold"] == 80.0
+    default = ServerConfig.from_env({})
+    assert default.collections_url == "sqlite:///facecompare-collections.db"
+    assert default.collection_max_faces == 20_000_000
+    custom = ServerConfig.from_env({"FACECOMPARE_COLLECTIONS": "sqlite:////data/f.db",
+                                    "FACECOMPARE_COLLECTION_MAX_FACES": "5"})
+    assert (custom.collections_url, custom.collection_max_faces) == ("sqlite:////data/f.db", 5)

@@ -305,3 +305,63 @@ def test_deleted_faces_are_erased_from_the_database_file(service, fixtures):
     data = content()
     assert blobs["Serena_Williams_0001"] not in data and kept.embedding.tobytes() in data
     assert b"Serena_Williams_0001" not in data  # the external id went with its row
+
+
+def test_faces_deleted_elsewhere_leave_this_process_memory(verifier, tmp_path, fixtures):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    a, b = Collections(verifier, open_store(url)), Collections(verifier, open_store(url))
+    a.create_collection("c")
+    colin = a.index_faces("c", fixtures / "Colin_Powell_0001.jpg").records[0].stored.face_id
+    a.index_faces("c", fixtures / "Serena_Williams_0001.jpg")
+    b.search_faces("c", colin)  # b now holds an index of 2 faces
+    cached = b._indexes["c"].index
+    assert len(cached) == 2
+    a.delete_faces("c", [colin])
+    b.sweep(force=True)  # no search of "c" in b: the sweep alone drops the face
+    assert len(cached) == 1 and colin not in cached
+    a.delete_collection("c")
+    b.sweep(force=True)
+    assert "c" not in b._indexes
+    a.store.close()
+    b.store.close()
+
+
+def test_the_index_is_rebuilt_only_when_the_collection_crosses_the_line(verifier, tmp_path, fixtures):
+    made = []
+
+    def factory(metric, dimension, size):
+        made.append(size)
+        return ExactIndex(metric, dimension)  # what the default does when no approximate index is installed
+
+    service = Collections(verifier, open_store(f"sqlite:///{tmp_path}/line.db"), approximate_above=2,
+                          index_factory=factory)
+    service.create_collection("c")
+    ids = [r.stored.face_id for r in service.index_faces("c", fixtures / "two_people.jpg").records]
+    service.search_faces("c", ids[0])
+    ids.append(service.index_faces("c", fixtures / "obama.jpg").records[0].stored.face_id)
+    for _ in range(3):
+        service.search_faces("c", ids[0])
+    assert made == [2, 3]  # built small, rebuilt once when it went over 2, then kept in step
+    service.delete_faces("c", [ids[2]])  # 2 faces: still over 90 % of the line, no rebuild
+    service.search_faces("c", ids[0])
+    service.delete_faces("c", [ids[1]])
+    service.search_faces("c", ids[0])
+    assert made == [2, 3, 1]
+    service.store.close()
+
+
+def test_index_faces_takes_every_kind_of_image_and_refuses_a_missing_file(service, fixtures, tmp_path):
+    service.create_collection("c")
+    path = fixtures / "obama.jpg"
+    with open(path, "rb") as stream:
+        ids = {service.index_faces("c", source, external_image_id="o").records[0].stored.face_id
+               for source in (path, str(path), path.read_bytes(), stream)}
+    assert len(ids) == 1  # one image, one face id, whichever way it came
+    pil = Image.open(path).convert("RGB")
+    from_pixels = service.index_faces("c", pil, external_image_id="o").records[0].stored.face_id
+    assert from_pixels not in ids  # pixels are hashed, not the file
+    assert service.index_faces("c", pil, external_image_id="o").records[0].stored.face_id == from_pixels
+    assert len(service.index_faces("c", np.asarray(pil), external_image_id="o").records) == 1
+    assert service.describe_collection("c").face_count == 3
+    with pytest.raises(InvalidParameterException, match="not found"):
+        service.index_faces("c", tmp_path / "missing.jpg")

@@ -233,4 +233,7 @@ def test_exact_index_matches_brute_force(metric):
     index.add([ids[1]], vectors[5:6])
     assert len(index) == 700 - len(removed) and {h[0] for h in index.search(vectors[5], 2)} == {ids[1], ids[5]}
     assert index.memory_bytes() >= len(index) * DIM * 4
+    last = index._ids[-1]
+    index.remove([last])  # the last row itself: its vector must not stay in the spare rows
+    assert not index._matrix[len(index)].any()
     assert ExactIndex(metric, DIM).search(vectors[0], 5) == []

@@ -104,6 +104,8 @@ class ExactIndex:
                 self._norms[at] = self._norms[last]
                 self._ids[at] = moved
                 self._rows[moved] = at
+            self._matrix[last] = 0.0  # no copy of a removed face's vector stays behind in the spare rows
+            self._norms[last] = 0.0
             self._ids.pop()
 
     def distances(self, query: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import threading
 import time
@@ -34,7 +35,6 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -43,14 +43,16 @@ from ..engine import MAX_FACES, Verifier, check_quality_filter, check_threshold
 from ..errors import (
     InvalidPaginationTokenException,
     InvalidParameterException,
+    ResourceNotFoundException,
     ServiceQuotaExceededException,
     quote_input,
 )
 from ..faces import Face
-from ..images import DecodedImage
+from ..images import DecodedImage, decode_bytes, read_source_bytes
 from ..quality import QUALITY_BARS
+from ..settings import Settings
 from .index import ExactIndex, SearchIndex
-from .store import CollectionInfo, CollectionStore, StoredFace
+from .store import Changes, CollectionInfo, CollectionStore, StoredFace
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 4096
@@ -68,6 +70,10 @@ REASONS = ("EXCEEDS_MAX_FACES", "EXTREME_POSE", "LOW_BRIGHTNESS", "LOW_SHARPNESS
 _TAG_EXTRA = set("_.:/=+-@")
 #: the namespace of facecompare's deterministic ids (uuid5)
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/facecompare/collections")
+
+#: at most this often (seconds), a collection call also brings every index this process holds up to date and
+#: drops those of deleted collections, so that faces another process deleted leave this one's memory too
+SWEEP_SECONDS = 30.0
 
 IndexFactory = Callable[[str, int, int], SearchIndex]  # (metric, dimension, faces it will hold) -> an empty index
 
@@ -206,22 +212,19 @@ def _strictest_level_passed(face: Face) -> int:
     return next((rank for rank, level in ((3, "HIGH"), (2, "MEDIUM"), (1, "LOW")) if _passes(level, face)), 0)
 
 
-def image_digest(image: object) -> tuple[str, object]:
-    """(SHA-256 hex of the image's bytes, the image to analyse). Bytes and files are hashed as given (a file or
-    stream is read once and its bytes analysed); a decoded image by its encoded bytes when it kept them, else by
-    its pixels; a PIL image or an array by its pixels and shape."""
+def image_digest(image: object, settings: Settings) -> tuple[str, object]:
+    """(SHA-256 hex of the image's bytes, the image to analyse). Bytes are hashed as given; a file or stream is
+    read once, within the file size limit and with the loader's errors, hashed and decoded from those bytes; a
+    decoded image by its encoded bytes when it kept them, else by its pixels; a PIL image or an array by its
+    pixels and shape."""
     h = hashlib.sha256()
     if isinstance(image, (bytes, bytearray, memoryview)):
         h.update(image)
         return h.hexdigest(), image
-    if isinstance(image, (str, Path)) or hasattr(image, "__fspath__"):
-        data = Path(image).read_bytes()
+    if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
+        data = read_source_bytes(image, settings)
         h.update(data)
-        return h.hexdigest(), data
-    if hasattr(image, "read"):
-        data = image.read()
-        h.update(data)
-        return h.hexdigest(), data
+        return h.hexdigest(), decode_bytes(data, settings)
     if isinstance(image, DecodedImage):
         encoded = getattr(image, "_encoded", None)  # the JPEG bytes it decodes from, when it has them
         if encoded is not None:
@@ -268,6 +271,7 @@ class _Entry:
         self.index: SearchIndex | None = None
         self.generation: str | None = None
         self.seq = 0
+        self.large = False  # built for a collection over approximate_above (the factory chose for that size)
 
 
 class Collections:
@@ -283,6 +287,7 @@ class Collections:
         self.max_faces_per_collection = max_faces_per_collection
         self._indexes: dict[str, _Entry] = {}
         self._indexes_lock = threading.Lock()
+        self._swept = time.monotonic()
         self._token_key = hashlib.sha256(b"facecompare-pagination\0" + store.url.encode()).digest()
 
     @property
@@ -303,13 +308,18 @@ class Collections:
     def delete_collection(self, collection_id: str) -> None:
         self.store.delete_collection(check_collection_id(collection_id))
         with self._indexes_lock:
-            self._indexes.pop(collection_id, None)
+            entry = self._indexes.pop(collection_id, None)
+        if entry is not None:
+            with entry.lock:
+                entry.index = None  # its vectors go with it
 
     def describe_collection(self, collection_id: str) -> CollectionInfo:
+        self.sweep()
         return self.store.describe_collection(check_collection_id(collection_id))
 
     def list_collections(self, next_token: str | None = None,
                          max_results: int | None = None) -> tuple[list[CollectionInfo], str | None]:
+        self.sweep()
         limit = self._page_size(max_results)
         after = skip_through = None
         if next_token is not None:
@@ -334,6 +344,7 @@ class Collections:
 
     def _bound(self, collection_id: str) -> CollectionInfo:
         """The collection, refused when it holds another recognizer's embeddings than this service makes."""
+        self.sweep()
         info = self.store.describe_collection(check_collection_id(collection_id))
         self.check_model(info)
         return info
@@ -356,7 +367,7 @@ class Collections:
         if max_faces is not None:
             check_int(max_faces, "MaxFaces", 1, None)
         quality_filter = check_quality_filter(quality_filter)
-        digest, image = image_digest(image)
+        digest, image = image_digest(image, self.verifier.settings)
         analyzed = self.verifier.analyze(image, embed=MAX_FACES, max_faces=MAX_FACES)
         min_px = self.verifier.settings.min_face_px
         unindexed: list[UnindexedFace] = []
@@ -404,6 +415,7 @@ class Collections:
 
     def list_faces(self, collection_id: str, next_token: str | None = None, max_results: int | None = None,
                    face_ids: Iterable[str] | None = None) -> tuple[list[StoredFace], str | None]:
+        self.sweep()
         info = self.store.describe_collection(check_collection_id(collection_id))
         limit = self._page_size(max_results)
         after = None
@@ -423,6 +435,7 @@ class Collections:
         return faces, token
 
     def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        self.sweep()
         check_collection_id(collection_id)
         wanted = list(dict.fromkeys(check_face_ids(list(face_ids))))
         deleted = self.store.delete_faces(collection_id, wanted)
@@ -487,6 +500,46 @@ class Collections:
 
     # -- the in-process indexes -------------------------------------------------------------------------------------
 
+    def sweep(self, force: bool = False) -> None:
+        """Bring every index this process holds up to date with the store and forget those of collections that
+        are gone (deleted, or deleted and created again), at most every :data:`SWEEP_SECONDS` unless ``force``:
+        faces deleted through another process then leave this process's memory too, not only its answers. An
+        index busy in a search is left for the next sweep."""
+        now = time.monotonic()
+        if not force and now - self._swept < SWEEP_SECONDS:
+            return
+        self._swept = now
+        with self._indexes_lock:
+            entries = list(self._indexes.items())
+        for collection_id, entry in entries:
+            if not entry.lock.acquire(blocking=False):
+                continue
+            try:
+                changes = None
+                if entry.index is not None:
+                    try:
+                        changes = self.store.changes_since(collection_id, entry.generation, entry.seq)
+                    except ResourceNotFoundException:
+                        changes = None
+                if changes is None:  # gone or replaced: forget it (the next search rebuilds)
+                    entry.index = None
+                    with self._indexes_lock:
+                        if self._indexes.get(collection_id) is entry:
+                            del self._indexes[collection_id]
+                    continue
+                self._apply(entry, changes)
+            finally:
+                entry.lock.release()
+
+    @staticmethod
+    def _apply(entry: _Entry, changes: Changes) -> None:
+        """Removals first, then additions: a face deleted and indexed again in between is then present."""
+        entry.index.remove(changes.deleted)
+        if changes.added:
+            entry.index.add([f.face_id for f in changes.added],
+                            np.stack([np.asarray(f.embedding, dtype=np.float32) for f in changes.added]))
+        entry.seq = changes.seq
+
     def _entry(self, collection_id: str) -> _Entry:
         with self._indexes_lock:
             entry = self._indexes.get(collection_id)
@@ -498,25 +551,27 @@ class Collections:
         """The collection's index, caught up with the store (another process's writes included): the changes
         since the last number it saw (removals first, then additions: a face deleted and indexed again in
         between is then present), or a rebuild when the store cannot say (another generation, an old number),
-        or when the collection crossed ``approximate_above`` in either direction."""
+        or when the collection crossed ``approximate_above`` (see :meth:`_large`)."""
         changes = None
         if entry.index is not None:
             changes = self.store.changes_since(info.collection_id, entry.generation, entry.seq)
         if changes is not None:
-            entry.index.remove(changes.deleted)
-            if changes.added:
-                entry.index.add([f.face_id for f in changes.added],
-                                np.stack([np.asarray(f.embedding, dtype=np.float32) for f in changes.added]))
-            entry.seq = changes.seq
-            exact = isinstance(entry.index, ExactIndex)
-            if exact == (len(entry.index) <= self.approximate_above):
+            self._apply(entry, changes)
+            if entry.large == self._large(len(entry.index), entry.large):
                 return entry.index
         generation, seq, ids, matrix = self.store.all_embeddings(info.collection_id)
         index = self.index_factory(info.metric, info.dimension, len(ids))
         if ids:
             index.add(ids, matrix)
         entry.index, entry.generation, entry.seq = index, generation, seq
+        entry.large = self._large(len(ids), entry.large)
         return index
+
+    def _large(self, size: int, was_large: bool) -> bool:
+        """Whether a collection of ``size`` faces gets the index for large ones: over ``approximate_above``, and
+        once there, until it shrinks under 90 % of it (so that a collection near the line is not rebuilt on every
+        other search)."""
+        return size > (0.9 * self.approximate_above if was_large else self.approximate_above)
 
     # -- paging ---------------------------------------------------------------------------------------------------
 
