@@ -638,7 +638,7 @@ def test_postgres_open_store_picks_it_and_hides_the_password(postgres_url, postg
     with caplog.at_level("WARNING", logger="facecompare.collections"):
         with pytest.raises(InternalServerError) as err:
             PostgresStore(missing, connect_timeout=2)
-    assert err.value.message == "Internal server error: the collection database cannot be reached."
+    assert err.value.message == "Internal server error: no connection to the collection database in time."
     logged = [r.getMessage() for r in caplog.records if r.name == "facecompare.collections"]
     assert logged and all("s3cret" not in line for line in logged)
     assert any(f"{postgres_cluster.user}:***@" in line and "nodb" in line for line in logged)
@@ -697,3 +697,20 @@ def test_postgres_a_database_error_is_typed_and_logged_without_its_text(postgres
     assert err.value.message == "Internal server error: the collection database failed."
     logged = " ".join(r.getMessage() for r in caplog.records if r.name == "facecompare.collections")
     assert "UndefinedTable" in logged and "42P01" in logged and "secret-customer-list" not in logged
+
+
+def test_postgres_all_connections_busy_is_a_typed_error_in_time(postgres_url, caplog):
+    from facecompare.collections.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url, max_connections=1, connect_timeout=1)
+    try:
+        new_collection(store)
+        with store._pool.connection():  # the only connection, held elsewhere
+            with caplog.at_level("WARNING", logger="facecompare.collections"):
+                with pytest.raises(InternalServerError) as err:
+                    store.describe_collection("kyc")
+        assert err.value.message == "Internal server error: no connection to the collection database in time."
+        assert any("all 1 connections busy" in r.getMessage() for r in caplog.records)
+        assert store.describe_collection("kyc").face_count == 0  # and it recovers
+    finally:
+        store.close()

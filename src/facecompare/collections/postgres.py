@@ -161,10 +161,7 @@ class PostgresStore(CollectionStore):
     def _connection(self):
         if self._closed.is_set():
             raise InternalServerError("The collection store is closed.")
-        try:
-            return self._pool.connection(timeout=self._timeout)
-        except PoolTimeout as exc:
-            raise self._unreachable(exc) from exc
+        return self._pool.connection(timeout=self._timeout)  # PoolTimeout when none comes in time
 
     def _run(self, work, *, snapshot: bool = False, transaction: bool = True):
         """``work(cursor)`` in one transaction, committed when it returns (``snapshot``: a read-only REPEATABLE
@@ -181,18 +178,20 @@ class PostgresStore(CollectionStore):
                 conn.read_only = True if snapshot else None
                 with conn.transaction(), conn.cursor(binary=True) as cur:
                     return work(cur)
+        except PoolTimeout as exc:  # (an OperationalError: caught first)
+            raise self._unreachable(exc) from exc
         except psycopg.Error as exc:
             # the operator's log names the database and the error class; not its text, which may quote data
             log.warning("collection database error %s (SQLSTATE %s) on %s", type(exc).__name__, exc.sqlstate,
                         self.url)
             raise InternalServerError("Internal server error: the collection database failed.") from exc
-        except PoolTimeout as exc:
-            raise self._unreachable(exc) from exc
 
     def _unreachable(self, exc: BaseException) -> InternalServerError:
-        """The client is told no more than that (not where the database is); the operator's log says where."""
-        log.warning("collection database unreachable: %s (%s)", self.url, type(exc).__name__)
-        return InternalServerError("Internal server error: the collection database cannot be reached.")
+        """The client is told no more than that (not where the database is); the operator's log says where and how
+        long it waited."""
+        log.warning("no connection to the collection database %s in %.0f s (%s): unreachable, or all %d "
+                    "connections busy", self.url, self._timeout, type(exc).__name__, self._pool.max_size)
+        return InternalServerError("Internal server error: no connection to the collection database in time.")
 
     def close(self) -> None:
         if not self._closed.is_set():
