@@ -714,3 +714,35 @@ def test_postgres_all_connections_busy_is_a_typed_error_in_time(postgres_url, ca
         assert store.describe_collection("kyc").face_count == 0  # and it recovers
     finally:
         store.close()
+
+
+def test_postgres_a_write_draws_its_sequence_number_only_after_the_collection_lock(postgres_url, postgres_store):
+    """What makes replicas' changes_since complete: a writer that waits for another's lock on the collection
+    draws its numbers after that writer committed, so numbers commit in increasing order. Shown with a writer
+    by hand that holds the lock and draws a number while the store's add_faces waits."""
+    import psycopg
+
+    new_collection(postgres_store)
+    face = make_face(np.random.default_rng(22))
+    with psycopg.connect(postgres_url) as other:
+        other.execute("SELECT 1 FROM facecompare_collections WHERE collection_id = 'kyc' FOR NO KEY UPDATE")
+        done: list[object] = []
+        thread = threading.Thread(target=lambda: done.append(postgres_store.add_faces("kyc", [face])))
+        thread.start()
+        with psycopg.connect(postgres_url, autocommit=True) as watcher:  # until add_faces waits for a lock
+            for _ in range(600):
+                if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                                   "datname = current_database()").fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("add_faces never waited for the collection's lock")
+        drawn = other.execute("SELECT nextval('facecompare_change_seq')").fetchone()[0]
+        other.execute("UPDATE facecompare_collections SET last_seq = %s WHERE collection_id = 'kyc'", (drawn,))
+        other.commit()
+        thread.join(30)
+    assert done
+    with psycopg.connect(postgres_url) as conn:
+        (seq,) = conn.execute("SELECT seq FROM facecompare_faces WHERE face_id = %s", (face.face_id,)).fetchone()
+        (last,) = conn.execute("SELECT last_seq FROM facecompare_collections").fetchone()
+    assert seq > drawn and last == seq
