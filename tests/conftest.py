@@ -231,7 +231,9 @@ class PostgresCluster:
 
             owner = "postgres" if "postgres" in {p.pw_name for p in pwd.getpwall()} else "nobody"
             shutil.chown(self.root, owner)
-            self.prefix = ["runuser", "-u", owner, "--"]
+            runuser = shutil.which("runuser") or next((p for p in ("/usr/sbin/runuser", "/sbin/runuser")
+                                                         if Path(p).exists()), "runuser")  # util-linux
+            self.prefix = [runuser, "-u", owner, "--"]
         self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-locale",
                   "--no-sync")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "-o",
