@@ -234,12 +234,20 @@ class PostgresCluster:
             runuser = shutil.which("runuser") or next((p for p in ("/usr/sbin/runuser", "/sbin/runuser")
                                                          if Path(p).exists()), "runuser")  # util-linux
             self.prefix = [runuser, "-u", owner, "--"]
-        self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-locale",
-                  "--no-sync")
+        self._databases = 0
+        try:
+            self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-locale",
+                      "--no-sync")
+            self.start()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def start(self) -> None:
+        # throwaway data: no fsync; no TCP, only the socket in our directory
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "-o",
                   f"-c listen_addresses='' -c unix_socket_directories={self.root} -c fsync=off "
                   "-c synchronous_commit=off -c full_page_writes=off", "start")
-        self._databases = 0
 
     def _run(self, tool: str, *args: str) -> None:
         done = subprocess.run([*self.prefix, str(self.bindir / tool), *args], capture_output=True, text=True,
@@ -260,11 +268,14 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def stop(self) -> None:
+    def stop(self, remove: bool = True, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: at once, as a crash would; with this cluster's settings the last
+        commits may then be lost; ``fast``: a clean shutdown); ``remove``: and delete the cluster's files."""
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "stop")
         finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+            if remove:
+                shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -746,3 +746,35 @@ def test_postgres_a_write_draws_its_sequence_number_only_after_the_collection_lo
         (seq,) = conn.execute("SELECT seq FROM facecompare_faces WHERE face_id = %s", (face.face_id,)).fetchone()
         (last,) = conn.execute("SELECT last_seq FROM facecompare_collections").fetchone()
     assert seq > drawn and last == seq
+
+
+def test_postgres_a_database_restart_fails_typed_then_recovers(postgres_cluster):
+    """The database goes away under a store (a crash, a failover): calls fail with InternalServerError within
+    the connection timeout, not a hang; once it is back, the same store works again without a restart."""
+    from conftest import PostgresCluster
+    from facecompare.collections.postgres import PostgresStore
+
+    cluster = PostgresCluster(postgres_cluster.bindir)  # its own server, to stop and start
+    try:
+        store = PostgresStore(cluster.new_database(), connect_timeout=2)
+        try:
+            new_collection(store)
+            store.add_faces("kyc", [make_face(np.random.default_rng(23))])
+            cluster.stop(remove=False, mode="fast")  # a restart that keeps the data (the others lose commits)
+            with pytest.raises(InternalServerError):
+                store.describe_collection("kyc")
+            cluster.start()
+            for _ in range(20):  # the pool replaces its broken connections
+                try:
+                    info = store.describe_collection("kyc")
+                    break
+                except InternalServerError:
+                    time.sleep(0.5)
+            else:
+                pytest.fail("the store did not recover after the database came back")
+            assert info.face_count == 1
+            assert store.changes_since("kyc", info.generation, 0) is not None
+        finally:
+            store.close()
+    finally:
+        cluster.stop()
