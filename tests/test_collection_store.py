@@ -778,3 +778,18 @@ def test_postgres_a_database_restart_fails_typed_then_recovers(postgres_cluster)
             store.close()
     finally:
         cluster.stop()
+
+
+def test_postgresql_url_without_the_driver_is_a_typed_error(tmp_path):
+    """Without the postgres extra, a postgresql:// URL is an error that names the extra, not an ImportError."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['psycopg'] = None\n"  # as if the extra were not installed
+            "from facecompare.collections import open_store\n"
+            "from facecompare.errors import ModelNotAvailableError\n"
+            "try:\n    open_store('postgresql://nobody@/none?host=/nonexistent')\n"
+            "except ModelNotAvailableError as exc:\n    print(exc.code, exc.message)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("InternalServerError ") and "facecompare[postgres]" in out.stdout
