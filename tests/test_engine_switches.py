@@ -31,8 +31,8 @@ def _with(verifier: Verifier, **settings) -> Verifier:
 # -- rotation retry and orientation check -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rotation", [90, 180])
-def test_without_the_rotation_retry_a_turned_document_has_no_face(verifier, fixtures, rotation):
+def test_without_the_rotation_retry_a_turned_document_has_no_face(verifier, fixtures):
+    rotation = 90
     data = _card_photo(fixtures / "Serena_Williams_0002.jpg", seed=rotation, portrait_fraction=0.06,
                        rotation=rotation, exif=False, tilt=0.08, frame=(2000, 1500))
     selfie = fixtures / "Serena_Williams_0001.jpg"
@@ -45,13 +45,13 @@ def test_without_the_rotation_retry_a_turned_document_has_no_face(verifier, fixt
         assert off.document.rotation == 0 and off.document.faces == []
 
 
-@pytest.mark.parametrize("name, rotation, seed", [("Serena_Williams_0002", 180, 1), ("Tony_Blair_0001", 270, 0)])
-def test_without_the_orientation_check_the_detectors_first_turn_is_kept(verifier, fixtures, name, rotation, seed):
+def test_without_the_orientation_check_the_detectors_first_turn_is_kept(verifier, fixtures):
     """Photos whose first detector hit is the face upside down or sideways (test_engine's
     test_upside_down_first_hit_is_turned_upright): the check finds the upright turn; switched off, the engine
     keeps the wrong one, which shows the switch is honoured."""
-    data = _card_photo(fixtures / f"{name}.jpg", seed=seed, portrait_fraction=0.05, rotation=rotation, tilt=0.1,
-                       frame=(2000, 1500))
+    rotation = 180  # Serena_Williams_0002 at seed 1: the detector's first hit is at 0 (upside down)
+    data = _card_photo(fixtures / "Serena_Williams_0002.jpg", seed=1, portrait_fraction=0.05, rotation=rotation,
+                       tilt=0.1, frame=(2000, 1500))
     assert verifier.analyze(data, embed=0).rotation == rotation
     off = _with(verifier, orientation_check=False).analyze(data, embed=0)
     assert off.faces and off.rotation != rotation
