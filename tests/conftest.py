@@ -66,6 +66,20 @@ def free_port(pair: bool = False) -> int:
     raise RuntimeError("no free port")
 
 
+def _distinct_port_pairs(names: tuple[str, ...]) -> dict[str, int]:
+    """Free ports for SeaweedFS's servers, each with its gRPC port (+10000) free, and no port one of the others'
+    gRPC ports (SeaweedFS refuses to start then: "reserved for gRPC calculation")."""
+    ports: dict[str, int] = {}
+    taken: set[int] = set()
+    while len(ports) < len(names):
+        port = free_port(pair=True)
+        if port in taken or port + 10000 in taken:
+            continue
+        ports[names[len(ports)]] = port
+        taken.update((port, port + 10000))
+    return ports
+
+
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
     """A real S3-compatible store (SeaweedFS `weed mini`) on loopback, stopped after the session."""
@@ -78,11 +92,11 @@ def seaweedfs(tmp_path_factory):
     (root / "s3.json").write_text(json.dumps({"identities": [{
         "name": "test", "credentials": [{"accessKey": S3_ACCESS, "secretKey": S3_SECRET}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-    ports = {name: free_port(pair=True) for name in ("s3", "master", "volume", "filer")}
+    ports = _distinct_port_pairs(("s3", "master", "volume", "filer", "admin"))
     command = [weed, "mini", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={root / 's3.json'}",
                "-master.telemetry=false", "-admin.ui=false", "-webdav=false", f"-s3.port={ports['s3']}",
                f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-               f"-admin.port={free_port(pair=True)}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+               f"-admin.port={ports['admin']}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
     log = open(root / "weed.log", "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{ports['s3']}"

@@ -167,19 +167,22 @@ def load_finished(results: Path) -> set[str]:
     """Ids already in ``results.jsonl``. A line cut by a kill is dropped from the file (that row runs again)."""
     if not results.exists():
         return set()
-    good: list[str] = []
+    good: list[bytes] = []
     finished: set[str] = set()
-    with open(results, encoding="utf-8") as handle:
+    with open(results, "rb") as handle:  # bytes: a damaged line need not even be UTF-8
         for line in handle:
             try:
-                record = json.loads(line)
-                finished.add(record["id"])
-                good.append(line if line.endswith("\n") else line + "\n")
-            except (ValueError, KeyError):
+                record = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
                 continue
-    if sum(len(line) for line in good) != results.stat().st_size:
+            # a damaged line can still be JSON (null, a number, a record without a string id): not a result
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                continue
+            finished.add(record["id"])
+            good.append(line if line.endswith(b"\n") else line + b"\n")
+    if sum(len(line) for line in good) != results.stat().st_size:  # in bytes, so non-ASCII text is no damage
         tmp = results.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(good), encoding="utf-8")
+        tmp.write_bytes(b"".join(good))
         tmp.replace(results)
     return finished
 

@@ -83,6 +83,8 @@ def load_calibration(path: str | Path | None = None, *, model: str) -> Calibrati
         slope, midpoint = float(mapping["slope"]), float(mapping["midpoint"])
         if not slope > 0:
             raise ValueError("slope must be positive (Similarity falls as distance grows)")
+        if not (math.isfinite(slope) and math.isfinite(midpoint)):  # Infinity and NaN pass json.loads
+            raise ValueError("slope and midpoint must be finite numbers")
     except FileNotFoundError:
         raise InvalidParameterException(f"Calibration file not found: {path}.") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import sigv4
 from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, env_number
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -41,11 +44,16 @@ class ServerConfig:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> ServerConfig:
         environ = os.environ if environ is None else environ
+        try:  # a missing or malformed keys file stops the server with a message, not a traceback
+            access_keys = sigv4.load_keys(environ)
+            api_key_hashes = load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE"))
+        except ValueError as exc:
+            raise SystemExit(f"facecompare serve: {exc}.") from None
         config = cls(
             auth=environ.get("FACECOMPARE_AUTH", "on").lower() not in ("off", "none", "0", "false"),
-            access_keys=sigv4.load_keys(environ),
+            access_keys=access_keys,
             region=(environ.get("FACECOMPARE_REGION") or "").strip() or sigv4.DEFAULT_REGION,
-            api_key_hashes=load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE")),
+            api_key_hashes=api_key_hashes,
             max_body_bytes=env_number(environ, "FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024, int, minimum=1),
             request_timeout=env_number(environ, "FACECOMPARE_REQUEST_TIMEOUT", 60.0, float, minimum=0.1),
             concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
@@ -71,14 +79,26 @@ def hash_api_key(key: str) -> str:
 
 
 def load_api_key_hashes(path: str | None) -> set[str]:
-    """One SHA-256 hex digest per line (``name:digest`` also accepted); the keys themselves are never stored."""
+    """One SHA-256 hex digest per line (``name:digest`` also accepted); the keys themselves are never stored.
+
+    Raises ValueError for a file that cannot be read or a line that is not a digest (a key pasted instead of
+    its hash would otherwise be accepted and never match)."""
     if not path:
         return set()
+    where = f"FACECOMPARE_API_KEYS_FILE={path[:200]!r}"
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: cannot read it ({type(exc).__name__})") from None
     hashes = set()
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if line and not line.startswith("#"):
-            hashes.add(line.rsplit(":", 1)[-1].lower())
+            digest = line.rsplit(":", 1)[-1].strip().lower()
+            if not _SHA256_HEX.match(digest):
+                raise ValueError(f"{where} line {number}: expected 'name:sha256' as `facecompare api-key` prints "
+                                 "it (64 hexadecimal digits after the last ':'), not the key itself")
+            hashes.add(digest)
     return hashes
 
 

@@ -71,14 +71,28 @@ def load_keys(environ: dict[str, str] | None = None) -> dict[str, str]:
             keys[access] = secret
     path = environ.get("FACECOMPARE_AUTH_KEYS_FILE")
     if path:
-        text = Path(path).read_text()
+        where = f"FACECOMPARE_AUTH_KEYS_FILE={path[:200]!r}"
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where}: cannot read it ({type(exc).__name__})") from None
         if text.lstrip().startswith("{"):
-            keys.update({str(k): str(v) for k, v in json.loads(text).items()})
+            try:
+                loaded = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"{where}: not valid JSON ({str(exc)[:100]})") from None
+            if not isinstance(loaded, dict) or not all(isinstance(v, str) and v for v in loaded.values()):
+                raise ValueError(f"{where}: the JSON must be an object of access key -> secret strings")
+            keys.update({str(k): v for k, v in loaded.items()})
         else:
-            for line in text.splitlines():
+            for number, line in enumerate(text.splitlines(), start=1):
                 parts = line.split()
-                if len(parts) == 2 and not line.startswith("#"):
-                    keys[parts[0]] = parts[1]
+                if not parts or parts[0].startswith("#"):
+                    continue
+                if len(parts) != 2:  # a key silently skipped would surface only as clients' signature errors
+                    raise ValueError(f"{where} line {number}: expected 'ACCESS_KEY SECRET' (two fields), "
+                                     f"found {len(parts)}")
+                keys[parts[0]] = parts[1]
     return keys
 
 
