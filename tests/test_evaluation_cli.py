@@ -7,6 +7,9 @@ import io
 import json
 import shutil
 
+import numpy as np
+import pytest
+
 from facecompare.cli import main
 from facecompare.scoring import load_calibration
 
@@ -77,8 +80,22 @@ def test_calibrate_from_results_keeps_the_recognizer_name(tmp_path, capsys):
     out = tmp_path / "cal.json"
     assert main(["calibrate", str(results), "--from-results", str(results), "--out", str(out)]) == 0
     cal = load_calibration(out, model="sface-2021dec-int8bq")
-    assert 0.5 < cal.midpoint < 0.65 and cal.slope > 0
-    assert [row["similarity_threshold"] for row in cal.operating_points][:3] == [50, 70, 80]
+    # the fit is the (class-balanced) maximum-likelihood logistic curve: both score equations are zero there
+    genuine = np.array([0.30, 0.35, 0.42, 0.50, 0.58, 0.62])
+    impostor = np.array([0.55, 0.66, 0.72, 0.80, 0.90, 1.00])
+    d = np.concatenate([genuine, impostor])
+    y = np.repeat([1.0, 0.0], 6)
+    p = np.array([cal.similarity(x) / 100 for x in d])
+    assert abs(np.sum(y - p)) < 1e-6 and abs(np.sum((y - p) * d)) < 1e-6
+    # the genuine and impostor means are 0.4617 and 0.7717; the curve's midpoint lies between the overlap's ends
+    assert 0.55 < cal.midpoint < 0.62 and cal.similarity(0.30) > 90 and cal.similarity(1.00) < 2
+    # each operating point's rates are the counts of the 12 pairs on either side of its distance
+    assert [row["similarity_threshold"] for row in cal.operating_points] == [50, 70, 80, 90, 95, 99]
+    for row in cal.operating_points:
+        assert row["distance"] == pytest.approx(cal.distance_at(row["similarity_threshold"]), abs=1e-4)
+        assert row["fmr"] == pytest.approx(np.sum(impostor <= row["distance"]) / 6)
+        assert row["fnmr"] == pytest.approx(np.sum(genuine > row["distance"]) / 6)
+    assert cal.operating_points[0]["fmr"] == pytest.approx(1 / 6)  # at the midpoint only 0.55 is below
     # the file is bound to the model whose distances it was fitted on
     assert main(["compare", "a.jpg", "b.jpg", "--calibration", str(out), "--recognizer", "dlib"]) == 2
     assert "fitted for the recognizer sface-2021dec-int8bq" in capsys.readouterr().err
