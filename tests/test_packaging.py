@@ -4,6 +4,7 @@ environment without scripts/setup.sh, without the test tools and without dlib.""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import venv
@@ -50,16 +51,19 @@ def test_fresh_install_of_the_wheel_compares_the_examples(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    # a fresh environment: no PYTHONPATH (with PYTHONPATH=src, pip saw the checkout's src/facecompare.egg-info,
+    # which building the wheel writes, called facecompare already installed and installed no console script)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=env)
     installed = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('dlib') is None)"],
-                               capture_output=True, text=True, check=True)
+                               capture_output=True, text=True, check=True, env=env)
     assert installed.stdout.strip() == "True"  # the default install works without dlib
     result = subprocess.run([str(env_dir / "bin" / "facecompare"), "compare", str(ROOT / "examples" / "selfie.jpg"),
-                             str(ROOT / "examples" / "id_card.jpg")], capture_output=True, text=True, cwd=tmp_path)
+                             str(ROOT / "examples" / "id_card.jpg")], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "Decision:    MATCH" in result.stdout
     other = subprocess.run([str(env_dir / "bin" / "facecompare"), "compare",
                             str(ROOT / "examples" / "other_selfie.jpg"), str(ROOT / "examples" / "id_card.jpg")],
-                           capture_output=True, text=True, cwd=tmp_path)
+                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert other.returncode == 1 and "Decision:    NO_MATCH" in other.stdout
