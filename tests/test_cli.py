@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 from PIL import Image
 
 from facecompare.cli import main
+from facecompare.draw import BLUE, GREEN
 
 EXAMPLES = __import__("pathlib").Path(__file__).parent.parent / "examples"
 
@@ -19,7 +21,12 @@ def test_compare_match_exit_code_and_annotation(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0 and "Decision:    MATCH" in text
     with Image.open(out) as im:
-        assert im.format == "PNG" and im.width > im.height
+        # both panels 720 px high: the 800x1000 selfie 576 px wide, the 2400x1800 card 960, 16 px between
+        assert im.format == "PNG" and im.size == (576 + 16 + 960, 720)
+        pixels = np.asarray(im.convert("RGB"))
+    # the compared faces are boxed in green (MATCH), on both panels
+    green = np.all(pixels == GREEN, axis=2)
+    assert green[:, :576].sum() > 200 and green[:, 592:].sum() > 200
 
 
 def test_compare_no_match_json(capsys):
@@ -54,7 +61,16 @@ def test_detect_json_and_annotation(fixtures, tmp_path, capsys):
     out = tmp_path / "det.png"
     code = main(["detect", str(fixtures / "two_people.jpg"), "--json", "--annotate", str(out)])
     data = json.loads(capsys.readouterr().out)
-    assert code == 0 and len(data["FaceDetails"]) == 2 and out.is_file()
+    assert code == 0 and len(data["FaceDetails"]) == 2
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (800, 470)  # the 800x470 photo at its own size
+        blue = np.all(np.asarray(im.convert("RGB")) == BLUE, axis=2)
+    # each reported face has its blue box: the box's left edge is drawn at Left * width
+    for face in data["FaceDetails"]:
+        b = face["BoundingBox"]
+        x = round(b["Left"] * 800)
+        rows = slice(round((b["Top"] + 0.25 * b["Height"]) * 470), round((b["Top"] + 0.75 * b["Height"]) * 470))
+        assert blue[rows, max(0, x - 3):x + 4].any(axis=1).all(), face["BoundingBox"]
 
 
 def test_console_script_help():

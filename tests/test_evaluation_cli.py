@@ -7,6 +7,10 @@ import io
 import json
 import shutil
 
+import numpy as np
+import pytest
+from PIL import Image
+
 from facecompare.cli import main
 from facecompare.scoring import load_calibration
 
@@ -26,13 +30,22 @@ def test_synth_kyc_is_reproducible_and_evaluates(tmp_path, fixtures, capsys):
     args = ["synth-kyc", "--faces", str(faces), "--n", "6", "--seed", "3", "--workers", "1", "--no-progress",
             "--impostors-per-document", "2"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    assert main([*args, "--out", str(tmp_path / "b")]) == 0
-    for i in range(6):
-        name = f"images/{i:05d}_document.jpg"
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # reproducible: a pair is determined by (seed, index) alone, so a second run of the first 2 pairs renders
+    # the same bytes and rows as the first 2 of the 6 (a third of the rendering of a second full run)
+    second = [a if a != "6" else "2" for a in args]
+    assert main([*second, "--out", str(tmp_path / "b")]) == 0
+    for i in range(2):
+        for kind in ("selfie", "document"):
+            name = f"images/{i:05d}_{kind}.jpg"
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     text = (tmp_path / "a" / "pairs.csv").read_text()
-    assert text == (tmp_path / "b" / "pairs.csv").read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(csv.DictReader(open(tmp_path / "b" / "pairs.csv")))[:2] == rows[:2]
+    # and the impostor rows are the ones the seed gives for these rendered rows
+    from facecompare.synth import add_impostor_pairs
+
+    again = [{k: str(v) for k, v in row.items()} for row in add_impostor_pairs(rows[:6], 2, 3)]
+    assert again == rows[6:]
     assert list(rows[0])[:4] == ["pair_id", "selfie", "document", "same"] and "rotation" in rows[0]
     rendered, extra = rows[:6], rows[6:]
     # every document also meets two selfies of other people, reusing the rendered images
@@ -59,8 +72,21 @@ def test_synth_kyc_is_reproducible_and_evaluates(tmp_path, fixtures, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pairs"] == 18 and summary["images"] == 12 and "by_condition" in summary
     assert set(summary["by_condition"]["conditions"]) >= {"rotation", "size", "grayscale"}
-    for plot in ("roc.png", "det.png", "histogram.png"):
-        assert (out / plot).stat().st_size > 1000
+    # the plots are PNGs of their figure size (6 x 5 in, 7 x 4.5 in, at 110 dpi) with axes and labels (black)
+    # and their data drawn: the ROC line in matplotlib's first colour, the histogram's genuine and impostor bars
+    # (tab:green and tab:red at alpha 0.6 over white). (The DET curve draws only points where both error rates
+    # are above 0, which 18 pairs need not have.)
+    def has(pixels: np.ndarray, rgb: tuple[int, int, int]) -> int:
+        return int(np.all(np.abs(pixels.astype(int) - rgb) <= 3, axis=2).sum())
+
+    for plot, size, colours in (("roc.png", (660, 550), [(0, 0, 0), (31, 119, 180)]),
+                                ("det.png", (660, 550), [(0, 0, 0)]),
+                                ("histogram.png", (770, 495), [(0, 0, 0), (128, 198, 128), (230, 125, 126)])):
+        with Image.open(out / plot) as im:
+            assert im.format == "PNG" and im.size == size, plot
+            pixels = np.asarray(im.convert("RGB"))
+        for rgb in colours:
+            assert has(pixels, rgb) > 200, (plot, rgb)
     rows = (out / "pairs.csv").read_text().splitlines()
     assert len(rows) == 19 and rows[0].startswith("first,second,same,fold,model,distance")
     assert summary["model"] == "sface-2021dec-int8bq" and rows[1].split(",")[4] == "sface-2021dec-int8bq"
@@ -77,8 +103,22 @@ def test_calibrate_from_results_keeps_the_recognizer_name(tmp_path, capsys):
     out = tmp_path / "cal.json"
     assert main(["calibrate", str(results), "--from-results", str(results), "--out", str(out)]) == 0
     cal = load_calibration(out, model="sface-2021dec-int8bq")
-    assert 0.5 < cal.midpoint < 0.65 and cal.slope > 0
-    assert [row["similarity_threshold"] for row in cal.operating_points][:3] == [50, 70, 80]
+    # the fit is the (class-balanced) maximum-likelihood logistic curve: both score equations are zero there
+    genuine = np.array([0.30, 0.35, 0.42, 0.50, 0.58, 0.62])
+    impostor = np.array([0.55, 0.66, 0.72, 0.80, 0.90, 1.00])
+    d = np.concatenate([genuine, impostor])
+    y = np.repeat([1.0, 0.0], 6)
+    p = np.array([cal.similarity(x) / 100 for x in d])
+    assert abs(np.sum(y - p)) < 1e-6 and abs(np.sum((y - p) * d)) < 1e-6
+    # the genuine and impostor means are 0.4617 and 0.7717; the curve's midpoint lies between the overlap's ends
+    assert 0.55 < cal.midpoint < 0.62 and cal.similarity(0.30) > 90 and cal.similarity(1.00) < 2
+    # each operating point's rates are the counts of the 12 pairs on either side of its distance
+    assert [row["similarity_threshold"] for row in cal.operating_points] == [50, 70, 80, 90, 95, 99]
+    for row in cal.operating_points:
+        assert row["distance"] == pytest.approx(cal.distance_at(row["similarity_threshold"]), abs=1e-4)
+        assert row["fmr"] == pytest.approx(np.sum(impostor <= row["distance"]) / 6)
+        assert row["fnmr"] == pytest.approx(np.sum(genuine > row["distance"]) / 6)
+    assert cal.operating_points[0]["fmr"] == pytest.approx(1 / 6)  # at the midpoint only 0.55 is below
     # the file is bound to the model whose distances it was fitted on
     assert main(["compare", "a.jpg", "b.jpg", "--calibration", str(out), "--recognizer", "dlib"]) == 2
     assert "fitted for the recognizer sface-2021dec-int8bq" in capsys.readouterr().err

@@ -70,12 +70,19 @@ def test_tar_at_fmr_and_support():
 
 
 def test_kfold_accuracy_picks_threshold_on_other_folds():
+    """By hand. Fold 0 trains on 0.2g 0.8i 0.45g 0.5i: candidates 0.2-1e-6, 0.325, 0.475, 0.65, 0.8+1e-6, the
+    best is 0.475 (all four right); its test pairs 0.1g, 0.9i are both right. Fold 1 trains on 0.1g 0.9i 0.45g
+    0.5i: again 0.475, and 0.2g, 0.8i are right. Fold 2 trains on 0.1g 0.9i 0.2g 0.8i: the first best is 0.5
+    (midway between 0.2 and 0.8); its test impostor at 0.5 is <= 0.5, so called a match: accuracy 1/2.
+    A threshold fitted on all six pairs (test folds included) would be 0.475 everywhere with 100 % accuracy."""
     d = np.array([0.1, 0.9, 0.2, 0.8, 0.45, 0.5])
     same = np.array([1, 0, 1, 0, 1, 0])
     folds = np.array([0, 0, 1, 1, 2, 2])
     result = kfold_accuracy(d, same, folds)
-    assert result["folds"][0] == 1.0 and result["folds"][1] == 1.0
-    assert len(result["thresholds"]) == 3
+    assert result["folds"] == [1.0, 1.0, 0.5]
+    assert result["thresholds"] == [pytest.approx(0.475), pytest.approx(0.475), pytest.approx(0.5)]
+    assert result["mean"] == pytest.approx(2.5 / 3)
+    assert result["std"] == pytest.approx(np.sqrt(2) / 6)  # deviations 1/6, 1/6, -1/3: variance 1/18
 
 
 def test_calibration_round_trip_and_bad_files(tmp_path):

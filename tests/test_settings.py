@@ -28,11 +28,11 @@ def test_bad_settings_are_invalid_parameter(env):
 
 def test_tta_variants_agree_on_a_real_face(fixtures):
     """flip (the mean of the chip and its mirror image) moves the embedding a little and keeps people apart."""
-    embeddings = {}
+    embeddings, verifiers = {}, {}
     for tta in ("none", "flip"):
-        verifier = Verifier(Settings(tta=tta))
-        embeddings[tta] = verifier.analyze(fixtures / "Serena_Williams_0001.jpg", embed=1).faces[0].embedding
-    other = Verifier(Settings(tta="none")).analyze(fixtures / "Colin_Powell_0001.jpg", embed=1).faces[0].embedding
+        verifiers[tta] = Verifier(Settings(tta=tta))
+        embeddings[tta] = verifiers[tta].analyze(fixtures / "Serena_Williams_0001.jpg", embed=1).faces[0].embedding
+    other = verifiers["none"].analyze(fixtures / "Colin_Powell_0001.jpg", embed=1).faces[0].embedding
     assert 0.005 < distance(embeddings["none"], embeddings["flip"]) < 0.1  # cosine distance
     assert distance(embeddings["flip"], other) > 0.6 and distance(embeddings["none"], other) > 0.6
 
@@ -58,11 +58,12 @@ def test_chip_blur_is_applied_and_keeps_identity(fixtures):
         assert distance(serena, serena_2) < 0.4 and distance(serena, colin) > 0.6
 
 
-def test_defaults_that_depend_on_the_model():
+def test_defaults_that_depend_on_the_model(verifier):
     """-1 means the model's own default: the detection threshold (RetinaFace 0.8, YuNet 0.6) and the chip blur
-    (SFace 0, dlib 0.8 px), each chosen by measurement (see the README)."""
-    assert Verifier(Settings())._detection_threshold == 0.8
+    (SFace 0, dlib 0.8 px), each chosen by measurement (see the README). The default Verifier is the session's."""
+    assert verifier.settings == Settings()
+    assert verifier._detection_threshold == 0.8
     assert Verifier(Settings(detector="yunet"))._detection_threshold == 0.6
     assert Verifier(Settings(detector="yunet", detection_threshold=0.7))._detection_threshold == 0.7
-    assert Verifier(Settings()).recognizer.default_chip_blur == 0.0
+    assert verifier.recognizer.default_chip_blur == 0.0
     assert Verifier(Settings(recognizer="dlib")).recognizer.default_chip_blur == 0.8

@@ -444,11 +444,8 @@ def _reduced_rgb(im: Image.Image, reduction: int) -> Image.Image:
     """``_to_rgb(im).reduce(reduction)``, made band by band so that only one band is ever held as RGB.
 
     Bands are whole multiples of ``reduction`` rows, so each output row averages the same source pixels as a
-    reduction of the whole image would; 16-bit images are scaled by the whole image's maximum, as
-    :func:`_to_rgb` scales them."""
-    top = _top(im)
-    return _reduced_bands(lambda y0, y1: _to_rgb(im.crop((0, y0, im.width, y1)), top=top),
-                          im.width, im.height, reduction)
+    reduction of the whole image would (16-bit values map to 8 bits by a fixed scale, so bands agree)."""
+    return _reduced_bands(lambda y0, y1: _to_rgb(im.crop((0, y0, im.width, y1))), im.width, im.height, reduction)
 
 
 def _reduced_bands(band, width: int, height: int, reduction: int) -> Image.Image:
@@ -460,14 +457,10 @@ def _reduced_bands(band, width: int, height: int, reduction: int) -> Image.Image
     return out
 
 
+#: modes holding 16-bit samples (a 16-bit greyscale PNG opens as I;16; older Pillow opened it as I). Their full
+#: range 0-65535 maps to 0-255 (divided by 257, as libpng's 16-to-8 reduction does): a value's brightness does not
+#: depend on the rest of the image (a uniform 40000 is 156, not 255; a dark scan stays dark)
 _INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I")
-
-
-def _top(im: Image.Image) -> float | None:
-    """The value a 16- or 32-bit image's maximum is scaled to 255 from (None for other modes)."""
-    if im.mode not in _INTEGER_MODES:
-        return None
-    return float(im.getextrema()[1]) or 1.0
 
 
 def _check_dimensions(w: int, h: int, settings: Settings) -> None:
@@ -484,13 +477,12 @@ def _check_dimensions(w: int, h: int, settings: Settings) -> None:
         )
 
 
-def _to_rgb(im: Image.Image, top: float | None = None) -> Image.Image:
+def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
     if im.mode in _INTEGER_MODES:
         array = np.asarray(im, dtype=np.float64)
-        top = top or array.max() or 1.0
-        return Image.fromarray(np.clip(array * (255.0 / top), 0, 255).astype(np.uint8)).convert("RGB")
+        return Image.fromarray(np.rint(np.clip(array, 0, 65535) / 257.0).astype(np.uint8)).convert("RGB")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
