@@ -1,0 +1,152 @@
+"""Approximate nearest-neighbour search over one collection: an HNSW graph (usearch) behind the SearchIndex protocol.
+
+Chosen by measurement (benchmarks/bench_collections.py, README "Face collections"): on real SFace embeddings of
+LFW padded with synthetic faces, usearch gave the best recall@1 against exact search for its latency, ships
+manylinux wheels for every supported Python, supports removal (faiss' HNSW does not; hnswlib has no wheels), and
+can quantise the vectors it keeps (f16, i8).
+
+The vectors are kept **only in the graph**, in float32 (``dtype="f32"``): at 1M faces that is the 512 MB an exact
+matrix would take plus the graph, so an approximate index replaces the exact one rather than sitting beside it.
+The graph proposes candidates; their distances are then computed again, exactly, from the vectors it stores, so
+that a match's distance (and so its Similarity) is the one :class:`~facecompare.collections.index.ExactIndex`
+would give for the same face. With ``dtype="f16"`` or ``"i8"`` the vectors are stored quantised (a half or a
+quarter of the memory) and distances carry the quantisation error (about 1e-3 in cosine distance for f16); the
+default stays f32.
+
+Face ids are strings; the graph wants integer keys: each id gets the next integer, and an id added again
+(replaced) or removed gives its key up for good (usearch marks the node deleted).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+_METRICS = {"cosine": "cos", "euclidean": "l2sq"}
+
+
+class ApproximateIndex:
+    """A :class:`~facecompare.collections.index.SearchIndex` over an HNSW graph.
+
+    ``connectivity`` (HNSW's M), ``expansion_add`` (ef_construction) and ``ef_search`` trade memory and build time
+    for recall; the defaults come from the measurement in benchmarks/bench_collections.py (recall@1 >= 99 % of
+    exact at 1M faces). ``threads`` bounds the threads used to add a batch (0: all cores); a search uses one.
+    """
+
+    def __init__(self, metric: str, dimension: int, *, connectivity: int = 16, expansion_add: int = 128,
+                 ef_search: int = 64, dtype: str = "f32", threads: int = 0) -> None:
+        from usearch.index import Index
+
+        if metric not in _METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(_METRICS)}")
+        if dtype not in ("f32", "f16", "i8"):
+            raise ValueError(f"unknown dtype {dtype!r}; expected f32, f16 or i8")
+        self.metric = metric
+        self.dimension = int(dimension)
+        self.dtype = dtype
+        self.threads = int(threads)
+        self._index = Index(ndim=self.dimension, metric=_METRICS[metric], dtype=dtype, connectivity=connectivity,
+                            expansion_add=expansion_add, expansion_search=ef_search)
+        self._keys: dict[str, int] = {}  # face id -> key
+        self._ids: dict[int, str] = {}  # key -> face id
+        self._next = 0
+        self._id_bytes = 0  # the id strings themselves, for memory_bytes
+        self._lock = threading.RLock()
+
+    # -------------------------------------------------------------------------------------------- settings
+    @property
+    def ef_search(self) -> int:
+        return int(self._index.expansion_search)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._index.expansion_search = int(value)
+
+    # ---------------------------------------------------------------------------------------------- changes
+    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim == 1:
+            vectors = vectors.reshape(1, -1)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise ValueError(f"expected vectors of dimension {self.dimension}, got shape {vectors.shape}")
+        if self.metric == "cosine":
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def add(self, face_ids: Sequence[str], vectors: np.ndarray) -> None:
+        face_ids = list(face_ids)
+        vectors = self._prepare(vectors)
+        if len(face_ids) != len(vectors):
+            raise ValueError(f"{len(face_ids)} ids for {len(vectors)} vectors")
+        if not face_ids:
+            return
+        last: dict[str, int] = {}  # an id twice in one batch: the last row wins
+        for row, face_id in enumerate(face_ids):
+            last[face_id] = row
+        rows = np.fromiter(last.values(), dtype=np.int64, count=len(last))
+        with self._lock:
+            self._remove_locked(last)
+            keys = np.arange(self._next, self._next + len(rows), dtype=np.uint64)
+            self._next += len(rows)
+            self._index.add(keys, vectors[rows], threads=self.threads)
+            for key, face_id in zip(keys.tolist(), last, strict=True):
+                self._keys[face_id] = key
+                self._ids[key] = face_id
+                self._id_bytes += sys.getsizeof(face_id)
+
+    def remove(self, face_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._remove_locked(face_ids)
+
+    def _remove_locked(self, face_ids: Iterable[str]) -> None:
+        gone = []
+        for face_id in face_ids:
+            key = self._keys.pop(face_id, None)
+            if key is not None:
+                del self._ids[key]
+                self._id_bytes -= sys.getsizeof(face_id)
+                gone.append(key)
+        if gone:
+            self._index.remove(np.array(gone, dtype=np.uint64))
+
+    # ----------------------------------------------------------------------------------------------- search
+    def search(self, query: np.ndarray, k: int, max_distance: float = float("inf"),
+               exclude: str | None = None) -> list[tuple[str, float]]:
+        if k <= 0:
+            return []
+        q = self._prepare(query)[0]
+        with self._lock:
+            if not self._keys:
+                return []
+            count = min(len(self._keys), k + (1 if exclude is not None and exclude in self._keys else 0))
+            found = self._index.search(q, count, threads=1)
+            keys = [int(key) for key in np.asarray(found.keys).reshape(-1)]
+            keys = [key for key in keys if key in self._ids and self._ids[key] != exclude]
+            if not keys:
+                return []
+            stored = self._index.get(np.array(keys, dtype=np.uint64), dtype=np.float32)
+            ids = [self._ids[key] for key in keys]
+        stored = np.vstack(stored) if isinstance(stored, tuple) else np.asarray(stored).reshape(len(keys), -1)
+        stored = stored.astype(np.float32, copy=False)
+        if self.metric == "cosine":  # the exact distance, as ExactIndex computes it
+            distances = np.clip(1.0 - stored @ q, 0.0, 2.0)
+        else:  # from the difference: |x|^2 + |q|^2 - 2 x.q loses ~1e-3 near 0 in float32
+            diff = stored - q
+            distances = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        order = np.argsort(distances, kind="stable")
+        return [(ids[i], float(distances[i])) for i in order[:k] if distances[i] <= max_distance]
+
+    # ------------------------------------------------------------------------------------------------ sizes
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, face_id: object) -> bool:
+        return face_id in self._keys
+
+    def memory_bytes(self) -> int:
+        """The graph and its vectors (usearch's own count) plus the id maps and id strings."""
+        return int(self._index.memory_usage) + sys.getsizeof(self._keys) + sys.getsizeof(self._ids) \
+            + self._id_bytes + 32 * len(self._ids)  # the int keys held by the maps
