@@ -158,7 +158,7 @@ def target_for(operation: str, kind: str, rng: random.Random) -> str:
     if kind == "swap_operation":
         return "RekognitionService." + ("DetectFaces" if operation == "CompareFaces" else "CompareFaces")
     if kind == "wrong_target":
-        return rng.choice(["", "RekognitionService.", "RekognitionService.compareFaces", "RekognitionService.IndexFaces",
+        return rng.choice(["", "RekognitionService.", "RekognitionService.compareFaces", "RekognitionService.CreateUser",
                            "RekognitionService.CompareFaces.", "Rekognition.CompareFaces", "CompareFaces",
                            "RekognitionService." + "X" * 5000, "RekognitionService.%C3%A9", "S3.GetObject"])
     return "RekognitionService." + operation

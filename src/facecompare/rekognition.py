@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .faces import AnalyzedImage, Comparison, Face
 from .quality import QUALITY_FILTERS  # noqa: F401  (re-exported for the protocol layers)
+
+if TYPE_CHECKING:
+    from .collections.service import FaceMatch, IndexResult, SearchResult
+    from .collections.store import CollectionInfo, StoredFace
 
 ATTRIBUTES = ("DEFAULT", "ALL", "AGE_RANGE", "BEARD", "EMOTIONS", "EYE_DIRECTION", "EYEGLASSES", "EYES_OPEN",
               "GENDER", "MOUTH_OPEN", "MUSTACHE", "FACE_OCCLUDED", "SMILE", "SUNGLASSES")
@@ -45,3 +51,92 @@ def detect_faces_response(image: AnalyzedImage, attributes: tuple[str, ...] = ("
     emotion, eyewear, facial hair, eye or mouth state, occlusion or gaze, and the 30-point landmark set needs a
     landmark model whose licence allows commercial use, so those fields are omitted rather than invented."""
     return {"FaceDetails": [compared_face(face) for face in image.faces]}
+
+
+# -- collections ---------------------------------------------------------------------------------------------------
+# Choices (README, "Collections (1:N)"): FaceModelVersion is the recognizer's name (e.g. "sface-2021dec-int8bq");
+# Face.IndexFacesModelVersion is omitted (its pattern [0-9.]+ has no room for a name, and the model holds it
+# optional); OrientationCorrection is omitted (null for face models after 3.0); the account in an ARN is
+# 000000000000.
+
+ACCOUNT = "000000000000"
+
+
+def collection_arn(collection_id: str, region: str) -> str:
+    return f"arn:aws:rekognition:{region}:{ACCOUNT}:collection/{collection_id}"
+
+
+def stored_face(face: StoredFace) -> dict:
+    """A ``Face``: what the collection keeps of a face."""
+    width, height, left, top = face.bounding_box
+    out = {"FaceId": face.face_id,
+           "BoundingBox": {"Width": _r(width), "Height": _r(height), "Left": _r(left), "Top": _r(top)},
+           "ImageId": face.image_id}
+    if face.external_image_id is not None:
+        out["ExternalImageId"] = face.external_image_id
+    out["Confidence"] = _r(min(max(face.confidence, 0.0), 100.0), 4)
+    return out
+
+
+def create_collection_response(info: CollectionInfo, region: str) -> dict:
+    return {"StatusCode": 200, "CollectionArn": collection_arn(info.collection_id, region),
+            "FaceModelVersion": info.model}
+
+
+def delete_collection_response() -> dict:
+    return {"StatusCode": 200}
+
+
+def describe_collection_response(info: CollectionInfo, region: str) -> dict:
+    return {"FaceCount": info.face_count, "FaceModelVersion": info.model,
+            "CollectionARN": collection_arn(info.collection_id, region),
+            "CreationTimestamp": round(info.created_at, 3), "UserCount": 0}
+
+
+def list_collections_response(infos: list[CollectionInfo], next_token: str | None) -> dict:
+    out = {"CollectionIds": [i.collection_id for i in infos], "FaceModelVersions": [i.model for i in infos]}
+    if next_token:
+        out["NextToken"] = next_token
+    return out
+
+
+def index_faces_response(result: IndexResult, model: str) -> dict:
+    """IndexFaces. ``FaceDetail`` has the default fields whatever DetectionAttributes asks (see
+    :func:`detect_faces_response`)."""
+    return {"FaceRecords": [{"Face": stored_face(r.stored), "FaceDetail": compared_face(r.face)}
+                            for r in result.records],
+            "FaceModelVersion": model,
+            "UnindexedFaces": [{"Reasons": list(u.reasons), "FaceDetail": compared_face(u.face)}
+                               for u in result.unindexed]}
+
+
+def list_faces_response(faces: list[StoredFace], next_token: str | None, model: str) -> dict:
+    out = {"Faces": [stored_face(f) for f in faces], "FaceModelVersion": model}
+    if next_token:
+        out["NextToken"] = next_token
+    return out
+
+
+def delete_faces_response(deleted: list[str], not_found: list[str]) -> dict:
+    """DeleteFaces. ``DeletedFaces`` has a model minimum of 1, so it is omitted when nothing was deleted; unknown
+    ids are reported as FACE_NOT_FOUND (the enum's reason for them)."""
+    out: dict = {}
+    if deleted:
+        out["DeletedFaces"] = list(deleted)
+    out["UnsuccessfulFaceDeletions"] = [{"FaceId": f, "Reasons": ["FACE_NOT_FOUND"]} for f in not_found]
+    return out
+
+
+def face_matches(matches: list[FaceMatch]) -> list[dict]:
+    return [{"Similarity": _r(min(max(m.similarity, 0.0), 100.0), 4), "Face": stored_face(m.face)}
+            for m in matches]
+
+
+def search_faces_response(face_id: str, matches: list[FaceMatch], model: str) -> dict:
+    return {"SearchedFaceId": face_id, "FaceMatches": face_matches(matches), "FaceModelVersion": model}
+
+
+def search_faces_by_image_response(result: SearchResult, model: str) -> dict:
+    return {"SearchedFaceBoundingBox": bounding_box(result.searched_face),
+            "SearchedFaceConfidence": _r(result.searched_face.confidence, 4),
+            "FaceMatches": face_matches(result.matches), "FaceModelVersion": model}

@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
         json_log(event="ready", auth=config.auth)
         yield
         json_log(event="shutdown")
+        pipeline.close()
 
     # FastAPI for the REST API, the probes and the document; the AWS protocol is a plain route beside them,
     # outside the document (its clients are boto3's models)

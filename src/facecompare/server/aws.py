@@ -1,5 +1,5 @@
-"""AWS JSON 1.1 protocol for Rekognition's CompareFaces and DetectFaces: request validation (what boto3 does
-not check: enums, ranges, sizes, patterns), image resolution (bytes or S3Object) and the response shapes."""
+"""AWS JSON 1.1 protocol for Rekognition's CompareFaces, DetectFaces and the collection operations: request
+validation (what boto3 does not check: enums, ranges, sizes, patterns) and image resolution (bytes or S3Object)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,24 @@ import base64
 import binascii
 import re
 
+from ..collections.service import (
+    MAX_MATCHES,
+    MAX_PAGE_SIZE,
+    check_collection_id,
+    check_external_image_id,
+    check_face_id,
+    check_face_ids,
+    check_int,
+    check_tags,
+)
 from ..engine import check_attributes, check_quality_filter, check_threshold
 from ..errors import FaceCompareError, InvalidParameterException, quote_input
 
 TARGET_PREFIX = "RekognitionService."
-OPERATIONS = ("CompareFaces", "DetectFaces")
-KNOWN_UNSUPPORTED = ("CreateCollection", "DeleteCollection", "ListCollections", "DescribeCollection", "IndexFaces",
-                     "SearchFacesByImage", "SearchFaces", "ListFaces", "DeleteFaces")
+COLLECTION_OPERATIONS = ("CreateCollection", "DeleteCollection", "ListCollections", "DescribeCollection",
+                         "IndexFaces", "ListFaces", "DeleteFaces", "SearchFaces", "SearchFacesByImage")
+OPERATIONS = ("CompareFaces", "DetectFaces", *COLLECTION_OPERATIONS)
+KNOWN_UNSUPPORTED: tuple[str, ...] = ()
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 _BUCKET = re.compile(r"^[0-9A-Za-z.\-_]{3,255}$")
 
@@ -37,7 +48,7 @@ def operation_from_target(target: str | None) -> str:
         return op
     if op in KNOWN_UNSUPPORTED:
         raise ProtocolError("UnknownOperationException",
-                            f"{op} is not implemented by facecompare; it serves CompareFaces and DetectFaces.")
+                            f"{op} is not implemented by facecompare; it serves {', '.join(OPERATIONS)}.")
     raise ProtocolError("UnknownOperationException", f"Unknown operation {quote_input(op)}.")
 
 
@@ -105,3 +116,86 @@ def parse_detect(body: dict) -> dict:
     check_members(body, {"Image", "Attributes"}, {"Image"}, "DetectFacesRequest")
     return {"image": image_source(body["Image"], "Image"),
             "attributes": check_attributes(body.get("Attributes", ["DEFAULT"]))}
+
+
+# -- collections ----------------------------------------------------------------------------------------------------
+
+_USER_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
+
+
+def _optional(body: dict, name: str, check, *args):
+    return check(body[name], name, *args) if name in body else None
+
+
+def _token(body: dict) -> str | None:
+    token = body.get("NextToken")
+    if token is not None and not isinstance(token, str):
+        raise InvalidParameterException(f"Request has invalid parameters: NextToken must be a string (got "
+                                        f"{quote_input(token)}).")
+    return token
+
+
+def parse_create_collection(body: dict) -> dict:
+    check_members(body, {"CollectionId", "Tags"}, {"CollectionId"}, "CreateCollectionRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"]), "tags": check_tags(body.get("Tags"))}
+
+
+def parse_delete_collection(body: dict) -> dict:
+    check_members(body, {"CollectionId"}, {"CollectionId"}, "DeleteCollectionRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"])}
+
+
+def parse_describe_collection(body: dict) -> dict:
+    check_members(body, {"CollectionId"}, {"CollectionId"}, "DescribeCollectionRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"])}
+
+
+def parse_list_collections(body: dict) -> dict:
+    check_members(body, {"NextToken", "MaxResults"}, set(), "ListCollectionsRequest")
+    return {"next_token": _token(body), "max_results": _optional(body, "MaxResults", check_int, 0, MAX_PAGE_SIZE)}
+
+
+def parse_index_faces(body: dict) -> dict:
+    check_members(body, {"CollectionId", "Image", "ExternalImageId", "DetectionAttributes", "MaxFaces",
+                         "QualityFilter"}, {"CollectionId", "Image"}, "IndexFacesRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"]),
+            "image": image_source(body["Image"], "Image"),
+            "external_image_id": check_external_image_id(body.get("ExternalImageId")),
+            "attributes": check_attributes(body.get("DetectionAttributes", ["DEFAULT"])),
+            "max_faces": _optional(body, "MaxFaces", check_int, 1, None),
+            "quality_filter": check_quality_filter(body.get("QualityFilter", "AUTO"))}
+
+
+def parse_list_faces(body: dict) -> dict:
+    check_members(body, {"CollectionId", "NextToken", "MaxResults", "UserId", "FaceIds"}, {"CollectionId"},
+                  "ListFacesRequest")
+    user_id = body.get("UserId")
+    if user_id is not None and (not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id)):
+        raise InvalidParameterException(f"Request has invalid parameters: UserId {quote_input(user_id)} is not "
+                                        "1-128 characters of a-z, A-Z, 0-9, '_', '.', '-' and ':'.")
+    return {"collection_id": check_collection_id(body["CollectionId"]), "next_token": _token(body),
+            "max_results": _optional(body, "MaxResults", check_int, 0, MAX_PAGE_SIZE), "user_id": user_id,
+            "face_ids": check_face_ids(body["FaceIds"]) if "FaceIds" in body else None}
+
+
+def parse_delete_faces(body: dict) -> dict:
+    check_members(body, {"CollectionId", "FaceIds"}, {"CollectionId", "FaceIds"}, "DeleteFacesRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"]), "face_ids": check_face_ids(body["FaceIds"])}
+
+
+def parse_search_faces(body: dict) -> dict:
+    check_members(body, {"CollectionId", "FaceId", "MaxFaces", "FaceMatchThreshold"}, {"CollectionId", "FaceId"},
+                  "SearchFacesRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"]), "face_id": check_face_id(body["FaceId"]),
+            "max_faces": _optional(body, "MaxFaces", check_int, 1, MAX_MATCHES),
+            "threshold": check_threshold(body.get("FaceMatchThreshold", 80.0), "FaceMatchThreshold")}
+
+
+def parse_search_faces_by_image(body: dict) -> dict:
+    check_members(body, {"CollectionId", "Image", "MaxFaces", "FaceMatchThreshold", "QualityFilter"},
+                  {"CollectionId", "Image"}, "SearchFacesByImageRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"]),
+            "image": image_source(body["Image"], "Image"),
+            "max_faces": _optional(body, "MaxFaces", check_int, 1, MAX_MATCHES),
+            "threshold": check_threshold(body.get("FaceMatchThreshold", 80.0), "FaceMatchThreshold"),
+            "quality_filter": check_quality_filter(body.get("QualityFilter", "NONE"))}

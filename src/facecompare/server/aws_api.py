@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import rekognition as shapes
 from ..engine import MAX_FACES
 from ..errors import FaceCompareError
 from ..rekognition import compare_faces_response, detect_faces_response
@@ -45,10 +46,84 @@ def detect_faces(pipeline: Pipeline, params: dict) -> dict:
     return detect_faces_response(pipeline.verifier.analyze(image, embed=0, max_faces=MAX_FACES), params["attributes"])
 
 
+# collections: the store's calls run on the engine queue too (they are short, and one queue keeps the limits,
+# metrics and log lines of every operation in one place)
+
+def create_collection(pipeline: Pipeline, params: dict) -> dict:
+    info = pipeline.collections.create_collection(params["collection_id"], params["tags"])
+    return shapes.create_collection_response(info, pipeline.config.region)
+
+
+def delete_collection(pipeline: Pipeline, params: dict) -> dict:
+    pipeline.collections.delete_collection(params["collection_id"])
+    return shapes.delete_collection_response()
+
+
+def describe_collection(pipeline: Pipeline, params: dict) -> dict:
+    info = pipeline.collections.describe_collection(params["collection_id"])
+    return shapes.describe_collection_response(info, pipeline.config.region)
+
+
+def list_collections(pipeline: Pipeline, params: dict) -> dict:
+    infos, token = pipeline.collections.list_collections(params["next_token"], params["max_results"])
+    return shapes.list_collections_response(infos, token)
+
+
+def index_faces(pipeline: Pipeline, params: dict) -> dict:
+    collections = pipeline.collections
+    collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
+    result = collections.index_faces(params["collection_id"], pipeline.image_bytes(params["image"]),
+                                     external_image_id=params["external_image_id"], max_faces=params["max_faces"],
+                                     quality_filter=params["quality_filter"])
+    return shapes.index_faces_response(result, collections.model_version)
+
+
+def list_faces(pipeline: Pipeline, params: dict) -> dict:
+    collections = pipeline.collections
+    info = collections.describe_collection(params["collection_id"])
+    if params["user_id"] is not None:  # no face is associated to a user here (users are not implemented)
+        collections.list_faces(params["collection_id"], params["next_token"], params["max_results"],
+                               params["face_ids"])  # the token and filters are still checked
+        return shapes.list_faces_response([], None, info.model)
+    faces, token = collections.list_faces(params["collection_id"], params["next_token"], params["max_results"],
+                                          params["face_ids"])
+    return shapes.list_faces_response(faces, token, info.model)
+
+
+def delete_faces(pipeline: Pipeline, params: dict) -> dict:
+    deleted, not_found = pipeline.collections.delete_faces(params["collection_id"], params["face_ids"])
+    return shapes.delete_faces_response(deleted, not_found)
+
+
+def search_faces(pipeline: Pipeline, params: dict) -> dict:
+    collections = pipeline.collections
+    matches = collections.search_faces(params["collection_id"], params["face_id"], max_faces=params["max_faces"],
+                                       threshold=params["threshold"])
+    return shapes.search_faces_response(params["face_id"], matches, collections.model_version)
+
+
+def search_faces_by_image(pipeline: Pipeline, params: dict) -> dict:
+    collections = pipeline.collections
+    collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
+    result = collections.search_faces_by_image(params["collection_id"], pipeline.load_image(params["image"]),
+                                               max_faces=params["max_faces"], threshold=params["threshold"],
+                                               quality_filter=params["quality_filter"])
+    return shapes.search_faces_by_image_response(result, collections.model_version)
+
+
 # operation -> (its parameters from the request body, its handler)
 OPERATIONS: dict[str, tuple[Callable[[dict], dict], Callable[[Pipeline, dict], dict]]] = {
     "CompareFaces": (aws.parse_compare, compare_faces),
     "DetectFaces": (aws.parse_detect, detect_faces),
+    "CreateCollection": (aws.parse_create_collection, create_collection),
+    "DeleteCollection": (aws.parse_delete_collection, delete_collection),
+    "DescribeCollection": (aws.parse_describe_collection, describe_collection),
+    "ListCollections": (aws.parse_list_collections, list_collections),
+    "IndexFaces": (aws.parse_index_faces, index_faces),
+    "ListFaces": (aws.parse_list_faces, list_faces),
+    "DeleteFaces": (aws.parse_delete_faces, delete_faces),
+    "SearchFaces": (aws.parse_search_faces, search_faces),
+    "SearchFacesByImage": (aws.parse_search_faces_by_image, search_faces_by_image),
 }
 assert set(OPERATIONS) == set(aws.OPERATIONS)
 

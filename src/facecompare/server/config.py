@@ -27,6 +27,12 @@ class ServerConfig:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # a request's headers must be in within this time
     keepalive_timeout: float = 5.0  # an idle keep-alive connection is closed after this time
     warm: bool = True
+    #: where face collections live (FACECOMPARE_COLLECTIONS): ``sqlite:///path.db`` (relative to the working
+    #: directory; four slashes for an absolute path) or ``postgresql://...``; opened on the first collection call
+    collections_url: str = "sqlite:///facecompare-collections.db"
+    #: faces per collection at most (FACECOMPARE_COLLECTION_MAX_FACES); IndexFaces beyond it is
+    #: ServiceQuotaExceededException
+    collection_max_faces: int = 20_000_000
 
     @property
     def queue_limit(self) -> int:
@@ -50,6 +56,9 @@ class ServerConfig:
             header_timeout=env_number(environ, "FACECOMPARE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float,
                                       minimum=0.1),
             keepalive_timeout=env_number(environ, "FACECOMPARE_KEEPALIVE_TIMEOUT", 5.0, float, minimum=0.1),
+            collections_url=(environ.get("FACECOMPARE_COLLECTIONS") or "").strip()
+            or "sqlite:///facecompare-collections.db",
+            collection_max_faces=env_number(environ, "FACECOMPARE_COLLECTION_MAX_FACES", 20_000_000, int, minimum=1),
         )
         for k, v in overrides.items():
             if v is not None:

@@ -127,10 +127,32 @@ class Pipeline:
     metrics: Metrics = field(default_factory=Metrics)
     ready: threading.Event = field(default_factory=threading.Event)
     engine: EngineQueue = field(init=False)
+    _collections: Any = field(init=False, default=None, repr=False)
+    _collections_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.engine = EngineQueue(self.config.concurrency, self.config.queue_limit)
         self.metrics.watch_engine(self.engine)
+
+    @property
+    def collections(self):
+        """The face collections (:class:`facecompare.collections.service.Collections`) over the store of
+        ``config.collections_url``, opened on first use (a service that never touches a collection never opens or
+        creates the database)."""
+        if self._collections is None:
+            with self._collections_lock:
+                if self._collections is None:
+                    from ..collections import open_store
+                    from ..collections.service import Collections
+
+                    self._collections = Collections(self.verifier, open_store(self.config.collections_url),
+                                                    max_faces_per_collection=self.config.collection_max_faces)
+        return self._collections
+
+    def close(self) -> None:
+        """Release the collection store's connections (at shutdown)."""
+        if self._collections is not None:
+            self._collections.store.close()
 
     # -- limits ----------------------------------------------------------------------------------------------
 
@@ -176,6 +198,14 @@ class Pipeline:
         except TimeoutError:
             raise InternalServerError(f"Internal server error: the request took longer than "
                                       f"{self.config.request_timeout:g} s.") from None
+
+    def image_bytes(self, source: tuple[str, object]) -> bytes:
+        """The encoded bytes of a parsed source (IndexFaces hashes them for its idempotent ids)."""
+        kind, value = source
+        if kind == "bytes":
+            return value
+        bucket, key, version = value
+        return self.s3.read(bucket, key, version)
 
     def load_image(self, source: tuple[str, object]):
         """An image from a parsed source: ``('bytes', data)`` or ``('s3', (bucket, key, version))``."""

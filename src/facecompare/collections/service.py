@@ -1,0 +1,623 @@
+"""Collections (1:N search): Rekognition's collection operations on the dataclasses, over a store and a search index.
+
+One :class:`Collections` object serves every surface (the AWS endpoint, the REST API, the CLI, ``dedupe``). It
+never sees HTTP; the Rekognition response dictionaries are built from its results by
+:mod:`facecompare.collections.responses`.
+
+Choices where Rekognition's documentation is silent or where this engine differs (README, "Collections (1:N)"):
+
+* A collection is bound to the recognizer that created it (its name is the FaceModelVersion, with its metric and
+  dimension); indexing into or searching a collection with another recognizer is InvalidParameterException.
+* IndexFaces' ids are deterministic (uuid5), which is what makes a retried IndexFaces store nothing new: ImageId
+  from (image SHA-256, ExternalImageId), FaceId from (image SHA-256, ExternalImageId, model, the face's box).
+  The same image indexed into two collections gets the same ids there, as Rekognition documents.
+* With more faces than MaxFaces, the faces that pass the strictest QualityFilter level go first, then the
+  largest; the others are UnindexedFaces with EXCEEDS_MAX_FACES. FaceRecords are largest first.
+* Page size: :data:`DEFAULT_PAGE_SIZE` (1000) when MaxResults is omitted or 0 (0 would otherwise be a page
+  that never moves). Search: :data:`DEFAULT_MAX_MATCHES` (4096, the model's maximum) when MaxFaces is omitted:
+  the threshold, not the count, is what bounds a search.
+* Pagination tokens are ``v1:<kind>:<mac>:<position>``: the last id of the page (a collection id longer than
+  fits is cut and followed by a hash of the whole id) and an HMAC over the kind, the collection and the
+  position, keyed by the store's URL. The key is not a secret (so that replicas sharing a store accept each
+  other's tokens): the MAC catches tokens that were edited, cut, or carried to another collection; a forged
+  token could only list from a position the caller could reach anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import threading
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from ..engine import MAX_FACES, Verifier, check_quality_filter, check_threshold
+from ..errors import (
+    InvalidPaginationTokenException,
+    InvalidParameterException,
+    ResourceNotFoundException,
+    ServiceQuotaExceededException,
+    quote_input,
+)
+from ..faces import Face
+from ..images import DecodedImage, decode_bytes, read_source_bytes
+from ..quality import QUALITY_BARS
+from ..settings import Settings
+from .index import ExactIndex, SearchIndex
+from .store import Changes, CollectionInfo, CollectionStore, StoredFace
+
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 4096
+DEFAULT_MAX_MATCHES = 4096
+MAX_MATCHES = 4096
+MAX_FACE_IDS = 4096  # DeleteFaces / ListFaces FaceIds
+DEFAULT_MAX_FACES_PER_COLLECTION = 20_000_000  # Rekognition's documented maximum
+TOKEN_MAX = 255
+
+COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+EXTERNAL_IMAGE_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
+FACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+REASONS = ("EXCEEDS_MAX_FACES", "EXTREME_POSE", "LOW_BRIGHTNESS", "LOW_SHARPNESS", "LOW_CONFIDENCE",
+           "SMALL_BOUNDING_BOX", "LOW_FACE_QUALITY")
+_TAG_EXTRA = set("_.:/=+-@")
+#: the namespace of facecompare's deterministic ids (uuid5)
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/facecompare/collections")
+
+#: at most this often (seconds), a collection call also brings every index this process holds up to date and
+#: drops those of deleted collections, so that faces another process deleted leave this one's memory too
+SWEEP_SECONDS = 30.0
+
+IndexFactory = Callable[[str, int, int], SearchIndex]  # (metric, dimension, faces it will hold) -> an empty index
+
+
+@dataclass(frozen=True)
+class IndexedFace:
+    stored: StoredFace
+    face: Face
+
+
+@dataclass(frozen=True)
+class UnindexedFace:
+    face: Face
+    reasons: list[str]
+
+
+@dataclass
+class IndexResult:
+    records: list[IndexedFace]  # largest first
+    unindexed: list[UnindexedFace]
+    image_width: int
+    image_height: int
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    face: StoredFace
+    similarity: float
+
+
+@dataclass
+class SearchResult:
+    searched_face: Face
+    matches: list[FaceMatch] = field(default_factory=list)
+
+
+# -- validation shared by every surface ----------------------------------------------------------------------------
+
+def check_collection_id(value: object, name: str = "CollectionId") -> str:
+    if not isinstance(value, str) or not COLLECTION_ID.fullmatch(value):
+        raise InvalidParameterException(
+            f"Request has invalid parameters: {name} must be 1-255 characters of a-z, A-Z, 0-9, '_', '.' and '-' "
+            f"(got {quote_input(value)})."
+        )
+    return value
+
+
+def check_external_image_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not EXTERNAL_IMAGE_ID.fullmatch(value):
+        raise InvalidParameterException(
+            "Request has invalid parameters: ExternalImageId must be 1-255 characters of a-z, A-Z, 0-9, '_', '.', "
+            f"'-' and ':' (got {quote_input(value)})."
+        )
+    return value
+
+
+def check_face_id(value: object, name: str = "FaceId") -> str:
+    if not isinstance(value, str) or not FACE_ID.fullmatch(value):
+        raise InvalidParameterException(
+            f"Request has invalid parameters: {name} must be a lower-case UUID (got {quote_input(value)})."
+        )
+    return value
+
+
+def check_face_ids(values: object, name: str = "FaceIds") -> list[str]:
+    if isinstance(values, str) or not isinstance(values, (list, tuple)) or not 1 <= len(values) <= MAX_FACE_IDS:
+        raise InvalidParameterException(
+            f"Request has invalid parameters: {name} must be a list of 1 to {MAX_FACE_IDS} face ids."
+        )
+    return [check_face_id(v, name) for v in values]
+
+
+def check_int(value: object, name: str, low: int, high: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        upper = f" to {high}" if high is not None else " or more"
+        raise InvalidParameterException(
+            f"Request has invalid parameters: {name} must be an integer from {low}{upper} (got {quote_input(value)})."
+        )
+    return value
+
+
+def _tag_text_ok(text: str) -> bool:
+    return all(c.isalnum() or c in _TAG_EXTRA or unicodedata.category(c).startswith(("L", "N", "Z")) for c in text)
+
+
+def check_tags(tags: object) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict) or len(tags) > 200:
+        raise InvalidParameterException("Request has invalid parameters: Tags must be a map of at most 200 entries.")
+    for key, value in tags.items():
+        if (not isinstance(key, str) or not 1 <= len(key) <= 128 or key.startswith("aws:")
+                or not _tag_text_ok(key)):
+            raise InvalidParameterException(
+                f"Request has invalid parameters: tag key {quote_input(key)} must be 1-128 letters, digits, spaces "
+                "or _.:/=+-@ and must not start with 'aws:'."
+            )
+        if not isinstance(value, str) or len(value) > 256 or not _tag_text_ok(value):
+            raise InvalidParameterException(
+                f"Request has invalid parameters: the value of tag {quote_input(key)} must be 0-256 letters, "
+                "digits, spaces or _.:/=+-@."
+            )
+    return dict(tags)
+
+
+def quality_reasons(level: str, face: Face, min_face_px: float) -> list[str]:
+    """Why a face fails QualityFilter ``level`` (empty when it passes), in Rekognition's Reason enum. The bars
+    are the engine's (:data:`facecompare.quality.QUALITY_BARS`, the ones CompareFaces uses); a face narrower than
+    the engine's minimum face size (``Settings.min_face_px``) is SMALL_BOUNDING_BOX at every level but NONE."""
+    if level == "NONE":
+        return []
+    from ..engine import _passes
+
+    min_conf, min_px, min_sharp, (lo, hi), max_yaw, max_pitch = QUALITY_BARS[level]
+    reasons = []
+    if face.confidence < min_conf:
+        reasons.append("LOW_CONFIDENCE")
+    if face.width_px < max(min_px, min_face_px):
+        reasons.append("SMALL_BOUNDING_BOX")
+    if abs(face.pose.yaw) > max_yaw or abs(face.pose.pitch) > max_pitch:
+        reasons.append("EXTREME_POSE")
+    if face.quality.sharpness < min_sharp:
+        reasons.append("LOW_SHARPNESS")
+    if not lo <= face.quality.brightness <= hi:
+        reasons.append("LOW_BRIGHTNESS")
+    if not reasons and not _passes(level, face):  # the engine's filter has a bar the list above does not name
+        reasons.append("LOW_FACE_QUALITY")
+    return reasons
+
+
+def _strictest_level_passed(face: Face) -> int:
+    from ..engine import _passes
+
+    return next((rank for rank, level in ((3, "HIGH"), (2, "MEDIUM"), (1, "LOW")) if _passes(level, face)), 0)
+
+
+def image_digest(image: object, settings: Settings) -> tuple[str, object]:
+    """(SHA-256 hex of the image's bytes, the image to analyse). Bytes are hashed as given; a file or stream is
+    read once, within the file size limit and with the loader's errors, hashed and decoded from those bytes; a
+    decoded image by its encoded bytes when it kept them, else by its pixels; a PIL image or an array by its
+    pixels and shape."""
+    h = hashlib.sha256()
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        h.update(image)
+        return h.hexdigest(), image
+    if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
+        data = read_source_bytes(image, settings)
+        h.update(data)
+        return h.hexdigest(), decode_bytes(data, settings)
+    if isinstance(image, DecodedImage):
+        encoded = getattr(image, "_encoded", None)  # the JPEG bytes it decodes from, when it has them
+        if encoded is not None:
+            h.update(encoded)
+            return h.hexdigest(), image
+        pil = getattr(image, "_pil", None)
+        if pil is not None:
+            h.update(f"{pil.mode}{pil.size}".encode())
+            h.update(pil.tobytes())
+            return h.hexdigest(), image
+    if isinstance(image, Image.Image):
+        h.update(f"{image.mode}{image.size}".encode())
+        h.update(image.tobytes())
+        return h.hexdigest(), image
+    if isinstance(image, np.ndarray):
+        h.update(f"{image.dtype}{image.shape}".encode())
+        h.update(np.ascontiguousarray(image).tobytes())
+        return h.hexdigest(), image
+    raise InvalidParameterException(f"Cannot index an image of type {type(image).__name__}.")
+
+
+def default_index_factory(approximate_above: int) -> IndexFactory:
+    """Exact below ``approximate_above`` faces; above it the approximate index (:mod:`.ann`) when it is
+    installed, else exact."""
+
+    def make(metric: str, dimension: int, size: int) -> SearchIndex:
+        if size > approximate_above:
+            try:
+                from .ann import ApproximateIndex  # type: ignore[import-not-found]
+            except ImportError:
+                pass
+            else:
+                return ApproximateIndex(metric, dimension)
+        return ExactIndex(metric, dimension, capacity=max(1024, size))
+
+    return make
+
+
+class _Entry:
+    """One collection's index in this process and how far it has caught up with the store."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.index: SearchIndex | None = None
+        self.generation: str | None = None
+        self.seq = 0
+        self.large = False  # built for a collection over approximate_above (the factory chose for that size)
+
+
+class Collections:
+    """The collection operations (see the module docstring). Thread-safe; one per process is enough."""
+
+    def __init__(self, verifier: Verifier, store: CollectionStore, *, approximate_above: int = 50_000,
+                 index_factory: IndexFactory | None = None,
+                 max_faces_per_collection: int = DEFAULT_MAX_FACES_PER_COLLECTION) -> None:
+        self.verifier = verifier
+        self.store = store
+        self.approximate_above = approximate_above
+        self.index_factory = index_factory or default_index_factory(approximate_above)
+        self.max_faces_per_collection = max_faces_per_collection
+        self._indexes: dict[str, _Entry] = {}
+        self._indexes_lock = threading.Lock()
+        self._swept = time.monotonic()
+        self._token_key = hashlib.sha256(b"facecompare-pagination\0" + store.url.encode()).digest()
+
+    @property
+    def model_version(self) -> str:
+        return self.verifier.recognizer.name
+
+    # -- collections ----------------------------------------------------------------------------------------------
+
+    def create_collection(self, collection_id: str, tags: dict | None = None) -> CollectionInfo:
+        check_collection_id(collection_id)
+        tags = check_tags(tags)
+        recognizer = self.verifier.recognizer
+        if not recognizer.dimension:  # an ONNX recognizer knows its dimension once loaded
+            recognizer.load()
+        return self.store.create_collection(collection_id, recognizer.name, recognizer.metric, recognizer.dimension,
+                                            tags)
+
+    def delete_collection(self, collection_id: str) -> None:
+        self.store.delete_collection(check_collection_id(collection_id))
+        with self._indexes_lock:
+            entry = self._indexes.pop(collection_id, None)
+        if entry is not None:
+            with entry.lock:
+                entry.index = None  # its vectors go with it
+
+    def describe_collection(self, collection_id: str) -> CollectionInfo:
+        self.sweep()
+        return self.store.describe_collection(check_collection_id(collection_id))
+
+    def list_collections(self, next_token: str | None = None,
+                         max_results: int | None = None) -> tuple[list[CollectionInfo], str | None]:
+        self.sweep()
+        limit = self._page_size(max_results)
+        after = skip_through = None
+        if next_token is not None:
+            after, skip_through = self._collection_position(self._read_token(next_token, "c", ""))
+        found: list[CollectionInfo] = []
+        while len(found) < limit + 1:
+            batch = self.store.list_collections(after, limit + 1 - len(found) + (1 if skip_through else 0))
+            if not batch:
+                break
+            after = batch[-1].collection_id
+            for info in batch:
+                if skip_through is not None:  # a long id's page ended inside the ids sharing its cut prefix
+                    if self._hash(info.collection_id) == skip_through:
+                        skip_through = None
+                    continue
+                found.append(info)
+        page, more = found[:limit], len(found) > limit
+        token = self._make_token("c", "", self._collection_token_position(page[-1].collection_id)) if more else None
+        return page, token
+
+    # -- faces ----------------------------------------------------------------------------------------------------
+
+    def _bound(self, collection_id: str) -> CollectionInfo:
+        """The collection, refused when it holds another recognizer's embeddings than this service makes."""
+        self.sweep()
+        info = self.store.describe_collection(check_collection_id(collection_id))
+        self.check_model(info)
+        return info
+
+    def check_model(self, info: CollectionInfo) -> None:
+        recognizer = self.verifier.recognizer
+        if info.model != recognizer.name or info.metric != recognizer.metric or (
+                recognizer.dimension and info.dimension != recognizer.dimension):
+            raise InvalidParameterException(
+                f"Collection {quote_input(info.collection_id)} holds faces of model {info.model!r} ({info.metric}, "
+                f"{info.dimension}-d); this service runs {recognizer.name!r}. Embeddings of different models are "
+                f"not comparable: serve this collection with the recognizer {info.model!r} "
+                "(FACECOMPARE_RECOGNIZER), or index the faces again into a new collection."
+            )
+
+    def index_faces(self, collection_id: str, image, *, external_image_id: str | None = None,
+                    max_faces: int | None = None, quality_filter: str = "AUTO") -> IndexResult:
+        info = self._bound(collection_id)
+        external_image_id = check_external_image_id(external_image_id)
+        if max_faces is not None:
+            check_int(max_faces, "MaxFaces", 1, None)
+        quality_filter = check_quality_filter(quality_filter)
+        digest, image = image_digest(image, self.verifier.settings)
+        analyzed = self.verifier.analyze(image, embed=MAX_FACES, max_faces=MAX_FACES)
+        min_px = self.verifier.settings.min_face_px
+        unindexed: list[UnindexedFace] = []
+        passing: list[Face] = []
+        for face in analyzed.faces:
+            reasons = quality_reasons(quality_filter, face, min_px)
+            if face.embedding is None and not reasons:
+                reasons = ["LOW_FACE_QUALITY"]
+            if reasons:
+                unindexed.append(UnindexedFace(face, reasons))
+            else:
+                passing.append(face)
+        if max_faces is not None and len(passing) > max_faces:
+            ranked = sorted(passing, key=lambda f: (_strictest_level_passed(f), f.bounding_box.area), reverse=True)
+            kept = {id(f) for f in ranked[:max_faces]}
+            unindexed.extend(UnindexedFace(f, ["EXCEEDS_MAX_FACES"]) for f in passing if id(f) not in kept)
+            passing = [f for f in passing if id(f) in kept]
+        image_id = str(uuid.uuid5(ID_NAMESPACE, f"image\n{digest}\n{external_image_id or ''}"))
+        now = time.time()
+        candidates = [StoredFace(
+            face_id=self.face_id(digest, external_image_id, info.model, face),
+            image_id=image_id, external_image_id=external_image_id,
+            bounding_box=(face.bounding_box.width, face.bounding_box.height, face.bounding_box.left,
+                          face.bounding_box.top),
+            confidence=float(face.confidence), embedding=np.asarray(face.embedding.vector, dtype=np.float32),
+            image_sha256=digest, indexed_at=now) for face in passing]
+        if candidates:
+            existing = {f.face_id for f in self.store.get_faces(info.collection_id, [c.face_id for c in candidates])}
+            new = sum(c.face_id not in existing for c in candidates)
+            if new and info.face_count + new > self.max_faces_per_collection:
+                raise ServiceQuotaExceededException(
+                    f"The collection {quote_input(info.collection_id)} holds {info.face_count:,} faces; {new} more "
+                    f"would pass the limit of {self.max_faces_per_collection:,} faces per collection. Delete faces or "
+                    "use another collection."
+                )
+        stored = self.store.add_faces(info.collection_id, candidates) if candidates else []
+        records = [IndexedFace(s, f) for s, f in zip(stored, passing)]
+        return IndexResult(records, unindexed, analyzed.width, analyzed.height)
+
+    @staticmethod
+    def face_id(digest: str, external_image_id: str | None, model: str, face: Face) -> str:
+        b = face.bounding_box
+        box = f"{b.width:.4f},{b.height:.4f},{b.left:.4f},{b.top:.4f}"  # 4 digits: stable across runs
+        return str(uuid.uuid5(ID_NAMESPACE, f"face\n{digest}\n{external_image_id or ''}\n{model}\n{box}"))
+
+    def list_faces(self, collection_id: str, next_token: str | None = None, max_results: int | None = None,
+                   face_ids: Iterable[str] | None = None) -> tuple[list[StoredFace], str | None]:
+        self.sweep()
+        info = self.store.describe_collection(check_collection_id(collection_id))
+        limit = self._page_size(max_results)
+        after = None
+        if next_token is not None:
+            after = self._read_token(next_token, "f", info.collection_id + "\0" + info.generation)
+            check_face_id(after, "NextToken")
+        if face_ids is not None:
+            wanted = sorted(set(check_face_ids(list(face_ids))))
+            wanted = [f for f in wanted if after is None or f > after]
+            faces = self.store.get_faces(info.collection_id, wanted)  # at most 4096, in face_id order
+        else:
+            faces = self.store.list_faces(info.collection_id, after, limit + 1)
+        more = len(faces) > limit
+        faces = faces[:limit]
+        last = faces[-1].face_id if more else None
+        token = self._make_token("f", info.collection_id + "\0" + info.generation, last) if more else None
+        return faces, token
+
+    def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        self.sweep()
+        check_collection_id(collection_id)
+        wanted = list(dict.fromkeys(check_face_ids(list(face_ids))))
+        deleted = self.store.delete_faces(collection_id, wanted)
+        gone = set(deleted)
+        return deleted, [f for f in wanted if f not in gone]
+
+    # -- search ---------------------------------------------------------------------------------------------------
+
+    def search_faces(self, collection_id: str, face_id: str, *, max_faces: int | None = None,
+                     threshold: float = 80.0) -> list[FaceMatch]:
+        info = self._bound(collection_id)
+        check_face_id(face_id)
+        k = DEFAULT_MAX_MATCHES if max_faces is None else check_int(max_faces, "MaxFaces", 1, MAX_MATCHES)
+        threshold = check_threshold(threshold, "FaceMatchThreshold")
+        found = self.store.get_faces(info.collection_id, [face_id])
+        if not found:
+            # SearchFaces' modelled errors are InvalidParameterException and ResourceNotFoundException, and the
+            # latter names the collection (it exists here); an id that is not in it is a bad parameter
+            raise InvalidParameterException(
+                f"Request has invalid parameters: face {quote_input(face_id)} is not in collection "
+                f"{quote_input(collection_id)}."
+            )
+        return self._search(info, found[0].embedding, k, threshold, exclude=face_id)
+
+    def search_faces_by_image(self, collection_id: str, image, *, max_faces: int | None = None,
+                              threshold: float = 80.0, quality_filter: str = "NONE") -> SearchResult:
+        info = self._bound(collection_id)
+        k = DEFAULT_MAX_MATCHES if max_faces is None else check_int(max_faces, "MaxFaces", 1, MAX_MATCHES)
+        threshold = check_threshold(threshold, "FaceMatchThreshold")
+        quality_filter = check_quality_filter(quality_filter)
+        analyzed = self.verifier.analyze(image, embed=1, max_faces=1)
+        face = analyzed.largest
+        if face is None or face.embedding is None:
+            raise InvalidParameterException(
+                "Request has invalid parameters: no face was found in the image. Use a photo with one clearly "
+                "visible face of at least 40x40 pixels."
+            )
+        reasons = quality_reasons(quality_filter, face, self.verifier.settings.min_face_px)
+        if reasons:
+            raise InvalidParameterException(
+                f"Request has invalid parameters: the largest face does not pass QualityFilter {quality_filter} "
+                f"({', '.join(reasons)})."
+            )
+        return SearchResult(face, self._search(info, face.embedding.vector, k, threshold))
+
+    def _search(self, info: CollectionInfo, vector: np.ndarray, k: int, threshold: float,
+                exclude: str | None = None) -> list[FaceMatch]:
+        calibration = self.verifier.calibration
+        max_distance = calibration.distance_at(threshold) if threshold > 0 else float("inf")
+        entry = self._entry(info.collection_id)
+        with entry.lock:
+            index = self._synced(entry, info)
+            hits = index.search(np.asarray(vector, dtype=np.float32), k, max_distance, exclude)
+        faces = {f.face_id: f for f in self.store.get_faces(info.collection_id, [i for i, _ in hits])}
+        matches = []
+        for face_id, d in hits:
+            similarity = calibration.similarity(d)
+            if face_id in faces and similarity >= threshold:  # a face deleted meanwhile is left out
+                matches.append(FaceMatch(faces[face_id], similarity))
+        matches.sort(key=lambda m: m.similarity, reverse=True)
+        return matches
+
+    # -- the in-process indexes -------------------------------------------------------------------------------------
+
+    def sweep(self, force: bool = False) -> None:
+        """Bring every index this process holds up to date with the store and forget those of collections that
+        are gone (deleted, or deleted and created again), at most every :data:`SWEEP_SECONDS` unless ``force``:
+        faces deleted through another process then leave this process's memory too, not only its answers. An
+        index busy in a search is left for the next sweep."""
+        now = time.monotonic()
+        if not force and now - self._swept < SWEEP_SECONDS:
+            return
+        self._swept = now
+        with self._indexes_lock:
+            entries = list(self._indexes.items())
+        for collection_id, entry in entries:
+            if not entry.lock.acquire(blocking=False):
+                continue
+            try:
+                changes = None
+                if entry.index is not None:
+                    try:
+                        changes = self.store.changes_since(collection_id, entry.generation, entry.seq)
+                    except ResourceNotFoundException:
+                        changes = None
+                if changes is None:  # gone or replaced: forget it (the next search rebuilds)
+                    entry.index = None
+                    with self._indexes_lock:
+                        if self._indexes.get(collection_id) is entry:
+                            del self._indexes[collection_id]
+                    continue
+                self._apply(entry, changes)
+            finally:
+                entry.lock.release()
+
+    @staticmethod
+    def _apply(entry: _Entry, changes: Changes) -> None:
+        """Removals first, then additions: a face deleted and indexed again in between is then present."""
+        entry.index.remove(changes.deleted)
+        if changes.added:
+            entry.index.add([f.face_id for f in changes.added],
+                            np.stack([np.asarray(f.embedding, dtype=np.float32) for f in changes.added]))
+        entry.seq = changes.seq
+
+    def _entry(self, collection_id: str) -> _Entry:
+        with self._indexes_lock:
+            entry = self._indexes.get(collection_id)
+            if entry is None:
+                entry = self._indexes[collection_id] = _Entry()
+            return entry
+
+    def _synced(self, entry: _Entry, info: CollectionInfo) -> SearchIndex:
+        """The collection's index, caught up with the store (another process's writes included): the changes
+        since the last number it saw (removals first, then additions: a face deleted and indexed again in
+        between is then present), or a rebuild when the store cannot say (another generation, an old number),
+        or when the collection crossed ``approximate_above`` (see :meth:`_large`)."""
+        changes = None
+        if entry.index is not None:
+            changes = self.store.changes_since(info.collection_id, entry.generation, entry.seq)
+        if changes is not None:
+            self._apply(entry, changes)
+            if entry.large == self._large(len(entry.index), entry.large):
+                return entry.index
+        generation, seq, ids, matrix = self.store.all_embeddings(info.collection_id)
+        index = self.index_factory(info.metric, info.dimension, len(ids))
+        if ids:
+            index.add(ids, matrix)
+        entry.index, entry.generation, entry.seq = index, generation, seq
+        entry.large = self._large(len(ids), entry.large)
+        return index
+
+    def _large(self, size: int, was_large: bool) -> bool:
+        """Whether a collection of ``size`` faces gets the index for large ones: over ``approximate_above``, and
+        once there, until it shrinks under 90 % of it (so that a collection near the line is not rebuilt on every
+        other search)."""
+        return size > (0.9 * self.approximate_above if was_large else self.approximate_above)
+
+    # -- paging ---------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _page_size(max_results: int | None) -> int:
+        if max_results is None:
+            return DEFAULT_PAGE_SIZE
+        check_int(max_results, "MaxResults", 0, MAX_PAGE_SIZE)
+        return max_results or DEFAULT_PAGE_SIZE
+
+    @staticmethod
+    def _hash(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _mac(self, kind: str, scope: str, position: str) -> str:
+        message = f"{kind}\0{scope}\0{position}".encode()
+        return hmac.new(self._token_key, message, hashlib.sha256).hexdigest()[:16]
+
+    def _make_token(self, kind: str, scope: str, position: str) -> str:
+        token = f"v1:{kind}:{self._mac(kind, scope, position)}:{position}"
+        assert len(token) <= TOKEN_MAX
+        return token
+
+    def _read_token(self, token: object, kind: str, scope: str) -> str:
+        bad = InvalidPaginationTokenException(
+            f"Invalid pagination token {quote_input(token)}: pass the NextToken of the previous page of the same "
+            "request, unchanged."
+        )
+        if not isinstance(token, str) or len(token) > TOKEN_MAX:
+            raise bad
+        parts = token.split(":", 3)
+        if len(parts) != 4 or parts[0] != "v1" or parts[1] != kind:
+            raise bad
+        if not hmac.compare_digest(parts[2], self._mac(kind, scope, parts[3])):
+            raise bad
+        return parts[3]
+
+    def _collection_token_position(self, collection_id: str) -> str:
+        if len(collection_id) <= 200:
+            return collection_id
+        return f"{collection_id[:200]}~{self._hash(collection_id)}"  # '~' is never in a collection id
+
+    @staticmethod
+    def _collection_position(position: str) -> tuple[str, str | None]:
+        """(list collections after this id, and skip those up to the one of this hash, if any)."""
+        if "~" in position:
+            prefix, digest = position.split("~", 1)
+            return prefix, digest
+        return position, None

@@ -1,0 +1,369 @@
+"""The embedded collection store: one SQLite file (``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``).
+
+* The schema is versioned in code: :data:`MIGRATIONS` is applied in order, ``PRAGMA user_version`` says how many
+  have run (a file made by an older release is brought up to date when opened; one made by a newer release is
+  refused).
+* WAL journal (readers never wait for the writer), a busy timeout so that several processes (``serve`` replicas,
+  the CLI) can share one file, and ``BEGIN IMMEDIATE`` for every write so two writers queue instead of failing.
+* ``PRAGMA secure_delete=ON``: a deleted row's bytes are overwritten with zeros in the file, not just unlinked;
+  after a delete the WAL is checkpointed and truncated (best effort: a reader in another process can postpone
+  it to the next checkpoint), so an erased embedding is gone from the file and its WAL.
+* Embeddings are float32 BLOBs (512 bytes for 128-d). Every add and every delete takes a number from one counter
+  per database (``meta.seq``); deletions are logged (the face id and that number, nothing else) so that an index
+  in another process can catch up (:meth:`SqliteStore.changes_since`). The log keeps the last
+  :data:`DELETION_LOG_ENTRIES` entries; a caller older than that rebuilds.
+* Thread-safe: one connection per store, used under a lock (SQLite serialises writers anyway; reads are short).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import (
+    InvalidParameterException,
+    ResourceAlreadyExistsException,
+    ResourceNotFoundException,
+    quote_input,
+)
+from .store import Changes, CollectionInfo, CollectionStore, StoredFace
+
+#: deletions kept for changes_since (older callers rebuild their index from all_embeddings)
+DELETION_LOG_ENTRIES = 100_000
+#: milliseconds a statement waits for another connection's lock before failing
+BUSY_TIMEOUT_MS = 30_000
+_CHUNK = 500  # ids per IN (...) query (SQLite's default limit on host parameters is 32766; stay far below)
+
+#: the schema, one migration per entry; ``PRAGMA user_version`` is the number applied. Never edit an entry that
+#: has shipped: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('seq', 0), ('log_floor', 0);
+    CREATE TABLE collections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: faces of a deleted collection cannot reappear
+        collection_id TEXT NOT NULL UNIQUE,
+        model TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        dimension INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        generation TEXT NOT NULL,
+        face_count INTEGER NOT NULL DEFAULT 0,
+        tags TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE faces (
+        coll INTEGER NOT NULL REFERENCES collections (id),
+        face_id TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        external_image_id TEXT,
+        box_width REAL NOT NULL,
+        box_height REAL NOT NULL,
+        box_left REAL NOT NULL,
+        box_top REAL NOT NULL,
+        confidence REAL NOT NULL,
+        embedding BLOB NOT NULL,
+        image_sha256 TEXT NOT NULL,
+        indexed_at REAL NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (coll, face_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX faces_by_seq ON faces (coll, seq);
+    CREATE TABLE deletions (
+        seq INTEGER PRIMARY KEY,
+        coll INTEGER NOT NULL,
+        face_id TEXT NOT NULL
+    );
+    CREATE INDEX deletions_by_coll ON deletions (coll, seq);
+    """,
+)
+
+_FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
+                 "embedding, image_sha256, indexed_at")
+
+
+def path_from_url(url: str) -> str:
+    """The file of a ``sqlite:///path`` URL (three slashes then a relative path, four for an absolute one)."""
+    if not url.startswith("sqlite:///"):
+        raise InvalidParameterException(
+            f"A SQLite collection store URL is sqlite:///relative/path.db or sqlite:////absolute/path.db; got "
+            f"{quote_input(url)}."
+        )
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise InvalidParameterException("The SQLite collection store needs a file path (sqlite:///path.db); an "
+                                        "in-memory database would vanish with the process.")
+    return path
+
+
+def _face_from_row(row: tuple) -> StoredFace:
+    (face_id, image_id, external, w, h, left, top, confidence, blob, sha, indexed_at) = row
+    return StoredFace(face_id=face_id, image_id=image_id, external_image_id=external,
+                      bounding_box=(w, h, left, top), confidence=confidence,
+                      embedding=np.frombuffer(blob, dtype=np.float32).copy(), image_sha256=sha,
+                      indexed_at=indexed_at)
+
+
+def _chunks(items: list[str], size: int = _CHUNK) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class SqliteStore(CollectionStore):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = Path(path_from_url(url))
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # autocommit mode (isolation_level=None): transactions are the explicit BEGIN ... COMMIT below
+        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA secure_delete = ON")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL's usual setting
+        self._migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise InvalidParameterException(
+                    f"The collection database {self.path} has schema version {version}, newer than this release "
+                    f"knows ({len(MIGRATIONS)}); upgrade facecompare."
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout for
+        another process), so it never fails half-way on a lock upgrade."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query in it sees one snapshot of the file."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
+    @staticmethod
+    def _collection_row(db: sqlite3.Connection, collection_id: str) -> tuple:
+        row = db.execute("SELECT id, collection_id, model, metric, dimension, created_at, generation, face_count, "
+                         "tags FROM collections WHERE collection_id = ?", (collection_id,)).fetchone()
+        if row is None:
+            raise ResourceNotFoundException(f"The collection id: {quote_input(collection_id)} does not exist.")
+        return row
+
+    @staticmethod
+    def _info(row: tuple) -> CollectionInfo:
+        _, collection_id, model, metric, dimension, created_at, generation, face_count, tags = row
+        return CollectionInfo(collection_id=collection_id, model=model, metric=metric, dimension=dimension,
+                              created_at=created_at, generation=generation, face_count=face_count,
+                              tags=json.loads(tags))
+
+    @staticmethod
+    def _next_seq(db: sqlite3.Connection, count: int) -> int:
+        """Reserve ``count`` numbers of the counter; returns the first."""
+        (last,) = db.execute("UPDATE meta SET value = value + ? WHERE key = 'seq' RETURNING value - ?",
+                             (count, count)).fetchone()
+        return last + 1
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the file and truncate it (what makes a deletion's zeros reach the main file and the
+        WAL's older copies of the pages vanish). False when a reader elsewhere kept it from completing."""
+        with self._lock:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
+
+    # -- collections ------------------------------------------------------------------------------------------
+
+    def create_collection(self, collection_id: str, model: str, metric: str, dimension: int,
+                          tags: dict[str, str] | None = None) -> CollectionInfo:
+        created = time.time()
+        generation = str(uuid.uuid4())
+        with self._write() as db:
+            try:
+                db.execute("INSERT INTO collections (collection_id, model, metric, dimension, created_at, generation, "
+                           "tags) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (collection_id, model, metric, int(dimension), created, generation,
+                            json.dumps(dict(tags or {}), sort_keys=True)))
+            except sqlite3.IntegrityError:
+                raise ResourceAlreadyExistsException(
+                    f"The collection id: {quote_input(collection_id)} already exists."
+                ) from None
+        return CollectionInfo(collection_id, model, metric, int(dimension), created, generation, 0, dict(tags or {}))
+
+    def delete_collection(self, collection_id: str) -> None:
+        with self._write() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            db.execute("DELETE FROM faces WHERE coll = ?", (coll,))
+            db.execute("DELETE FROM deletions WHERE coll = ?", (coll,))
+            db.execute("DELETE FROM collections WHERE id = ?", (coll,))
+        self.checkpoint()
+
+    def describe_collection(self, collection_id: str) -> CollectionInfo:
+        with self._read() as db:
+            return self._info(self._collection_row(db, collection_id))
+
+    def list_collections(self, after: str | None = None, limit: int = 1000) -> list[CollectionInfo]:
+        with self._read() as db:
+            rows = db.execute("SELECT id, collection_id, model, metric, dimension, created_at, generation, face_count, "
+                              "tags FROM collections WHERE collection_id > ? ORDER BY collection_id LIMIT ?",
+                              (after or "", int(limit))).fetchall()
+        return [self._info(row) for row in rows]
+
+    # -- faces ------------------------------------------------------------------------------------------------
+
+    def add_faces(self, collection_id: str, faces: Sequence[StoredFace]) -> list[StoredFace]:
+        faces = list(faces)
+        with self._write() as db:
+            row = self._collection_row(db, collection_id)
+            coll, dimension = row[0], row[4]
+            result: list[StoredFace] = []
+            fresh: list[StoredFace] = []
+            seen: dict[str, StoredFace] = {}
+            for face in faces:
+                vector = np.ascontiguousarray(face.embedding, dtype=np.float32).reshape(-1)
+                if vector.shape[0] != dimension:
+                    raise InvalidParameterException(
+                        f"An embedding of {vector.shape[0]} dimensions cannot go into collection "
+                        f"{quote_input(collection_id)}, whose embeddings have {dimension}."
+                    )
+                if face.face_id in seen:
+                    result.append(seen[face.face_id])
+                    continue
+                existing = db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND face_id = ?",
+                                      (coll, face.face_id)).fetchone()
+                stored = _face_from_row(existing) if existing else face
+                if not existing:
+                    fresh.append(face)
+                seen[face.face_id] = stored
+                result.append(stored)
+            if fresh:
+                first = self._next_seq(db, len(fresh))
+                db.executemany(
+                    "INSERT INTO faces (coll, face_id, image_id, external_image_id, box_width, box_height, box_left, "
+                    "box_top, confidence, embedding, image_sha256, indexed_at, seq) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(coll, f.face_id, f.image_id, f.external_image_id, *map(float, f.bounding_box),
+                      float(f.confidence), np.ascontiguousarray(f.embedding, dtype=np.float32).tobytes(),
+                      f.image_sha256, f.indexed_at or time.time(), first + i) for i, f in enumerate(fresh)])
+                db.execute("UPDATE collections SET face_count = face_count + ? WHERE id = ?", (len(fresh), coll))
+        return result
+
+    def get_faces(self, collection_id: str, face_ids: Iterable[str]) -> list[StoredFace]:
+        ids = sorted(set(face_ids))
+        found: list[StoredFace] = []
+        with self._read() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND face_id IN ({marks})",
+                                  (coll, *chunk)).fetchall()
+                found.extend(_face_from_row(row) for row in rows)
+        found.sort(key=lambda f: f.face_id)
+        return found
+
+    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredFace]:
+        with self._read() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            rows = db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND face_id > ? ORDER BY face_id "
+                              "LIMIT ?", (coll, after or "", int(limit))).fetchall()
+        return [_face_from_row(row) for row in rows]
+
+    def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> list[str]:
+        wanted = list(dict.fromkeys(face_ids))
+        with self._write() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            existing: set[str] = set()
+            for chunk in _chunks(wanted):
+                marks = ",".join("?" * len(chunk))
+                existing.update(r[0] for r in db.execute(
+                    f"SELECT face_id FROM faces WHERE coll = ? AND face_id IN ({marks})", (coll, *chunk)))
+            deleted = [f for f in wanted if f in existing]
+            if deleted:
+                first = self._next_seq(db, len(deleted))
+                db.executemany("DELETE FROM faces WHERE coll = ? AND face_id = ?", [(coll, f) for f in deleted])
+                db.executemany("INSERT INTO deletions (seq, coll, face_id) VALUES (?, ?, ?)",
+                               [(first + i, coll, f) for i, f in enumerate(deleted)])
+                db.execute("UPDATE collections SET face_count = face_count - ? WHERE id = ?", (len(deleted), coll))
+                self._trim_log(db)
+        if deleted:
+            self.checkpoint()
+        return deleted
+
+    @staticmethod
+    def _trim_log(db: sqlite3.Connection) -> None:
+        row = db.execute("SELECT seq FROM deletions ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                         (DELETION_LOG_ENTRIES,)).fetchone()
+        if row is not None:  # entries at or below row[0] go; a caller at an older seq must rebuild
+            db.execute("DELETE FROM deletions WHERE seq <= ?", (row[0],))
+            db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'log_floor'", (row[0],))
+
+    # -- keeping an index in step -------------------------------------------------------------------------------
+
+    def changes_since(self, collection_id: str, generation: str | None, seq: int) -> Changes | None:
+        with self._read() as db:
+            row = self._collection_row(db, collection_id)
+            coll, current_generation = row[0], row[6]
+            if generation != current_generation:
+                return None
+            floor = db.execute("SELECT value FROM meta WHERE key = 'log_floor'").fetchone()[0]
+            if seq < floor:
+                return None
+            now = db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
+            if now <= seq:
+                return Changes(current_generation, seq, [], [])
+            added = [_face_from_row(r) for r in db.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND seq > ? ORDER BY seq", (coll, seq))]
+            deleted = [r[0] for r in db.execute(
+                "SELECT face_id FROM deletions WHERE coll = ? AND seq > ? ORDER BY seq", (coll, seq))]
+        return Changes(current_generation, now, added, deleted)
+
+    def all_embeddings(self, collection_id: str) -> tuple[str, int, list[str], np.ndarray]:
+        with self._read() as db:
+            row = self._collection_row(db, collection_id)
+            coll, generation, dimension, count = row[0], row[6], row[4], row[7]
+            now = db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
+            ids: list[str] = []
+            matrix = np.empty((count, dimension), dtype=np.float32)
+            for i, (face_id, blob) in enumerate(db.execute(
+                    "SELECT face_id, embedding FROM faces WHERE coll = ? ORDER BY face_id", (coll,))):
+                if i >= len(matrix):  # face_count is kept in the same transactions; this is a safety net
+                    matrix = np.concatenate([matrix, np.empty_like(matrix[:1])])
+                ids.append(face_id)
+                matrix[i] = np.frombuffer(blob, dtype=np.float32)
+        return generation, now, ids, matrix[: len(ids)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
