@@ -184,3 +184,47 @@ def test_top1_equals_exact_on_lfw_with_distractors(verifier, shared):
         if got[0][0] == want[0][0]:
             assert got[0][1] == pytest.approx(want[0][1], abs=1e-5)
     assert misses == 0, f"{misses} of {len(searched)} approximate top-1 differ from exact"
+
+
+def test_in_step_with_exact_index_through_adds_replacements_and_removals(fixture_faces):
+    """The project's ExactIndex and ApproximateIndex fed the same changes answer the same, distances within 1e-5."""
+    from facecompare.collections.index import ExactIndex
+
+    rng = np.random.default_rng(11)
+    pool = neighbourhood(fixture_faces, 80, 0.05, seed=12)
+    pool_ids = [f"q{i}" for i in range(len(pool))]
+    approximate, reference = ApproximateIndex("cosine", pool.shape[1], threads=1), ExactIndex("cosine", pool.shape[1])
+    for step in range(8):
+        chosen = rng.choice(len(pool), 60, replace=False)  # ids already there come back with a new vector
+        vectors = neighbourhood(fixture_faces, 80, 0.05, seed=100 + step)[chosen]  # no two rows alike: no ties
+        for index in (approximate, reference):
+            index.add([pool_ids[i] for i in chosen], vectors)
+        gone = [pool_ids[i] for i in rng.choice(len(pool), 40, replace=False)]
+        for index in (approximate, reference):
+            index.remove(gone)
+        assert len(approximate) == len(reference)
+        for q in np.vstack([fixture_faces, pool[rng.choice(len(pool), 10)]]):
+            exclude = reference.search(q, 1)[0][0]
+            for kwargs in ({}, {"exclude": exclude}, {"max_distance": 0.3}):
+                got, want = approximate.search(q, 4, **kwargs), reference.search(q, 4, **kwargs)
+                assert [i for i, _ in got] == [i for i, _ in want]
+                np.testing.assert_allclose([d for _, d in got], [d for _, d in want], atol=1e-5)
+
+
+def test_the_service_searches_through_the_approximate_index_over_the_line(verifier, tmp_path, fixtures):
+    """Collections over approximate_above uses ApproximateIndex (the default factory) and answers as exact does."""
+    from facecompare.collections import open_store
+    from facecompare.collections.service import Collections
+
+    answers = {}
+    for line in (2, 1000):
+        service = Collections(verifier, open_store(f"sqlite:///{tmp_path}/line{line}.db"), approximate_above=line)
+        service.create_collection("c")
+        for name in ("Colin_Powell_0001", "Serena_Williams_0001", "Tony_Blair_0001", "obama", "biden"):
+            service.index_faces("c", fixtures / f"{name}.jpg", external_image_id=name)
+        result = service.search_faces_by_image("c", fixtures / "Colin_Powell_0002.jpg", threshold=0)
+        entry = service._indexes["c"]
+        assert isinstance(entry.index, ApproximateIndex) == (line == 2)
+        answers[line] = [(m.face.external_image_id, round(m.similarity, 4)) for m in result.matches]
+        service.store.close()
+    assert answers[2] == answers[1000] and answers[2][0][0] == "Colin_Powell_0001" and len(answers[2]) == 5
