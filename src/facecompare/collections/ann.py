@@ -51,8 +51,7 @@ class ApproximateIndex:
         self._index = Index(ndim=self.dimension, metric=_METRICS[metric], dtype=dtype, connectivity=connectivity,
                             expansion_add=expansion_add, expansion_search=ef_search)
         self._keys: dict[str, int] = {}  # face id -> key
-        self._ids: dict[int, str] = {}  # key -> face id
-        self._next = 0
+        self._ids: list[str | None] = []  # key -> face id (keys are never reused: None once removed)
         self._id_bytes = 0  # the id strings themselves, for memory_bytes
         self._lock = threading.RLock()
 
@@ -89,12 +88,11 @@ class ApproximateIndex:
         rows = np.fromiter(last.values(), dtype=np.int64, count=len(last))
         with self._lock:
             self._remove_locked(last)
-            keys = np.arange(self._next, self._next + len(rows), dtype=np.uint64)
-            self._next += len(rows)
-            self._index.add(keys, vectors[rows], threads=self.threads)
-            for key, face_id in zip(keys.tolist(), last, strict=True):
+            first = len(self._ids)
+            self._index.add(np.arange(first, first + len(rows), dtype=np.uint64), vectors[rows], threads=self.threads)
+            for key, face_id in enumerate(last, start=first):
                 self._keys[face_id] = key
-                self._ids[key] = face_id
+                self._ids.append(face_id)
                 self._id_bytes += sys.getsizeof(face_id)
 
     def remove(self, face_ids: Iterable[str]) -> None:
@@ -106,7 +104,7 @@ class ApproximateIndex:
         for face_id in face_ids:
             key = self._keys.pop(face_id, None)
             if key is not None:
-                del self._ids[key]
+                self._ids[key] = None
                 self._id_bytes -= sys.getsizeof(face_id)
                 gone.append(key)
         if gone:
@@ -124,7 +122,7 @@ class ApproximateIndex:
             count = min(len(self._keys), k + (1 if exclude is not None and exclude in self._keys else 0))
             found = self._index.search(q, count, threads=1)
             keys = [int(key) for key in np.asarray(found.keys).reshape(-1)]
-            keys = [key for key in keys if key in self._ids and self._ids[key] != exclude]
+            keys = [key for key in keys if 0 <= key < len(self._ids) and self._ids[key] not in (None, exclude)]
             if not keys:
                 return []
             stored = self._index.get(np.array(keys, dtype=np.uint64), dtype=np.float32)
@@ -149,4 +147,4 @@ class ApproximateIndex:
     def memory_bytes(self) -> int:
         """The graph and its vectors (usearch's own count) plus the id maps and id strings."""
         return int(self._index.memory_usage) + sys.getsizeof(self._keys) + sys.getsizeof(self._ids) \
-            + self._id_bytes + 32 * len(self._ids)  # the int keys held by the maps
+            + self._id_bytes + 32 * len(self._keys)  # the int keys the dict holds
