@@ -2,7 +2,8 @@
 behind the choice of the approximate-search library.
 
     python benchmarks/bench_collections.py search [--sizes 10000,100000] [--out benchmarks/results/collections.json]
-    python benchmarks/bench_collections.py libraries [--size 100000] [--out benchmarks/results/collections-libraries.json]
+    python benchmarks/bench_collections.py libraries [--size 100000] [--settings usearch:16:128:f32,...]
+    python benchmarks/bench_collections.py strangers [--sizes 0,10000,100000]
 
 Data. Real SFace embeddings of LFW faces (``--lfw``, embedded once with ``Verifier.analyze(path, embed=1,
 max_faces=1)`` and cached in ``--cache``, outside the repository: they are faces), up to 3 images of each person
@@ -111,6 +112,7 @@ def split(real: np.ndarray, names: np.ndarray, size: int, queries: int = 0) -> d
         mated, unmated = mated[:round(len(mated) * share)], unmated[:round(len(unmated) * share)]
     indexed = np.array([i for i in range(len(real)) if i not in held])
     base = real[indexed]
+    size = size or len(base)  # 0: the real faces only
     if size > len(base):
         base = np.vstack([base, synthetic(real, size - len(base))])
     return {"X": np.ascontiguousarray(base[:size]), "Q": real[mated + unmated], "mated": len(mated),
@@ -356,6 +358,25 @@ def search_section(real: np.ndarray, names: np.ndarray, sizes: list[int], efs: l
     return out
 
 
+# ------------------------------------------------------------------------------------------------------ strangers
+def strangers(real: np.ndarray, names: np.ndarray, sizes: list[int]) -> list[dict]:
+    """How often a stranger's nearest face (exact) scores at least 80 / 90 / 99 on the calibrated Similarity: the
+    false-match side of 1:N at the default FaceMatchThreshold (80). ``size`` 0: the real faces only."""
+    from facecompare.engine import Verifier
+
+    calibration = Verifier().calibration
+    rows = []
+    for size in sizes:
+        data = split(real, names, size)
+        distance = exact_top(data["X"], data["Q"][data["mated"]:])[1][:, 0]
+        row = {"n": len(data["X"]), "real_indexed": data["real_indexed"], "strangers": int(len(distance))}
+        for similarity in (80, 90, 95, 99):
+            row[f"nearest_at_least_{similarity}"] = round(float((distance <= calibration.distance_at(similarity)).mean()), 4)
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------- store (TODO)
 def bench_index_faces(*_args, **_kwargs) -> dict:
     """TODO: IndexFaces throughput (faces/s) on 1 MP images through ``facecompare.collections.service.Collections``
@@ -386,7 +407,7 @@ def _line(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=("search", "libraries"))
+    parser.add_argument("section", choices=("search", "libraries", "strangers"))
     parser.add_argument("--sizes", default="10000,100000", help="collection sizes for `search`")
     parser.add_argument("--size", type=int, default=100_000, help="collection size for `libraries`")
     parser.add_argument("--ef", default="32,64,128,256", help="ef_search / expansion values")
@@ -408,6 +429,9 @@ def main() -> None:
         out = args.out or ROOT / "benchmarks" / "results" / f"collections-libraries-{args.size}.json"
         report = libraries(real, names, args.size, efs, settings,
                            save=lambda partial: Path(out).write_text(json.dumps(partial, indent=2) + "\n"))
+    elif args.section == "strangers":
+        out = args.out or ROOT / "benchmarks" / "results" / "collections-strangers.json"
+        report = {"rows": strangers(real, names, [int(s) for s in args.sizes.split(",")])}
     else:
         out = args.out or ROOT / "benchmarks" / "results" / "collections.json"
         report = {"rows": search_section(real, names, [int(s) for s in args.sizes.split(",")], efs,
