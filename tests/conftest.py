@@ -201,3 +201,102 @@ def fuzz_service(tmp_path_factory):
         yield running
     finally:
         running.stop()
+
+
+def _postgres_binaries() -> Path | None:
+    """The directory holding initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
+    on_path = shutil.which("initdb")
+    if on_path and shutil.which("pg_ctl"):
+        return Path(on_path).resolve().parent
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if
+                    p.parts[-3].isdigit() else 0)
+    return debian[-1].parent if debian else None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster: initdb into a temporary directory (trust authentication), listening only
+    on a Unix socket in that directory, owned by an unprivileged user when the tests run as root."""
+
+    def __init__(self, bindir: Path) -> None:
+        import tempfile
+
+        self.bindir = bindir
+        # not under pytest's tmp dir: that is private to root, and the server may run as another user
+        self.root = Path(tempfile.mkdtemp(prefix="facecompare-pg-"))
+        self.data = self.root / "data"
+        self.user = "facecompare"
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            import pwd
+
+            owner = "postgres" if "postgres" in {p.pw_name for p in pwd.getpwall()} else "nobody"
+            shutil.chown(self.root, owner)
+            runuser = shutil.which("runuser") or next((p for p in ("/usr/sbin/runuser", "/sbin/runuser")
+                                                         if Path(p).exists()), "runuser")  # util-linux
+            self.prefix = [runuser, "-u", owner, "--"]
+        self._databases = 0
+        try:
+            self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-locale",
+                      "--no-sync")
+            self.start()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def start(self) -> None:
+        # throwaway data: no fsync; no TCP, only the socket in our directory
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "-o",
+                  f"-c listen_addresses='' -c unix_socket_directories={self.root} -c fsync=off "
+                  "-c synchronous_commit=off -c full_page_writes=off", "start")
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run([*self.prefix, str(self.bindir / tool), *args], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@/{database}?host={self.root}"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database."""
+        import psycopg
+
+        self._databases += 1
+        name = f"test_{self._databases}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self, remove: bool = True, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: at once, as a crash would; with this cluster's settings the last
+        commits may then be lost; ``fast``: a clean shutdown); ``remove``: and delete the cluster's files."""
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "stop")
+        finally:
+            if remove:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A PostgreSQL cluster for the session (started once). Skipped when PostgreSQL is not installed, except
+    under CI (the environment variable CI is set), where a missing PostgreSQL is an error."""
+    bindir = _postgres_binaries()
+    if bindir is None:
+        reason = ("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin; "
+                  "apt-get install postgresql)")
+        if os.environ.get("CI"):
+            pytest.fail(reason + "; CI must run these tests")
+        pytest.skip(reason)
+    cluster = PostgresCluster(bindir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return postgres_cluster.new_database()

@@ -4,6 +4,7 @@ SeaweedFS), the native REST API, probes, metrics, and faults. The original noteb
 from __future__ import annotations
 
 import base64
+import io
 import json
 import socket
 import subprocess
@@ -176,6 +177,30 @@ def test_large_s3_object_is_too_large(server, seaweedfs):
     seaweedfs["client"].put_object(Bucket=BUCKET, Key="huge.jpg", Body=b"\xff\xd8\xff" + b"\0" * (15 * 1000 * 1000 + 10))
     with pytest.raises(_rekognition(server).exceptions.ImageTooLargeException):
         _rekognition(server).detect_faces(Image={"S3Object": {"Bucket": BUCKET, "Name": "huge.jpg"}})
+
+
+def _noisy_large_jpeg(path) -> bytes:
+    """A real face at 2400x2400 with strong noise, so that the JPEG is between the 5 MB inline-bytes limit and
+    the 15 MB S3 limit."""
+    rng = np.random.default_rng(0)
+    face = np.asarray(Image.open(path).convert("RGB").resize((2400, 2400)), dtype=np.int16)
+    noisy = (face + rng.normal(0, 40, face.shape).astype(np.int16)).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noisy).save(out, format="JPEG", quality=98)
+    return out.getvalue()
+
+
+def test_s3_object_between_the_bytes_and_s3_limits_is_analysed(server, seaweedfs, fixtures):
+    """Rekognition takes up to 15 MB from S3 and 5 MB inline: an 8 MB object is analysed, the same bytes inline
+    are too large."""
+    data = _noisy_large_jpeg(fixtures / "Colin_Powell_0001.jpg")
+    assert 5 * 1024 * 1024 < len(data) < 15 * 1000 * 1000
+    seaweedfs["client"].put_object(Bucket=BUCKET, Key="large-face.jpg", Body=data)
+    client = _rekognition(server)
+    response = client.detect_faces(Image={"S3Object": {"Bucket": BUCKET, "Name": "large-face.jpg"}})
+    assert len(response["FaceDetails"]) == 1
+    with pytest.raises(client.exceptions.ImageTooLargeException):
+        client.detect_faces(Image={"Bytes": data})
 
 
 def test_authentication_errors(server, fixtures):

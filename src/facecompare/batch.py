@@ -115,12 +115,13 @@ class RowProcessor:
         self.s3 = S3Reader()
         self.threshold = threshold
 
-    def read(self, location: str) -> bytes | str:
+    def read(self, location: str):
         if location.startswith("s3://"):
             from .storage import parse_s3_url
 
             bucket, key = parse_s3_url(location)
-            return self.s3.read(bucket, key)
+            # decoded here: S3 objects may be up to 15 MB, inline bytes only 5 MB
+            return self.verifier.load(self.s3.read(bucket, key), max_bytes=self.s3.max_bytes)
         return location
 
     def __call__(self, row: BatchRow) -> dict:

@@ -19,6 +19,7 @@ from .errors import FaceCompareError
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_REVIEW = 0, 1, 2, 3
 EXIT_CODES = {"MATCH": EXIT_MATCH, "NO_MATCH": EXIT_NO_MATCH, "REVIEW": EXIT_REVIEW}
+LARGE_GROUP = 10  # ids in one dedupe group beyond which the command suggests a higher threshold
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,8 +97,10 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve", help="run the HTTP service (AWS Rekognition protocol for boto3, and a REST API)",
-        description="Serve CompareFaces and DetectFaces over AWS JSON 1.1 at POST / (point boto3 at it with "
-        "endpoint_url), the REST API at /v1/verify and /v1/detect (docs at /docs), /healthz, /readyz and /metrics. "
+        description="Serve CompareFaces, DetectFaces and the collection operations over AWS JSON 1.1 at POST / "
+        "(point boto3 at it with endpoint_url), the REST API at /v1/verify, /v1/detect and /v1/collections (docs at "
+        "/docs), /healthz, /readyz and /metrics. Collections live in FACECOMPARE_COLLECTIONS (default "
+        "sqlite:///facecompare-collections.db). "
         "SigV4 keys: FACECOMPARE_AUTH_KEYS=AKID:SECRET[,...] or FACECOMPARE_AUTH_KEYS_FILE; REST API key hashes: "
         "FACECOMPARE_API_KEYS_FILE (see `facecompare api-key`); S3 images: FACECOMPARE_S3_ENDPOINT_URL and the "
         "AWS_* credential variables.")
@@ -136,6 +139,37 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recognizer_argument(batch)
 
+    add_collection_parsers(sub)
+
+    dedupe = sub.add_parser(
+        "dedupe", help="find ids of a manifest that show the same person (duplicate identities); resumable; HTML report",
+        description="Index the largest face of every row of MANIFEST.csv (columns id,image; images are paths "
+        "relative to the manifest or s3://bucket/key on FACECOMPARE_S3_ENDPOINT_URL) into a collection (a fresh "
+        "SQLite file OUT/collection.db unless --store is given), search the collection with each face, and join "
+        "the ids whose faces match at --threshold or above into groups (union-find over the matches). Rows are "
+        "appended to OUT/rows.jsonl and searches to OUT/searched.jsonl as they finish, so running the same command "
+        "again after an interruption skips the finished ones. Rows without a usable face or with an unreadable "
+        "image are recorded with their error and the run goes on. Writes summary.json, groups.csv, groups.json, "
+        "errors.csv and a self-contained report.html showing each group's faces side by side.")
+    dedupe.add_argument("manifest", help="CSV with columns id,image")
+    dedupe.add_argument("--out", required=True, help="output folder (also where an interrupted run resumes)")
+    dedupe.add_argument("--threshold", type=float, default=99.0,
+                        help="Similarity (0-100) from which two faces count as the same person (default 99, "
+                        "stricter than compare's 80: a sweep of N faces makes N(N-1)/2 comparisons, and one "
+                        "false match joins two groups; see the README's measured table)")
+    dedupe.add_argument("--store", metavar="URL", help="collection store (sqlite:///path.db or postgresql://...; "
+                        "default: a fresh OUT/collection.db)")
+    dedupe.add_argument("--collection", metavar="ID", help="collection to index into (default: dedupe; created "
+                        "when missing)")
+    dedupe.add_argument("--quality-filter", default="NONE", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"],
+                        help="IndexFaces QualityFilter: faces below it are not indexed and their rows reported "
+                        "(default NONE: every face counts)")
+    dedupe.add_argument("--max-matches", type=int, default=100, metavar="N",
+                        help="matches kept per searched face (default 100)")
+    dedupe.add_argument("--workers", type=int, help="threads analysing images at once (default 2)")
+    dedupe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_recognizer_argument(dedupe)
+
     synth = sub.add_parser("synth-kyc", help="generate a reproducible synthetic selfie-versus-ID benchmark",
                            description="Print a face photo on a synthetic ID card and photograph it (portrait 2-10 %% "
                            "of a 12 MP frame, tilt, rotation 0/90/180/270 with or without EXIF, blur, glare, "
@@ -164,6 +198,81 @@ def add_recognizer_argument(p: argparse.ArgumentParser) -> None:
                    "of your own (calibrate it with `facecompare calibrate`); also FACECOMPARE_RECOGNIZER")
 
 
+def add_collection_parsers(sub) -> None:
+    """``facecompare collection create|delete|list|describe|index|list-faces|delete-faces|search``."""
+    collection = sub.add_parser(
+        "collection", help="face collections (1:N search): create, index faces, search, list, delete",
+        description="Rekognition's collection operations on a local store: sqlite:///path.db (default "
+        "sqlite:///facecompare-collections.db in the working directory) or postgresql://..., from --store or "
+        "FACECOMPARE_COLLECTIONS. Each prints the operation's Rekognition response as JSON; errors print "
+        "`error: <Type>: <message>` and exit 2. A collection keeps face embeddings (biometric templates) and "
+        "never images: erase them with delete-faces or delete.")
+    actions = collection.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", metavar="URL", help="collection store URL (default: FACECOMPARE_COLLECTIONS, "
+                        "else sqlite:///facecompare-collections.db)")
+    add_recognizer_argument(common)
+
+    def action(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, parents=[common], help=help, description=description)
+
+    create = action("create", "create a collection (CreateCollection)",
+                    "Create an empty collection bound to the recognizer in use (its FaceModelVersion); prints "
+                    "StatusCode, CollectionArn and FaceModelVersion.")
+    create.add_argument("collection_id", metavar="COLLECTION_ID", help="1-255 characters of [a-zA-Z0-9_.-]")
+    create.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag (repeatable)")
+    delete = action("delete", "delete a collection and every face in it (DeleteCollection)",
+                    "Erase the collection and all its faces (rows deleted, not marked).")
+    delete.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    listing = action("list", "list the collections (ListCollections)",
+                     "Collection ids and their FaceModelVersions, in id order; a page at a time with --max-results, "
+                     "the next one with --next-token (the NextToken printed).")
+    listing.add_argument("--max-results", type=int, metavar="N", help="page size, 0-4096 (default 1000)")
+    listing.add_argument("--next-token", metavar="TOKEN", help="NextToken of the previous page")
+    describe = action("describe", "describe a collection (DescribeCollection)",
+                      "FaceCount, FaceModelVersion, CollectionARN and CreationTimestamp of a collection.")
+    describe.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    index = action("index", "index the faces of an image into a collection (IndexFaces)",
+                   "Detect the faces of IMAGE (a path or s3://bucket/key), store the embedding of the largest "
+                   "(up to --max-faces, at most 100) that pass --quality-filter, and print FaceRecords and "
+                   "UnindexedFaces (with reasons). Idempotent: the same image with the same external id gives the "
+                   "same face ids and stores nothing new.")
+    index.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    index.add_argument("image", metavar="IMAGE", help="JPEG or PNG: a path or s3://bucket/key")
+    index.add_argument("--external-image-id", metavar="ID", help="your id for the image, kept with each face "
+                       "(1-255 characters of [a-zA-Z0-9_.-:])")
+    index.add_argument("--max-faces", type=int, metavar="N", help="index at most N faces (the rest are "
+                       "UnindexedFaces with EXCEEDS_MAX_FACES)")
+    index.add_argument("--quality-filter", default="AUTO", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"],
+                       help="faces below this bar are not indexed (default AUTO, as Rekognition)")
+    list_faces = action("list-faces", "list the faces of a collection (ListFaces)",
+                        "The stored faces (FaceId, ImageId, ExternalImageId, BoundingBox, Confidence) in FaceId "
+                        "order, a page at a time.")
+    list_faces.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    list_faces.add_argument("--max-results", type=int, metavar="N", help="page size, 0-4096 (default 1000)")
+    list_faces.add_argument("--next-token", metavar="TOKEN", help="NextToken of the previous page")
+    list_faces.add_argument("--face-id", action="append", metavar="FACE_ID", help="only this face (repeatable)")
+    delete_faces = action("delete-faces", "erase faces from a collection (DeleteFaces)",
+                          "Erase the faces of the given ids; prints DeletedFaces and, for ids not in the "
+                          "collection, UnsuccessfulFaceDeletions with FACE_NOT_FOUND.")
+    delete_faces.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    delete_faces.add_argument("face_ids", nargs="+", metavar="FACE_ID")
+    search = action("search", "search a collection with an image's largest face or a stored face "
+                    "(SearchFacesByImage / SearchFaces)",
+                    "With IMAGE: search with its largest face (SearchFacesByImage; no face is an "
+                    "InvalidParameterException). With --face-id: search with a face already in the collection "
+                    "(SearchFaces; the face itself is not among the matches). Prints FaceMatches, highest "
+                    "Similarity first.")
+    search.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    search.add_argument("image", nargs="?", metavar="IMAGE", help="JPEG or PNG: a path or s3://bucket/key")
+    search.add_argument("--face-id", metavar="FACE_ID", help="search with this stored face instead of an image")
+    search.add_argument("--threshold", type=float, default=80.0, help="FaceMatchThreshold: the lowest Similarity "
+                        "(0-100) returned (default 80)")
+    search.add_argument("--max-faces", type=int, metavar="N", help="at most N matches (1-4096)")
+    search.add_argument("--quality-filter", default="NONE", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"],
+                        help="with IMAGE: refuse a searched face below this bar (default NONE)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -183,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "api-key":
             return _api_key(args)
+        if args.command == "collection":
+            return _collection(args)
+        if args.command == "dedupe":
+            return _dedupe(args)
     except FaceCompareError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
@@ -507,6 +620,118 @@ def _batch(args: argparse.Namespace) -> int:
     if "with_expected" in summary and summary["with_expected"]["accuracy_of_decided"] is not None:
         print(f"Accuracy of decided rows against expected: {100 * summary['with_expected']['accuracy_of_decided']:.2f} %")
     print(f"Wrote {out / 'results.csv'}, {out / 'results.jsonl'}, {out / 'summary.json'} and {out / 'report.html'}")
+    return 0
+
+
+def _collections(args: argparse.Namespace):
+    """The Collections service on the store of --store or FACECOMPARE_COLLECTIONS."""
+    import os
+
+    from .collections.service import Collections
+    from .collections.store import open_store
+    from .server.limits import env_number
+
+    cap = env_number(os.environ, "FACECOMPARE_COLLECTION_MAX_FACES", 20_000_000, int, minimum=1)
+    return Collections(_verifier(args), open_store(args.store or os.environ.get("FACECOMPARE_COLLECTIONS")),
+                       max_faces_per_collection=cap)
+
+
+def _collection(args: argparse.Namespace) -> int:
+    """One collection operation; prints its Rekognition response as JSON."""
+    import os
+
+    from . import rekognition as shapes
+    from .engine import check_threshold
+    from .errors import InvalidParameterException
+    from .server.sigv4 import DEFAULT_REGION
+
+    region = (os.environ.get("FACECOMPARE_REGION") or "").strip() or DEFAULT_REGION
+    action = args.action
+    if action == "search":  # argument errors before any store is opened
+        if (args.image is None) == (args.face_id is None):
+            raise InvalidParameterException("Give IMAGE or --face-id (one of them) to search with.")
+        check_threshold(args.threshold, "--threshold")
+    tags = None
+    if action == "create":
+        tags = {}
+        for tag in args.tag:
+            key, sep, value = tag.partition("=")
+            if not sep:
+                raise InvalidParameterException(f"--tag {tag!r}: write KEY=VALUE.")
+            tags[key] = value
+    collections = _collections(args)
+    try:
+        cid = getattr(args, "collection_id", None)
+        if action == "create":
+            out = shapes.create_collection_response(collections.create_collection(cid, tags), region)
+        elif action == "delete":
+            collections.delete_collection(cid)
+            out = shapes.delete_collection_response()
+        elif action == "list":
+            out = shapes.list_collections_response(*collections.list_collections(args.next_token, args.max_results))
+        elif action == "describe":
+            out = shapes.describe_collection_response(collections.describe_collection(cid), region)
+        elif action == "index":
+            image = collections.verifier.load(_read_image(args.image))
+            result = collections.index_faces(cid, image, external_image_id=args.external_image_id,
+                                             max_faces=args.max_faces, quality_filter=args.quality_filter)
+            out = shapes.index_faces_response(result, collections.model_version)
+        elif action == "list-faces":
+            faces, token = collections.list_faces(cid, args.next_token, args.max_results, args.face_id)
+            out = shapes.list_faces_response(faces, token, collections.model_version)
+        elif action == "delete-faces":
+            out = shapes.delete_faces_response(*collections.delete_faces(cid, args.face_ids))
+        elif args.face_id is not None:
+            matches = collections.search_faces(cid, args.face_id, max_faces=args.max_faces, threshold=args.threshold)
+            out = shapes.search_faces_response(args.face_id, matches, collections.model_version)
+        else:
+            image = collections.verifier.load(_read_image(args.image))
+            result = collections.search_faces_by_image(cid, image, max_faces=args.max_faces,
+                                                       threshold=args.threshold, quality_filter=args.quality_filter)
+            out = shapes.search_faces_by_image_response(result, collections.model_version)
+    finally:
+        collections.store.close()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _read_image(location: str) -> bytes | str:
+    """A path as it is (the engine reads it), or the bytes of an ``s3://bucket/key`` object."""
+    if location.startswith("s3://"):
+        from .storage import S3Reader, parse_s3_url
+
+        return S3Reader().read(*parse_s3_url(location))
+    return location
+
+
+def _dedupe(args: argparse.Namespace) -> int:
+    from .dedupe import read_dedupe_manifest, run_dedupe
+    from .engine import check_quality_filter, check_threshold
+    from .errors import InvalidParameterException
+
+    threshold = check_threshold(args.threshold, "--threshold")
+    quality_filter = check_quality_filter(args.quality_filter)
+    if not 1 <= args.max_matches <= 4096:
+        raise InvalidParameterException("--max-matches must be from 1 to 4096.")
+    if args.workers is not None and args.workers < 1:
+        raise InvalidParameterException("--workers must be at least 1.")
+    if not Path(args.manifest).is_file():
+        raise InvalidParameterException(f"Manifest not found: {args.manifest}.")
+    total = sum(1 for _ in read_dedupe_manifest(args.manifest))  # validates columns and ids before any work
+    summary = run_dedupe(read_dedupe_manifest(args.manifest), args.out, threshold=threshold, store_url=args.store,
+                         collection_id=args.collection, workers=args.workers, progress=not args.no_progress,
+                         total=total, quality_filter=quality_filter, max_matches=args.max_matches,
+                         verifier=_verifier(args))
+    out = Path(args.out)
+    print(f"{summary['rows']} rows: {summary['indexed']} indexed, {summary['errors']} not indexed"
+          + (f" ({', '.join(f'{k} {v}' for k, v in summary['errors_by_type'].items())})" if summary["errors"] else ""))
+    print(f"{summary['groups']} groups of ids whose faces match at Similarity {summary['threshold']:g} or above "
+          f"({summary['ids_in_groups']} ids in groups)")
+    if summary["largest_group"] > LARGE_GROUP:
+        print(f"note: the largest group has {summary['largest_group']} ids: a group joins ids that match only "
+              "through others, so one false match merges two groups; a higher --threshold (95, 99) splits them "
+              "(the run reuses the indexed faces)", file=sys.stderr)
+    print(f"Wrote {out / 'summary.json'}, {out / 'groups.csv'}, {out / 'errors.csv'} and {out / 'report.html'}")
     return 0
 
 

@@ -149,10 +149,12 @@ class Verifier:
 
     # -- one image ------------------------------------------------------------------------------------------
 
-    def load(self, image: ImageSource | DecodedImage) -> DecodedImage:
+    def load(self, image: ImageSource | DecodedImage, *, max_bytes: int | None = None) -> DecodedImage:
+        """``image`` decoded. ``max_bytes`` overrides the byte limit of its kind of source (bytes: 5 MB, Rekognition's
+        limit for inline bytes; a file: the file limit); the service passes 15 MB for bytes read from S3."""
         if isinstance(image, DecodedImage):
             return image
-        decoded = load_image(image, self.settings)
+        decoded = load_image(image, self.settings, max_bytes=max_bytes)
         if decoded.base_reduction > 1:  # its full-size decoded raster is garbage now (256 MB at 64 MP RGB)
             note_large_work()
             release_freed_memory()

@@ -161,3 +161,97 @@ window.addEventListener('load', () => {{
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+# -- the duplicate-identity sweep (``facecompare dedupe``) -----------------------------------------------------
+
+FACE_THUMB = 112  # px, side of each face thumbnail
+MAX_GROUPS_WITH_IMAGES = 500
+
+
+def _face_thumbnail(location: str, box: dict | None, s3) -> str:
+    """A small JPEG (base64 data URL) of the face in ``box`` (ratios of the image) with a margin, or ''."""
+    try:
+        if location.startswith("s3://"):
+            from .storage import parse_s3_url
+
+            image = Image.open(io.BytesIO(s3.read(*parse_s3_url(location))))
+        else:
+            image = Image.open(location)
+        from PIL import ImageOps
+
+        image.draft("RGB", (FACE_THUMB * 8, FACE_THUMB * 8))
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        if box:
+            w, h = image.size
+            side = max(box["width"] * w, box["height"] * h) * 1.4
+            cx, cy = (box["left"] + box["width"] / 2) * w, (box["top"] + box["height"] / 2) * h
+            image = image.crop((int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)))
+        image.thumbnail((FACE_THUMB, FACE_THUMB))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
+        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    except Exception:  # an unreadable image is shown as missing
+        return ""
+
+
+def write_dedupe_report(out: Path, rows: dict[str, dict], groups: list[dict], errors: list[dict], summary: dict,
+                        s3=None) -> Path:
+    """``report.html`` of a dedupe run: each group's faces side by side with the similarity of each matching
+    pair, then the rows that could not be indexed. Self-contained (thumbnails are data URIs)."""
+    if s3 is None and any(str(r.get("image", "")).startswith("s3://") for r in rows.values()):
+        from .storage import S3Reader
+
+        s3 = S3Reader()
+    sections = []
+    for g in groups:
+        faces = []
+        for member in g["ids"]:
+            r = rows[member]
+            src = _face_thumbnail(r["image"], r.get("box"), s3) if g["group"] <= MAX_GROUPS_WITH_IMAGES else ""
+            picture = (f'<img src="{src}" alt="face of {html.escape(member)}">' if src
+                       else '<span class="missing">no image</span>')
+            faces.append(f'<figure>{picture}<figcaption>{html.escape(member)}</figcaption></figure>')
+        pairs = "".join(f"<tr><td>{html.escape(e['a'])}</td><td>{html.escape(e['b'])}</td>"
+                        f"<td>{e['similarity']:.2f}</td></tr>" for e in g["pairs"])
+        sections.append(
+            f'<section class="group" data-size="{len(g["ids"])}"><h3>Group {g["group"]}: {len(g["ids"])} ids</h3>'
+            f'<div class="faces">{"".join(faces)}</div>'
+            f'<table class="pairs"><thead><tr><th>id</th><th>id</th><th>similarity</th></tr></thead>'
+            f"<tbody>{pairs}</tbody></table></section>")
+    error_rows = "".join(f"<tr><td>{html.escape(r['id'])}</td><td>{html.escape(r['error'])}</td>"
+                         f"<td>{html.escape(r.get('message', ''))}</td>"
+                         f'<td class="path">{html.escape(r["image"])}</td></tr>' for r in errors)
+    by_error = ", ".join(f"{html.escape(k)} {v}" for k, v in summary["errors_by_type"].items()) or "none"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>facecompare dedupe report</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}} th{{background:#f3f3f3}}
+.group{{border:1px solid #ccc;border-radius:6px;padding:0.5em 1em;margin:1em 0}}
+.faces{{display:flex;flex-wrap:wrap;gap:8px}} figure{{margin:0;text-align:center;font-size:12px}}
+figure img{{width:{FACE_THUMB}px;height:{FACE_THUMB}px;object-fit:cover;border-radius:4px}}
+.path{{font-size:11px;color:#555;word-break:break-all}} .missing{{color:#999}}
+</style></head>
+<body>
+<h1>facecompare dedupe report</h1>
+<p id="summary">{summary['rows']} rows: {summary['indexed']} indexed, {summary['errors']} not indexed ({by_error}).
+{summary['groups']} groups of ids whose faces match at Similarity {summary['threshold']:g} or above
+({summary['ids_in_groups']} ids in groups; recognizer {html.escape(summary['model'])}).</p>
+<h2>Groups</h2>
+{''.join(sections) or '<p>No two ids match.</p>'}
+<h2>Rows not indexed</h2>
+<table id="errors"><thead><tr><th>id</th><th>error</th><th>message</th><th>image</th></tr></thead>
+<tbody>{error_rows}</tbody></table>
+<script>
+window.addEventListener('load', () => {{
+  const imgs = [...document.images];
+  document.body.dataset.groups = document.querySelectorAll('section.group').length;
+  document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

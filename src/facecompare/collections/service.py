@@ -2,7 +2,7 @@
 
 One :class:`Collections` object serves every surface (the AWS endpoint, the REST API, the CLI, ``dedupe``). It
 never sees HTTP; the Rekognition response dictionaries are built from its results by
-:mod:`facecompare.collections.responses`.
+:mod:`facecompare.rekognition`.
 
 Choices where Rekognition's documentation is silent or where this engine differs (README, "Collections (1:N)"):
 

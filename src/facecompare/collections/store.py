@@ -122,8 +122,13 @@ def open_store(url: str | None = None) -> CollectionStore:
 
         return SqliteStore(url)
     if url.startswith(("postgresql:", "postgres:")):
-        from .postgres import PostgresStore
+        try:
+            from .postgres import PostgresStore
+        except ImportError:
+            from ..errors import ModelNotAvailableError
 
+            raise ModelNotAvailableError("Collections on PostgreSQL need psycopg 3 and psycopg_pool: pip install "
+                                         "'facecompare[postgres]'.") from None
         return PostgresStore(url)
     raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; got "
                                     f"{url[:40]!r}.")

@@ -213,7 +213,7 @@ class Pipeline:
         if kind == "bytes":
             return self.verifier.load(value)
         bucket, key, version = value
-        return self.verifier.load(self.s3.read(bucket, key, version))
+        return self.verifier.load(self.s3.read(bucket, key, version), max_bytes=self.s3.max_bytes)
 
     # -- the path --------------------------------------------------------------------------------------------
 

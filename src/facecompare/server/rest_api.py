@@ -1,4 +1,9 @@
-"""The native REST API: ``POST /v1/verify`` and ``POST /v1/detect``, multipart/form-data or JSON with base64.
+"""The native REST API: ``POST /v1/verify`` and ``POST /v1/detect``, multipart/form-data or JSON with base64, and
+the face collections under ``/v1/collections`` (create, list, describe, delete; index, list and erase faces;
+search by image or by face id), which call the pipeline's one
+:class:`~facecompare.collections.service.Collections`. Their path and query parameters are read in the pipeline,
+after the API key, and declared in the document by hand (:func:`_query_parameters`); an unknown collection is a
+404 and an existing one a 409 (AWS answers both with a 400).
 
 FastAPI routes: their OpenAPI operations (request bodies, responses, errors, the API key) are generated from
 the pydantic models of :mod:`.rest_models`, which also validate the requests. Its steps of the request path
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 from fastapi import APIRouter, Security
 from fastapi.security import APIKeyHeader
@@ -19,16 +25,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..engine import verification_dict
-from ..errors import FaceCompareError, InvalidParameterException
-from ..rekognition import detect_faces_response
+from ..errors import FaceCompareError, InvalidParameterException, quote_input
+from ..rekognition import compared_face, detect_faces_response
 from . import sigv4
 from .config import hash_api_key
 from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
 from .rest_models import (
+    COLLECTION_ID_PATTERN,
+    FACE_ID_PATTERN,
+    MAX_QUERY_FACE_IDS,
+    CollectionCreate,
+    CollectionCreated,
+    CollectionDeleted,
+    CollectionDescription,
+    CollectionList,
+    DeleteFacesJson,
     DetectForm,
     Detection,
     DetectJson,
     Error,
+    FaceList,
+    FacesDeleted,
+    FacesQuery,
+    IndexForm,
+    IndexJson,
+    IndexResult,
+    ListQuery,
+    SearchForm,
+    SearchJson,
+    SearchResult,
     Verification,
     VerifyForm,
     VerifyJson,
@@ -70,10 +95,18 @@ def request_body(json_model, form_model) -> dict:
     }}}
 
 
+# the REST statuses of errors that AWS answers with a 400: an unknown collection or face is a 404, a collection
+# that exists already a 409
+REST_STATUS = {"ResourceNotFoundException": 404, "ResourceAlreadyExistsException": 409}
+NOT_FOUND_RESPONSES = {
+    404: {"model": Error, "description": "no collection of that id (ResourceNotFoundException)"},
+}
+
+
 def rest_error(exc: FaceCompareError, request_id: str, status: int | None = None) -> JSONResponse:
     retry = retry_headers(exc)
     return JSONResponse({"error": {"type": exc.code, "message": exc.message}, "request_id": request_id},
-                        status_code=status or getattr(exc, "rest_status", exc.http_status),
+                        status_code=status or REST_STATUS.get(exc.code) or getattr(exc, "rest_status", exc.http_status),
                         headers={"x-request-id": request_id, **({"Retry-After": retry["Retry-After"]}
                                                                 if retry else {})})
 
@@ -112,6 +145,138 @@ def detect(pipeline: Pipeline, params: DetectJson | DetectForm) -> dict:
     return result
 
 
+# -- collections (1:N search) ----------------------------------------------------------------------------------
+
+
+def _box(box) -> dict:
+    width, height, left, top = box
+    return {"width": round(float(width), 6), "height": round(float(height), 6), "left": round(float(left), 6),
+            "top": round(float(top), 6)}
+
+
+def stored_face_dict(face) -> dict:
+    """A :class:`~facecompare.collections.store.StoredFace` as the REST API shows it (never its embedding)."""
+    return {"face_id": face.face_id, "image_id": face.image_id, "external_image_id": face.external_image_id,
+            "bounding_box": _box(face.bounding_box), "confidence": round(float(face.confidence), 4),
+            "indexed_at": round(float(face.indexed_at), 3)}
+
+
+def collection_dict(info) -> dict:
+    return {"collection_id": info.collection_id, "face_model_version": info.model, "face_count": info.face_count,
+            "created_at": round(float(info.created_at), 3), "tags": dict(info.tags)}
+
+
+def create_collection(pipeline: Pipeline, params: dict) -> dict:
+    body: CollectionCreate = params["body"]
+    return collection_dict(pipeline.collections.create_collection(body.collection_id, body.tags))
+
+
+def list_collections(pipeline: Pipeline, params: dict) -> dict:
+    query: ListQuery = params["query"]
+    infos, token = pipeline.collections.list_collections(query.next_token, query.max_results)
+    return {"collections": [collection_dict(i) for i in infos], **({"next_token": token} if token else {})}
+
+
+def describe_collection(pipeline: Pipeline, params: dict) -> dict:
+    return collection_dict(pipeline.collections.describe_collection(params["collection_id"]))
+
+
+def delete_collection(pipeline: Pipeline, params: dict) -> dict:
+    pipeline.collections.delete_collection(params["collection_id"])
+    return {"collection_id": params["collection_id"], "deleted": True}
+
+
+def index_faces(pipeline: Pipeline, params: dict) -> dict:
+    body: IndexJson = params["body"]
+    collections = pipeline.collections
+    result = collections.index_faces(params["collection_id"], pipeline.verifier.load(body.image),
+                                     external_image_id=body.external_image_id, max_faces=body.max_faces,
+                                     quality_filter=body.quality_filter)
+    return {"faces": [{"face": stored_face_dict(r.stored), "detail": compared_face(r.face)} for r in result.records],
+            "unindexed": [{"face": compared_face(u.face), "reasons": list(u.reasons)} for u in result.unindexed],
+            "face_model_version": collections.model_version, "image_width": result.image_width,
+            "image_height": result.image_height}
+
+
+def list_faces(pipeline: Pipeline, params: dict) -> dict:
+    query: FacesQuery = params["query"]
+    collections = pipeline.collections
+    faces, token = collections.list_faces(params["collection_id"], query.next_token, query.max_results,
+                                          query.face_ids)
+    return {"faces": [stored_face_dict(f) for f in faces], **({"next_token": token} if token else {}),
+            "face_model_version": collections.model_version}
+
+
+def delete_faces(pipeline: Pipeline, params: dict) -> dict:
+    body: DeleteFacesJson = params["body"]
+    deleted, not_found = pipeline.collections.delete_faces(params["collection_id"], body.face_ids)
+    return {"deleted": list(deleted), "not_found": list(not_found)}
+
+
+def search_faces(pipeline: Pipeline, params: dict) -> dict:
+    body: SearchJson = params["body"]
+    collections = pipeline.collections
+    if body.face_id is not None:
+        matches = collections.search_faces(params["collection_id"], body.face_id, max_faces=body.max_faces,
+                                           threshold=body.threshold)
+        searched = {"searched_face_id": body.face_id}
+    else:
+        result = collections.search_faces_by_image(params["collection_id"], pipeline.verifier.load(body.image),
+                                                   max_faces=body.max_faces, threshold=body.threshold,
+                                                   quality_filter=body.quality_filter)
+        matches = result.matches
+        searched = {"searched_face": compared_face(result.searched_face)}
+    return {**searched, "matches": [{"similarity": round(float(m.similarity), 4), "face": stored_face_dict(m.face)}
+                                    for m in matches],
+            "face_model_version": collections.model_version}
+
+
+# operation -> (what its parameters come from: "body" (JSON, or multipart with the images), "json" (JSON only),
+# "query" or nothing; its JSON model, its multipart model, its image fields, its handler)
+COLLECTION_OPERATIONS = {
+    "create_collection": ("json", CollectionCreate, None, (), create_collection),
+    "list_collections": ("query", ListQuery, None, (), list_collections),
+    "describe_collection": (None, None, None, (), describe_collection),
+    "delete_collection": (None, None, None, (), delete_collection),
+    "index_faces": ("body", IndexJson, IndexForm, ("image",), index_faces),
+    "list_faces": ("query", FacesQuery, None, (), list_faces),
+    "delete_faces": ("json", DeleteFacesJson, None, (), delete_faces),
+    "search_faces": ("body", SearchJson, SearchForm, ("image",), search_faces),
+}
+
+
+COLLECTION_ID_PARAMETER = {"name": "collection_id", "in": "path", "required": True,
+                           "description": "the collection's id (1-255 characters of [a-zA-Z0-9_.-])",
+                           "schema": {"type": "string", "pattern": COLLECTION_ID_PATTERN}}
+
+
+def _query_parameters(model) -> dict:
+    """The OpenAPI query parameters of a query model (the routes read them in the pipeline, after the API key)."""
+    schema = model.model_json_schema()
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        if name == "face_ids":
+            parameters.append({"name": "face_id", "in": "query", "required": False, "explode": True,
+                               "description": f"only these faces (repeat the parameter, at most "
+                                              f"{MAX_QUERY_FACE_IDS} times)",
+                               "schema": {"type": "array", "items": {"type": "string", "pattern": FACE_ID_PATTERN},
+                                          "maxItems": MAX_QUERY_FACE_IDS}})
+            continue
+        options = prop.pop("anyOf", None)
+        if options:
+            prop.update(next(o for o in options if o.get("type") != "null"))
+        prop.pop("default", None)
+        description = prop.pop("description", None)
+        parameters.append({"name": name, "in": "query", "required": False, "schema": prop,
+                           **({"description": description} if description else {})})
+    return {"parameters": parameters}
+
+
+def json_body(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
 # operation -> (its JSON model, its multipart model, its image fields, its handler)
 OPERATIONS = {
     "verify": (VerifyJson, VerifyForm, ("selfie", "document"), verify),
@@ -137,7 +302,45 @@ class RestApi:
                              summary="Faces in an image (boxes, landmarks, pose, quality)",
                              responses={200: {"model": Detection, "description": "the faces"}},
                              openapi_extra=request_body(DetectJson, DetectForm))
+        self._collection_routes(router)
         return router
+
+    def _collection_routes(self, router: APIRouter) -> None:
+        def route(path: str, operation: str, method: str, model, summary: str, extra: dict | None = None,
+                  not_found: bool = True, conflict: bool = False) -> None:
+            async def endpoint(request: Request, api_key: str | None = Security(API_KEY)) -> Response:
+                return await self.pipeline.serve(self, request, f"v1/{operation}")
+
+            responses = {200: {"model": model, "description": summary.lower()}}
+            if not_found:
+                responses.update(NOT_FOUND_RESPONSES)
+            if conflict:
+                responses[409] = {"model": Error, "description": "a collection of that id exists "
+                                                                 "(ResourceAlreadyExistsException)"}
+            extra = dict(extra or {})
+            if "{collection_id}" in path:  # read in the pipeline, after the API key (so not a FastAPI parameter)
+                extra["parameters"] = [COLLECTION_ID_PARAMETER, *extra.get("parameters", [])]
+            router.add_api_route(path, endpoint, methods=[method], response_model=None, operation_id=operation,
+                                 summary=summary, responses=responses, openapi_extra=extra, tags=["collections"])
+
+        route("/v1/collections", "create_collection", "POST", CollectionCreated,
+              "Create a collection (bound to the service's recognizer)", json_body(CollectionCreate), False, True)
+        route("/v1/collections", "list_collections", "GET", CollectionList, "List the collections, a page at a time",
+              _query_parameters(ListQuery), False)
+        route("/v1/collections/{collection_id}", "describe_collection", "GET", CollectionDescription,
+              "Describe a collection")
+        route("/v1/collections/{collection_id}", "delete_collection", "DELETE", CollectionDeleted,
+              "Delete a collection and erase all its faces")
+        route("/v1/collections/{collection_id}/faces", "index_faces", "POST", IndexResult,
+              "Index the faces of an image (the largest first)", request_body(IndexJson, IndexForm))
+        route("/v1/collections/{collection_id}/faces", "list_faces", "GET", FaceList,
+              "List a collection's faces, a page at a time", _query_parameters(FacesQuery))
+        route("/v1/collections/{collection_id}/faces", "delete_faces", "DELETE", FacesDeleted,
+              "Erase faces from a collection", json_body(DeleteFacesJson))
+        route("/v1/collections/{collection_id}/search", "search_faces", "POST", SearchResult,
+              "Search a collection with an image's largest face, or with a face of the collection",
+              request_body(SearchJson, SearchForm))
+
 
     # the API key parameter only puts the scheme in the document: the check is authenticate(), in the pipeline
     async def verify_route(self, request: Request, api_key: str | None = Security(API_KEY)) -> Response:
@@ -155,8 +358,38 @@ class RestApi:
         return None  # the route named it
 
     async def parse(self, request: Request, auth: None, context: dict) -> Call:
-        json_model, form_model, images, handler = OPERATIONS[context["operation"].removeprefix("v1/")]
+        operation = context["operation"].removeprefix("v1/")
+        if operation in COLLECTION_OPERATIONS:
+            return await self.collection_call(request, operation)
+        json_model, form_model, images, handler = OPERATIONS[operation]
         return Call(handler, await self.params(request, json_model, form_model, images))
+
+    async def collection_call(self, request: Request, operation: str) -> Call:
+        source, json_model, form_model, images, handler = COLLECTION_OPERATIONS[operation]
+        params: dict = {}
+        if "collection_id" in request.path_params:
+            collection_id = request.path_params["collection_id"]
+            if not re.match(COLLECTION_ID_PATTERN, collection_id):
+                raise InvalidParameterException(f"Request has invalid parameters: collection id "
+                                                f"{quote_input(collection_id)} is not 1-255 characters of "
+                                                "[a-zA-Z0-9_.-].")
+            params["collection_id"] = collection_id
+        if source == "query":
+            query = dict(request.query_params)
+            unknown = sorted(set(query) - set(json_model.model_fields) - {"face_id"} | ({"face_ids"} & set(query)))
+            if unknown:
+                raise InvalidParameterException(f"Request has invalid parameters: unknown query parameter(s) "
+                                                f"{quote_input(unknown)}.")
+            if "face_id" in request.query_params:
+                query["face_ids"] = request.query_params.getlist("face_id")
+            params["query"] = validate(json_model, query, ())
+        elif source == "json":
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                raise InvalidParameterException("This operation takes a JSON body (application/json).")
+            params["body"] = await self.params(request, json_model, None, ())
+        elif source == "body":
+            params["body"] = await self.params(request, json_model, form_model, images)
+        return Call(handler, params)
 
     @staticmethod
     def respond(result: dict, request_id: str) -> Response:

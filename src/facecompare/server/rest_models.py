@@ -8,7 +8,15 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ..engine import check_threshold
@@ -152,6 +160,192 @@ class Detection(BaseModel):
     height: int
     rotation: int = Field(description="the EXIF rotation applied, in degrees")
     annotated_png: str | None = Field(None, description="base64 PNG, when annotate=true")
+    request_id: str
+
+
+# -- collections (1:N search) ---------------------------------------------------------------------------------
+
+COLLECTION_ID_PATTERN = r"^[a-zA-Z0-9_.\-]{1,255}$"
+FACE_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+EXTERNAL_IMAGE_ID_PATTERN = r"^[a-zA-Z0-9_.\-:]{1,255}$"
+QualityFilter = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
+CollectionId = Annotated[str, Field(pattern=COLLECTION_ID_PATTERN, description="1-255 characters of [a-zA-Z0-9_.-]")]
+FaceId = Annotated[str, Field(pattern=FACE_ID_PATTERN, description="a face id (UUID) from index")]
+ExternalImageId = Annotated[str, Field(pattern=EXTERNAL_IMAGE_ID_PATTERN,
+                                       description="your id for the image, kept with each of its faces "
+                                                   "(1-255 characters of [a-zA-Z0-9_.-:])")]
+MaxResults = Annotated[int, Field(ge=0, le=4096, description="page size (default 1000)")]
+NextToken = Annotated[str, Field(max_length=255, description="next_token of the previous page")]
+MaxMatches = Annotated[int, Field(ge=1, le=4096, description="at most this many matches")]
+
+
+class CollectionCreate(_Body):
+    """``POST /v1/collections``: a new, empty collection bound to the service's recognizer."""
+
+    model_config = ConfigDict(extra="ignore", regex_engine="python-re")  # the tag key's look-ahead
+
+    collection_id: CollectionId
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^(?!aws:)")],
+               Annotated[str, Field(max_length=256)]] | None = Field(None, max_length=200)
+
+
+class ListQuery(_Body):
+    """The paging query parameters of ``GET /v1/collections`` and ``GET /v1/collections/{id}/faces``."""
+
+    max_results: MaxResults | None = None
+    next_token: NextToken | None = None
+
+
+MAX_QUERY_FACE_IDS = 300  # face_id query parameters at most: a request line must fit in h11's 16 KiB
+
+
+class FacesQuery(ListQuery):
+    face_ids: list[FaceId] | None = Field(None, min_length=1, max_length=MAX_QUERY_FACE_IDS)
+
+
+class IndexJson(_Body):
+    """``POST /v1/collections/{id}/faces`` as JSON: the image in base64."""
+
+    image: Base64Image
+    external_image_id: ExternalImageId | None = None
+    max_faces: Annotated[int, Field(ge=1, description="index at most this many faces (largest first; at most 100)")] \
+        | None = None
+    quality_filter: QualityFilter = Field("AUTO", description="faces below this bar are not indexed (default AUTO)")
+
+
+class IndexForm(IndexJson):
+    """``POST /v1/collections/{id}/faces`` as multipart/form-data: the image as a file."""
+
+    image: FileImage
+
+
+class DeleteFacesJson(_Body):
+    """``DELETE /v1/collections/{id}/faces``: the ids of the faces to erase."""
+
+    face_ids: list[FaceId] = Field(min_length=1, max_length=4096)
+
+
+class SearchJson(_Body):
+    """``POST /v1/collections/{id}/search`` as JSON: an image in base64 (its largest face is searched for) or
+    the id of a face in the collection; exactly one of them."""
+
+    image: Base64Image | None = None
+    face_id: FaceId | None = None
+    threshold: Threshold = 80.0
+    max_faces: MaxMatches | None = None
+    quality_filter: QualityFilter = Field("NONE", description="with an image: refuse a searched face below this bar")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.image is None) == (self.face_id is None):
+            raise _refuse("Request has invalid parameters: send exactly one of image (a JPEG or PNG) and face_id.")
+        return self
+
+
+class SearchForm(SearchJson):
+    """``POST /v1/collections/{id}/search`` as multipart/form-data: the image as a file (or a face_id field)."""
+
+    image: FileImage | None = None
+
+
+class BoundingBox(BaseModel):
+    width: float = Field(description="ratio of the image width")
+    height: float = Field(description="ratio of the image height")
+    left: float
+    top: float
+
+
+class Collection(BaseModel):
+    """A collection."""
+
+    collection_id: str
+    face_model_version: str = Field(description="the recognizer the collection is bound to")
+    face_count: int
+    created_at: float = Field(description="epoch seconds")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class CollectionCreated(Collection):
+    request_id: str
+
+
+class CollectionDescription(Collection):
+    request_id: str
+
+
+class CollectionDeleted(BaseModel):
+    collection_id: str
+    deleted: bool = True
+    request_id: str
+
+
+class CollectionList(BaseModel):
+    """A page of collections, in id order."""
+
+    collections: list[Collection]
+    next_token: str | None = Field(None, description="pass it as next_token for the next page; absent at the end")
+    request_id: str
+
+
+class StoredFace(BaseModel):
+    """A face kept in a collection (never its image)."""
+
+    face_id: str
+    image_id: str = Field(description="one id per indexed image")
+    external_image_id: str | None
+    bounding_box: BoundingBox
+    confidence: float = Field(description="the detector's confidence, 0-100")
+    indexed_at: float = Field(description="epoch seconds")
+
+
+class UnindexedFace(BaseModel):
+    face: dict[str, Any] = Field(description="the face, as in /v1/detect")
+    reasons: list[str] = Field(description="Rekognition's reasons: EXCEEDS_MAX_FACES, LOW_SHARPNESS, ...")
+
+
+class IndexedFace(BaseModel):
+    face: StoredFace
+    detail: dict[str, Any] = Field(description="the face, as in /v1/detect")
+
+
+class IndexResult(BaseModel):
+    """The faces indexed (largest first) and those left out, with why."""
+
+    faces: list[IndexedFace]
+    unindexed: list[UnindexedFace]
+    face_model_version: str
+    image_width: int
+    image_height: int
+    request_id: str
+
+
+class FaceList(BaseModel):
+    """A page of a collection's faces, in face_id order."""
+
+    faces: list[StoredFace]
+    next_token: str | None = Field(None, description="pass it as next_token for the next page; absent at the end")
+    face_model_version: str
+    request_id: str
+
+
+class FacesDeleted(BaseModel):
+    deleted: list[str] = Field(description="ids of the faces erased")
+    not_found: list[str] = Field(description="ids that were not in the collection")
+    request_id: str
+
+
+class FaceMatch(BaseModel):
+    similarity: float = Field(description="0-100")
+    face: StoredFace
+
+
+class SearchResult(BaseModel):
+    """The faces of the collection that match the searched face, highest similarity first."""
+
+    searched_face_id: str | None = Field(None, description="with face_id: the face searched for")
+    searched_face: dict[str, Any] | None = Field(None, description="with an image: its largest face, as in /v1/detect")
+    matches: list[FaceMatch]
+    face_model_version: str
     request_id: str
 
 
