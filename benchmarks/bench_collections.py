@@ -4,6 +4,7 @@ behind the choice of the approximate-search library.
     python benchmarks/bench_collections.py search [--sizes 10000,100000] [--out benchmarks/results/collections.json]
     python benchmarks/bench_collections.py libraries [--size 100000] [--settings usearch:16:128:f32,...]
     python benchmarks/bench_collections.py strangers [--sizes 0,10000,100000]
+    python benchmarks/bench_collections.py store [--sizes 10000,100000] [--engines sqlite,postgresql] [--images 40]
 
 Data. Real SFace embeddings of LFW faces (``--lfw``, embedded once with ``Verifier.analyze(path, embed=1,
 max_faces=1)`` and cached in ``--cache``, outside the repository: they are faces), up to 3 images of each person
@@ -21,9 +22,9 @@ Latency: one query at a time, one thread per search (BLAS limited to 2 threads f
 Memory: growth of the process's anonymous resident memory (RssAnon) when the index is built, each setting in a fresh
 process, and the index's own figure where the library gives one.
 
-Store sections (IndexFaces throughput on 1 MP images, loading a collection from SQLite / PostgreSQL) are the
-functions ``bench_index_faces``, ``bench_load_sqlite`` and ``bench_load_postgres``: TODO until
-``facecompare.collections.service`` and the stores are on main.
+``store``: IndexFaces throughput through ``Collections`` on 1 MP images (``bench_index_faces``), and storing a
+collection then loading it as a replica does on its first search (``bench_load``: ``all_embeddings`` and the index
+build), on SQLite and PostgreSQL (a throwaway cluster unless ``--postgres URL``).
 """
 
 from __future__ import annotations
@@ -377,22 +378,105 @@ def strangers(real: np.ndarray, names: np.ndarray, sizes: list[int]) -> list[dic
     return rows
 
 
-# ------------------------------------------------------------------------------------------------- store (TODO)
-def bench_index_faces(*_args, **_kwargs) -> dict:
-    """TODO: IndexFaces throughput (faces/s) on 1 MP images through ``facecompare.collections.service.Collections``
-    with the SQLite and PostgreSQL stores, once both are on main."""
-    raise NotImplementedError
+# ---------------------------------------------------------------------------------------------------------- store
+def _store(engine: str, postgres_url: str | None, tmp: Path):
+    """(store URL, cleanup): a SQLite file in ``tmp``, or PostgreSQL at ``postgres_url``, else a throwaway cluster
+    (tests/conftest.py's PostgresCluster: initdb in a temporary directory, socket only, fsync off)."""
+    if engine == "sqlite":
+        return f"sqlite:///{tmp}/bench.db", lambda: None
+    if postgres_url:
+        return postgres_url, lambda: None
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import PostgresCluster, _postgres_binaries
+
+    bindir = _postgres_binaries()
+    if bindir is None:
+        raise SystemExit("PostgreSQL is not installed (initdb/pg_ctl); pass --postgres URL")
+    cluster = PostgresCluster(bindir)
+    return cluster.new_database(), cluster.stop
 
 
-def bench_load_sqlite(*_args, **_kwargs) -> dict:
-    """TODO: seconds and peak RSS to load a 10k / 100k / 1M collection from SQLite (``all_embeddings``) and build the
-    search index from it."""
-    raise NotImplementedError
+def bench_load(engine: str, size: int, real: np.ndarray, postgres_url: str | None = None) -> dict:
+    """Store ``size`` faces (batches of 1,000, as IndexFaces would over time), then what a replica does when it
+    first searches the collection: read every embedding back (``all_embeddings``) and build the index the service
+    would build at that size (exact up to 50,000, approximate above), each in this process; seconds and RssAnon."""
+    import uuid
+
+    from facecompare.collections import open_store
+    from facecompare.collections.ann import ApproximateIndex
+    from facecompare.collections.index import ExactIndex
+    from facecompare.collections.store import StoredFace
+
+    vectors = np.vstack([real, synthetic(real, max(0, size - len(real)))])[:size]
+    with tempfile.TemporaryDirectory() as tmp:
+        url, cleanup = _store(engine, postgres_url, Path(tmp))
+        try:
+            store = open_store(url)
+            store.create_collection("bench", "sface", "cosine", vectors.shape[1])
+            started = time.perf_counter()
+            now = time.time()
+            for first in range(0, size, 1000):
+                store.add_faces("bench", [
+                    StoredFace(str(uuid.uuid4()), str(uuid.uuid4()), None, (0.3, 0.4, 0.2, 0.1), 99.9, v,
+                               f"{first + i:064x}", now) for i, v in enumerate(vectors[first:first + 1000])])
+            stored = time.perf_counter() - started
+            del vectors
+            gc.collect()
+            before = rss_anon()
+            started = time.perf_counter()
+            _, _, ids, matrix = store.all_embeddings("bench")
+            read = time.perf_counter() - started
+            after_read = rss_anon()
+            started = time.perf_counter()
+            index = (ApproximateIndex if size > 50_000 else ExactIndex)("cosine", matrix.shape[1])
+            index.add(ids, matrix)
+            built = time.perf_counter() - started
+            row = {"section": "load", "engine": engine, "n": size, "store_s": round(stored, 2),
+                   "faces_stored_per_s": round(size / stored), "all_embeddings_s": round(read, 2),
+                   "read_rss_mb": round((after_read - before) / 2**20, 1), "index": type(index).__name__,
+                   "index_build_s": round(built, 2), "rss_growth_mb": round((rss_anon() - before) / 2**20, 1)}
+            store.close()
+        finally:
+            cleanup()
+    print(row, flush=True)
+    return row
 
 
-def bench_load_postgres(*_args, **_kwargs) -> dict:
-    """TODO: the same as :func:`bench_load_sqlite` against PostgreSQL."""
-    raise NotImplementedError
+def bench_index_faces(engine: str, images: int, lfw: Path, postgres_url: str | None = None) -> dict:
+    """IndexFaces through ``Collections`` on 1 MP images (LFW portraits, each a different image, enlarged to
+    1152 x 864 with the face in the middle third): images per second, the models warm."""
+    from PIL import Image
+
+    from facecompare.collections import open_store
+    from facecompare.collections.service import Collections
+    from facecompare.engine import Verifier
+
+    paths = sorted(lfw.glob("*/*_0001.jpg"))[:images]
+    with tempfile.TemporaryDirectory() as tmp:
+        jpegs = []
+        for i, path in enumerate(paths):
+            canvas = Image.new("RGB", (1152, 864), (200, 200, 190))
+            canvas.paste(Image.open(path).convert("RGB").resize((432, 432)), (360, 216))
+            canvas.save(Path(tmp) / f"{i}.jpg", quality=90)
+            jpegs.append((Path(tmp) / f"{i}.jpg").read_bytes())
+        url, cleanup = _store(engine, postgres_url, Path(tmp))
+        try:
+            verifier = Verifier()
+            verifier.warm()
+            service = Collections(verifier, open_store(url))
+            service.create_collection("bench")
+            service.index_faces("bench", jpegs[0])  # first call: connections, schema
+            started = time.perf_counter()
+            faces = sum(len(service.index_faces("bench", jpeg, max_faces=1, quality_filter="NONE").records)
+                        for jpeg in jpegs[1:])
+            seconds = time.perf_counter() - started
+            service.store.close()
+        finally:
+            cleanup()
+    row = {"section": "index_faces", "engine": engine, "images": len(jpegs) - 1, "faces": faces,
+           "images_per_s": round((len(jpegs) - 1) / seconds, 2), "ms_per_image": round(1000 * seconds / (len(jpegs) - 1), 1)}
+    print(row, flush=True)
+    return row
 
 
 # ------------------------------------------------------------------------------------------------------- report
@@ -407,7 +491,11 @@ def _line(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=("search", "libraries", "strangers"))
+    parser.add_argument("section", choices=("search", "libraries", "strangers", "store"))
+    parser.add_argument("--engines", default="sqlite,postgresql", help="for `store`")
+    parser.add_argument("--postgres", default=None, help="for `store`: a postgresql:// URL (default: a throwaway "
+                        "cluster, as the tests start one)")
+    parser.add_argument("--images", type=int, default=40, help="for `store`: 1 MP images to index")
     parser.add_argument("--sizes", default="10000,100000", help="collection sizes for `search`")
     parser.add_argument("--size", type=int, default=100_000, help="collection size for `libraries`")
     parser.add_argument("--ef", default="32,64,128,256", help="ef_search / expansion values")
@@ -421,7 +509,8 @@ def main() -> None:
     args = parser.parse_args()
     real, names = load_real(args.cache, args.lfw)
     efs = [int(e) for e in args.ef.split(",")]
-    print(" ".join(f"{c:>{max(len(c), 8) if c != 'library' else 11}}" for c in COLUMNS))
+    if args.section in ("search", "libraries"):
+        print(" ".join(f"{c:>{max(len(c), 8) if c != 'library' else 11}}" for c in COLUMNS))
     started = time.time()
     if args.section == "libraries":
         settings = [(lib, int(m), int(efc), dtype) for lib, m, efc, dtype in
@@ -429,6 +518,14 @@ def main() -> None:
         out = args.out or ROOT / "benchmarks" / "results" / f"collections-libraries-{args.size}.json"
         report = libraries(real, names, args.size, efs, settings,
                            save=lambda partial: Path(out).write_text(json.dumps(partial, indent=2) + "\n"))
+    elif args.section == "store":
+        out = args.out or ROOT / "benchmarks" / "results" / "collections-store.json"
+        rows = []
+        for engine in [e for e in args.engines.split(",") if e]:
+            rows.append(bench_index_faces(engine, args.images + 1, args.lfw, args.postgres))
+            rows += [bench_load(engine, int(size), real, args.postgres) for size in args.sizes.split(",")]
+            Path(out).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+        report = {"rows": rows}
     elif args.section == "strangers":
         out = args.out or ROOT / "benchmarks" / "results" / "collections-strangers.json"
         report = {"rows": strangers(real, names, [int(s) for s in args.sizes.split(",")])}
