@@ -240,3 +240,20 @@ def test_f16_vectors_give_distances_within_2e_4(fixture_faces):
         got = index.search(q, 5)
         assert len(got) == 5
         assert max(abs(d - every[i]) for i, d in got) < 2e-4
+
+
+def test_a_large_k_with_a_threshold_returns_every_face_within_it(fixture_faces):
+    """SearchFaces' MaxFaces is up to 4096 and the threshold bounds the answer: all faces within max_distance come
+    back (more than one graph search's worth), and none beyond it."""
+    crowd = neighbourhood(fixture_faces, 400, 0.03, seed=9)
+    ids = [f"c{i}" for i in range(len(crowd))]
+    index = ApproximateIndex("cosine", crowd.shape[1], ef_search=64, threads=1)
+    index.add(ids, crowd)
+    q = fixture_faces[0]
+    every = exact(crowd, ids, q, len(ids))
+    limit = every[300][1]  # about 300 faces within: more than the first ask (64) and than one face's crowd
+    got = index.search(q, 4096, max_distance=limit)
+    want = [i for i, d in every if d <= limit]
+    assert len(want) > 64 and len(set(got)) == len(got)
+    assert len({i for i, _ in got} & set(want)) >= 0.99 * len(want) and all(d <= limit for _, d in got)
+    assert index.search(q, 4096, max_distance=every[10][1] - 1e-7) == index.search(q, 10)

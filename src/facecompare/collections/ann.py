@@ -123,14 +123,26 @@ class ApproximateIndex:
         with self._lock:
             if not self._keys:
                 return []
-            count = min(len(self._keys), k + (1 if exclude is not None and exclude in self._keys else 0))
-            found = self._index.search(q, count, threads=1)
-            keys = [int(key) for key in np.asarray(found.keys).reshape(-1)]
-            keys = [key for key in keys if 0 <= key < len(self._ids) and self._ids[key] not in (None, exclude)]
-            if not keys:
-                return []
-            stored = self._index.get(np.array(keys, dtype=np.uint64), dtype=np.float32)
-            ids = [self._ids[key] for key in keys]
+            want = min(len(self._keys), k + (1 if exclude is not None and exclude in self._keys else 0))
+            # SearchFaces asks for up to 4096 faces and lets the threshold bound the answer: ask the graph for what
+            # one search of ef_search candidates gives anyway, and for more only while the farthest is still near
+            count = min(want, max(self.ef_search, 64))
+            while True:
+                ids, distances = self._search_locked(q, count, exclude)
+                if count >= want or not len(distances) or distances.max() > max_distance:
+                    break
+                count = min(want, 4 * count)
+        order = np.argsort(distances, kind="stable")
+        return [(ids[i], float(distances[i])) for i in order[:k] if distances[i] <= max_distance]
+
+    def _search_locked(self, q: np.ndarray, count: int, exclude: str | None) -> tuple[list[str], np.ndarray]:
+        """The graph's ``count`` nearest (less ``exclude``), their distances computed again from the stored vectors."""
+        found = self._index.search(q, count, threads=1)
+        keys = [int(key) for key in np.asarray(found.keys).reshape(-1)]
+        keys = [key for key in keys if 0 <= key < len(self._ids) and self._ids[key] not in (None, exclude)]
+        if not keys:
+            return [], np.empty(0, dtype=np.float32)
+        stored = self._index.get(np.array(keys, dtype=np.uint64), dtype=np.float32)
         stored = np.vstack(stored) if isinstance(stored, tuple) else np.asarray(stored).reshape(len(keys), -1)
         stored = stored.astype(np.float32, copy=False)
         if self.metric == "cosine":  # the exact distance, as ExactIndex computes it
@@ -138,8 +150,7 @@ class ApproximateIndex:
         else:  # from the difference: |x|^2 + |q|^2 - 2 x.q loses ~1e-3 near 0 in float32
             diff = stored - q
             distances = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        order = np.argsort(distances, kind="stable")
-        return [(ids[i], float(distances[i])) for i in order[:k] if distances[i] <= max_distance]
+        return [self._ids[key] for key in keys], distances
 
     # ------------------------------------------------------------------------------------------------ sizes
     def __len__(self) -> int:
