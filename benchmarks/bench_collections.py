@@ -329,7 +329,9 @@ def run_search(kind: str, data_path: str, efs: list[int]) -> list[dict]:
             search(q, 10, ef)
             times.append(time.perf_counter() - t)
         p50, p95 = percentiles(times)
-        rows.append({"library": kind, "dtype": "f32", "ef_search": ef, "n": len(X),
+        graph = getattr(index, "_index", None)  # ApproximateIndex's usearch graph: its M and ef_construction
+        rows.append({"library": kind, "dtype": "f32", "M": getattr(graph, "connectivity", None),
+                     "ef_construction": getattr(graph, "expansion_add", None), "ef_search": ef, "n": len(X),
                      "recall_at_1": round(float(hit.mean()), 4),
                      "recall_at_1_mated": round(float(hit[:mated].mean()), 4),
                      "recall_at_1_unmated": round(float(hit[mated:].mean()), 4), "p50_ms": p50, "p95_ms": p95,
