@@ -3,6 +3,7 @@ behind the choice of the approximate-search library.
 
     python benchmarks/bench_collections.py search [--sizes 10000,100000] [--out benchmarks/results/collections.json]
     python benchmarks/bench_collections.py libraries [--size 100000] [--settings usearch:16:128:f32,...]
+    python benchmarks/bench_collections.py build [--size 20000]
     python benchmarks/bench_collections.py strangers [--sizes 0,10000,100000]
     python benchmarks/bench_collections.py store [--sizes 10000,100000] [--engines sqlite,postgresql] [--images 40]
 
@@ -147,14 +148,14 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------------------ libraries
-def _build(lib: str, X: np.ndarray, m: int, ef_construction: int, dtype: str):
-    """(index, search(q, k, ef) -> ids, own bytes or None)."""
+def _build(lib: str, X: np.ndarray, m: int, ef_construction: int, dtype: str, threads: int = 2):
+    """(index, search(q, k, ef) -> ids, own bytes or None), built with ``threads`` threads."""
     n, d = X.shape
     if lib == "usearch":
         from usearch.index import Index
 
         index = Index(ndim=d, metric="cos", dtype=dtype, connectivity=m, expansion_add=ef_construction)
-        index.add(np.arange(n, dtype=np.uint64), X, threads=2)
+        index.add(np.arange(n, dtype=np.uint64), X, threads=threads)
 
         def search(q, k, ef):
             index.expansion_search = ef
@@ -164,7 +165,7 @@ def _build(lib: str, X: np.ndarray, m: int, ef_construction: int, dtype: str):
     if lib == "faiss":
         import faiss
 
-        faiss.omp_set_num_threads(2)
+        faiss.omp_set_num_threads(threads)
         if dtype == "f32":
             index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
         else:
@@ -185,7 +186,7 @@ def _build(lib: str, X: np.ndarray, m: int, ef_construction: int, dtype: str):
 
         index = hnswlib.Index(space="cosine", dim=d)
         index.init_index(max_elements=n, M=m, ef_construction=ef_construction)
-        index.set_num_threads(2)
+        index.set_num_threads(threads)
         index.add_items(X, np.arange(n))
 
         def search(q, k, ef):
@@ -260,6 +261,29 @@ def libraries(real: np.ndarray, names: np.ndarray, size: int, efs: list[int], se
                       "real_indexed": data["real_indexed"], "rows": rows}
             save(report)  # after each setting: a long run leaves what it measured
     return report
+
+
+def run_build(lib: str, data_path: str) -> float:
+    X = np.load(data_path)["X"]
+    started = time.perf_counter()
+    _build(lib, X, 16, 128, "f32", threads=1)
+    return time.perf_counter() - started
+
+
+def build_section(real: np.ndarray, size: int) -> list[dict]:
+    """Graph build time of each library side by side: one thread, M 16, ef_construction 128, float32, ``size``
+    vectors, each in a fresh process, one after the other (on a shared machine, the fairest comparison)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "data.npz")
+        np.savez(path, X=synthetic(real, size))
+        for lib in ("usearch", "hnswlib", "faiss"):
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                seconds = pool.submit(run_build, lib, path).result()
+            rows.append({"library": lib, "n": size, "threads": 1, "build_s": round(seconds, 2),
+                         "add_per_s": round(size / seconds)})
+            print(rows[-1], flush=True)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------------- search
@@ -493,7 +517,7 @@ def _line(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=("search", "libraries", "strangers", "store"))
+    parser.add_argument("section", choices=("search", "libraries", "build", "strangers", "store"))
     parser.add_argument("--engines", default="sqlite,postgresql", help="for `store`")
     parser.add_argument("--postgres", default=None, help="for `store`: a postgresql:// URL (default: a throwaway "
                         "cluster, as the tests start one)")
@@ -520,6 +544,9 @@ def main() -> None:
         out = args.out or ROOT / "benchmarks" / "results" / f"collections-libraries-{args.size}.json"
         report = libraries(real, names, args.size, efs, settings,
                            save=lambda partial: Path(out).write_text(json.dumps(partial, indent=2) + "\n"))
+    elif args.section == "build":
+        out = args.out or ROOT / "benchmarks" / "results" / f"collections-build-{args.size}.json"
+        report = {"rows": build_section(real, args.size)}
     elif args.section == "store":
         out = args.out or ROOT / "benchmarks" / "results" / "collections-store.json"
         rows = []
