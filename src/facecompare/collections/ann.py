@@ -38,14 +38,15 @@ class ApproximateIndex:
     """A :class:`~facecompare.collections.index.SearchIndex` over an HNSW graph.
 
     ``connectivity`` (HNSW's M), ``expansion_add`` (ef_construction) and ``ef_search`` trade memory and build time
-    for recall. The defaults come from benchmarks/bench_collections.py: ef_search 512 found the exact top-1 for 99.9 %
-    of queries at 10,000 faces and about 96 % at 100,000 (98.7 % when the person searched for is in the
-    collection), in about 1-2 ms a query when the machine was not saturated. ``threads`` bounds the threads used
+    for recall. The defaults come from benchmarks/bench_collections.py (results/collections-libraries-100000-high-ef
+    .json, collections-1m.json): at 100,000 faces ef_search 512 / 1024 / 2048 / 4096 found the exact top-1 for 96.0 /
+    98.6 / 99.6 / 99.95 % of searches, in 4 / 6 / 12 / 17 ms p50 on a busy machine; at 1,000,000 faces ef_search 512
+    found it for 78 % in 5.2 ms p50 (2048 was not measured there). ``threads`` bounds the threads used
     to add a batch (0: all cores); a search uses one.
     """
 
     def __init__(self, metric: str, dimension: int, *, connectivity: int = 16, expansion_add: int = 128,
-                 ef_search: int = 512, dtype: str = "f32", threads: int = 0) -> None:
+                 ef_search: int = 2048, dtype: str = "f32", threads: int = 0) -> None:
         from usearch.index import Index
 
         if metric not in _METRICS:
