@@ -38,15 +38,16 @@ class ApproximateIndex:
     """A :class:`~facecompare.collections.index.SearchIndex` over an HNSW graph.
 
     ``connectivity`` (HNSW's M), ``expansion_add`` (ef_construction) and ``ef_search`` trade memory and build time
-    for recall. The defaults come from benchmarks/bench_collections.py (results/collections-libraries-100000-high-ef
-    .json, collections-1m.json): at 100,000 faces ef_search 512 / 1024 / 2048 / 4096 found the exact top-1 for 96.0 /
-    98.6 / 99.6 / 99.95 % of searches, in 4 / 6 / 12 / 17 ms p50 on a busy machine; at 1,000,000 faces ef_search 512
-    found it for 78 % in 5.2 ms p50 (2048 was not measured there). ``threads`` bounds the threads used
-    to add a batch (0: all cores); a search uses one.
+    for recall. The defaults come from benchmarks/bench_collections.py (results/collections-libraries-100000-*.json,
+    collections-1m.json). At 100,000 faces, M 32 / ef_construction 200 found the exact top-1 for 98.4 / 99.7 / 100 %
+    of searches at ef_search 256 / 512 / 1024 (13 ms p50, 24 ms p95 on a busy machine), where M 16 / 128 needed
+    ef_search 2048 for 99.6 %; M 32 costs 40 % more memory (113 against 81 MiB) and 2.4 times the build time.
+    At 1,000,000 faces only M 16 / 128 was measured: 78 % at ef_search 512, 5.2 ms p50. ``threads`` bounds the
+    threads used to add a batch (0: all cores); a search uses one.
     """
 
-    def __init__(self, metric: str, dimension: int, *, connectivity: int = 16, expansion_add: int = 128,
-                 ef_search: int = 2048, dtype: str = "f32", threads: int = 0) -> None:
+    def __init__(self, metric: str, dimension: int, *, connectivity: int = 32, expansion_add: int = 200,
+                 ef_search: int = 1024, dtype: str = "f32", threads: int = 0) -> None:
         from usearch.index import Index
 
         if metric not in _METRICS:
