@@ -257,3 +257,21 @@ def test_a_large_k_with_a_threshold_returns_every_face_within_it(fixture_faces):
     assert len(want) > 64 and len(set(got)) == len(got)
     assert len({i for i, _ in got} & set(want)) >= 0.99 * len(want) and all(d <= limit for _, d in got)
     assert index.search(q, 4096, max_distance=every[10][1] - 1e-7) == index.search(q, 10)
+
+
+def test_the_approximate_index_is_opt_in(tmp_path):
+    """Without FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE every collection is searched exactly, whatever its size
+    (the graph would be built synchronously on a first search); with it, collections above the line get the graph."""
+    from facecompare.collections.index import ExactIndex
+    from facecompare.collections.service import default_index_factory
+    from facecompare.server.config import ServerConfig
+
+    assert ServerConfig.from_env({}).collection_approximate_above is None
+    assert isinstance(default_index_factory(None)("cosine", 128, 5_000_000), ExactIndex)
+    config = ServerConfig.from_env({"FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE": "1000"})
+    assert config.collection_approximate_above == 1000
+    factory = default_index_factory(config.collection_approximate_above)
+    assert isinstance(factory("cosine", 128, 1000), ExactIndex)
+    assert isinstance(factory("cosine", 128, 1001), ApproximateIndex)
+    with pytest.raises(SystemExit, match="FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE"):
+        ServerConfig.from_env({"FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE": "many"})
