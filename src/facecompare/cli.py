@@ -632,8 +632,10 @@ def _collections(args: argparse.Namespace):
     from .server.limits import env_number
 
     cap = env_number(os.environ, "FACECOMPARE_COLLECTION_MAX_FACES", 20_000_000, int, minimum=1)
+    approximate_above = env_number(os.environ, "FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE", None, int, minimum=0,
+                                   allow_none=True)
     return Collections(_verifier(args), open_store(args.store or os.environ.get("FACECOMPARE_COLLECTIONS")),
-                       max_faces_per_collection=cap)
+                       max_faces_per_collection=cap, approximate_above=approximate_above)
 
 
 def _collection(args: argparse.Namespace) -> int:

@@ -36,6 +36,9 @@ class ServerConfig:
     #: faces per collection at most (FACECOMPARE_COLLECTION_MAX_FACES); IndexFaces beyond it is
     #: ServiceQuotaExceededException
     collection_max_faces: int = 20_000_000
+    #: faces above which a collection is searched with the approximate index
+    #: (FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE); None (the default): always exact search
+    collection_approximate_above: int | None = None
 
     @property
     def queue_limit(self) -> int:
@@ -67,6 +70,8 @@ class ServerConfig:
             collections_url=(environ.get("FACECOMPARE_COLLECTIONS") or "").strip()
             or "sqlite:///facecompare-collections.db",
             collection_max_faces=env_number(environ, "FACECOMPARE_COLLECTION_MAX_FACES", 20_000_000, int, minimum=1),
+            collection_approximate_above=env_number(environ, "FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE", None, int,
+                                                    minimum=0, allow_none=True),
         )
         for k, v in overrides.items():
             if v is not None:

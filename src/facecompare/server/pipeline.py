@@ -146,7 +146,8 @@ class Pipeline:
                     from ..collections.service import Collections
 
                     self._collections = Collections(self.verifier, open_store(self.config.collections_url),
-                                                    max_faces_per_collection=self.config.collection_max_faces)
+                                                    max_faces_per_collection=self.config.collection_max_faces,
+                                                    approximate_above=self.config.collection_approximate_above)
         return self._collections
 
     def close(self) -> None:
