@@ -237,3 +237,29 @@ def test_exact_index_matches_brute_force(metric):
     index.remove([last])  # the last row itself: its vector must not stay in the spare rows
     assert not index._matrix[len(index)].any()
     assert ExactIndex(metric, DIM).search(vectors[0], 5) == []
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_index_loaded_at_once_equals_one_built_row_by_row(metric):
+    """A rebuild fills an empty index in one call (rows normalised in place, no second copy): the same rows,
+    norms and answers as adding them one at a time, and the index still grows and removes afterwards."""
+    rng = np.random.default_rng(8)
+    vectors = (rng.normal(size=(300, DIM)) * 3).astype(np.float32)
+    ids = [f"f{i:04d}" for i in range(300)]
+    bulk = ExactIndex(metric, DIM, capacity=16)
+    bulk._load(ids, vectors, chunk=64)  # several chunks
+    single = ExactIndex(metric, DIM, capacity=16)
+    for face_id, row in zip(ids, vectors):
+        single.add([face_id], row[None])
+    np.testing.assert_allclose(bulk._matrix[:300], single._matrix[:300], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(bulk._norms[:300], single._norms[:300], rtol=1e-5)
+    query = rng.normal(size=DIM).astype(np.float32)
+    assert [h[0] for h in bulk.search(query, 20)] == [h[0] for h in single.search(query, 20)]
+    roomy = ExactIndex(metric, DIM, capacity=1000)  # more rows allocated than loaded (the service's rebuild)
+    roomy.add(ids, vectors)
+    assert [h[0] for h in roomy.search(query, 20)] == [h[0] for h in single.search(query, 20)]
+    bulk.add(["extra"], vectors[:1] * 2)
+    bulk.remove(["f0000"])
+    assert len(bulk) == 300 and "extra" in bulk and "f0000" not in bulk
+    with pytest.raises(ValueError):
+        ExactIndex(metric, DIM).add(["a", "b"], vectors[:3])
