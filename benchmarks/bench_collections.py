@@ -366,7 +366,8 @@ def run_search(kind: str, data_path: str, efs: list[int]) -> list[dict]:
 
 
 def search_section(real: np.ndarray, names: np.ndarray, sizes: list[int], efs: list[int],
-                   save=lambda report: None, queries: int = 0) -> list[dict]:
+                   save=lambda report: None, queries: int = 0,
+                   kinds: tuple[str, ...] = ("exact", "approximate")) -> list[dict]:
     out = []
     for size in sizes:
         data = split(real, names, size, queries)
@@ -375,9 +376,12 @@ def search_section(real: np.ndarray, names: np.ndarray, sizes: list[int], efs: l
             path = str(Path(tmp) / "data.npz")
             np.savez(path, X=data["X"], Q=data["Q"], top1=top1, top1_distance=top1_distance, mated=data["mated"])
             del data["X"]
-            for kind in ("exact", "approximate"):
+            for kind in kinds:
+                load = round(os.getloadavg()[0], 1)
                 with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                     got = pool.submit(run_search, kind, path, efs).result()
+                for row in got:
+                    row["load_average_at_start"] = load
                 for row in got:
                     print(_line(row), flush=True)
                 out += got
@@ -523,6 +527,8 @@ def main() -> None:
                         "cluster, as the tests start one)")
     parser.add_argument("--images", type=int, default=40, help="for `store`: 1 MP images to index")
     parser.add_argument("--sizes", default="10000,100000", help="collection sizes for `search`")
+    parser.add_argument("--kinds", default="exact,approximate",
+                        help="for `search`: exact, approximate or both (the graph takes about 30 min to build at 1M)")
     parser.add_argument("--size", type=int, default=100_000, help="collection size for `libraries`")
     parser.add_argument("--ef", default="32,64,128,256", help="ef_search / expansion values")
     parser.add_argument("--settings", default="", help="for `libraries`: library:M:ef_construction:dtype,... "
@@ -562,7 +568,8 @@ def main() -> None:
         out = args.out or ROOT / "benchmarks" / "results" / "collections.json"
         report = {"rows": search_section(real, names, [int(s) for s in args.sizes.split(",")], efs,
                                          save=lambda partial: Path(out).write_text(json.dumps(partial, indent=2) + "\n"),
-                                         queries=args.queries)}
+                                         queries=args.queries,
+                                         kinds=tuple(k for k in args.kinds.split(",") if k))}
     report.update({"real_embeddings": len(real), "identities": len(set(names.tolist())), "cpus": os.cpu_count(),
                    "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
                    "seconds": round(time.time() - started), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
