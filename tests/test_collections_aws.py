@@ -100,10 +100,15 @@ def test_the_checker_finds_what_it_should():
 
 # -- two real servers on one database --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    database = tmp_path_factory.mktemp("collections-db") / "collections.db"
-    env = {"FACECOMPARE_COLLECTIONS": f"sqlite:///{database}"}
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def servers(request, tmp_path_factory):
+    """Two real servers on one store: a SQLite file, then a database of the throwaway PostgreSQL cluster (every
+    boto3 operation runs on both engines)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('collections-db') / 'collections.db'}"
+    else:
+        url = request.getfixturevalue("postgres_cluster").new_database()
+    env = {"FACECOMPARE_COLLECTIONS": url}
     running = [ServeProcess(tmp_path_factory.mktemp(f"serve{i}"), access=ACCESS, secret=SECRET, api_key_name="t",
                             api_key="collections-rest-key", env=env) for i in range(2)]
     try:
