@@ -47,6 +47,7 @@ def test_wheel_carries_the_models_their_licences_and_calibrations(wheel):
 
 
 @pytest.mark.slow
+@pytest.mark.install
 def test_fresh_install_of_the_wheel_compares_the_examples(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
