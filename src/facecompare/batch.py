@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FaceCompareError, InvalidParameterException
+from .errors import FaceCompareError, InvalidParameterException, quote_input
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CHUNK = 64  # rows handed to the workers at a time
@@ -34,9 +34,17 @@ def read_manifest(path: str | Path) -> Iterator[BatchRow]:
     """Rows of a CSV with columns id, selfie, document and optionally expected; relative paths are relative to the
     manifest's folder. Streamed, so a manifest of millions of rows costs no memory."""
     base = Path(path).parent
+    for _, row_id, row in manifest_rows(path, ("selfie", "document")):
+        yield BatchRow(row_id, _resolve(base, row["selfie"]), _resolve(base, row["document"]),
+                       normalize_expected(row.get("expected") or ""))
+
+
+def manifest_rows(path: str | Path, columns: tuple[str, ...]) -> Iterator[tuple[int, str, dict]]:
+    """(line number, id, row) of a CSV manifest with an ``id`` column and ``columns``, streamed. A missing column,
+    an empty id or an id seen before is InvalidParameterException naming the line (batch and dedupe manifests)."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = {"id", "selfie", "document"} - set(reader.fieldnames or [])
+        missing = {"id", *columns} - set(reader.fieldnames or [])
         if missing:
             raise InvalidParameterException(f"{path} lacks the column(s) {', '.join(sorted(missing))}.")
         seen: set[str] = set()
@@ -45,10 +53,9 @@ def read_manifest(path: str | Path) -> Iterator[BatchRow]:
             if not row_id:
                 raise InvalidParameterException(f"{path} line {line}: empty id.")
             if row_id in seen:
-                raise InvalidParameterException(f"{path} line {line}: duplicate id {row_id!r}.")
+                raise InvalidParameterException(f"{path} line {line}: duplicate id {quote_input(row_id)}.")
             seen.add(row_id)
-            yield BatchRow(row_id, _resolve(base, row["selfie"]), _resolve(base, row["document"]),
-                           normalize_expected(row.get("expected") or ""))
+            yield line, row_id, row
 
 
 def normalize_expected(value: str) -> str:

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .batch import manifest_rows
 from .errors import FaceCompareError, InvalidParameterException, quote_input
 
 DEFAULT_COLLECTION = "dedupe"
@@ -50,23 +51,11 @@ class DedupeRow:
 def read_dedupe_manifest(path: str | Path) -> Iterator[DedupeRow]:
     """Rows of a CSV with columns id and image; relative paths are relative to the manifest's folder. Streamed."""
     base = Path(path).parent
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"id", "image"} - set(reader.fieldnames or [])
-        if missing:
-            raise InvalidParameterException(f"{path} lacks the column(s) {', '.join(sorted(missing))}.")
-        seen: set[str] = set()
-        for line, row in enumerate(reader, start=2):
-            row_id = (row["id"] or "").strip()
-            if not row_id:
-                raise InvalidParameterException(f"{path} line {line}: empty id.")
-            if row_id in seen:
-                raise InvalidParameterException(f"{path} line {line}: duplicate id {quote_input(row_id)}.")
-            seen.add(row_id)
-            image = (row["image"] or "").strip()
-            if not image:
-                raise InvalidParameterException(f"{path} line {line}: empty image.")
-            yield DedupeRow(row_id, image if image.startswith("s3://") or os.path.isabs(image) else str(base / image))
+    for line, row_id, row in manifest_rows(path, ("image",)):
+        image = (row["image"] or "").strip()
+        if not image:
+            raise InvalidParameterException(f"{path} line {line}: empty image.")
+        yield DedupeRow(row_id, image if image.startswith("s3://") or os.path.isabs(image) else str(base / image))
 
 
 def external_image_id(row_id: str) -> str:
