@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -21,42 +20,9 @@ import numpy as np
 
 from facecompare.collections.postgres import PostgresStore
 from facecompare.collections.sqlite import SqliteStore
-from facecompare.collections.store import CollectionStore, StoredFace
 
-
-def measure(name: str, store: CollectionStore, ids: list[str], vectors: np.ndarray) -> None:
-    n = len(ids)
-    store.create_collection("c", "sface", "cosine", 128)
-    faces = [StoredFace(ids[i], ids[i], None, (0.1, 0.1, 0.1, 0.1), 99.0, vectors[i], "ab" * 32, 1.0)
-             for i in range(n)]
-    started = time.perf_counter()
-    for i in range(0, n, 1000):
-        store.add_faces("c", faces[i:i + 1000])
-    print(f"{name} add_faces {n:,} in batches of 1,000: {time.perf_counter() - started:.1f} s")
-    started = time.perf_counter()
-    for _ in range(100):
-        store.add_faces("c", [StoredFace(str(uuid.uuid4()), "x", None, (0.1, 0.1, 0.1, 0.1), 99.0, vectors[0])])
-    print(f"{name} add_faces of one face: {(time.perf_counter() - started) * 10:.2f} ms")
-    started = time.perf_counter()
-    generation, seq, got, _ = store.all_embeddings("c")
-    print(f"{name} all_embeddings of {len(got):,} (an index rebuild's read): {time.perf_counter() - started:.2f} s")
-    started = time.perf_counter()
-    for _ in range(100):
-        store.changes_since("c", generation, seq)
-    print(f"{name} changes_since with nothing new (before every search): "
-          f"{(time.perf_counter() - started) * 10:.2f} ms")
-    store.add_faces("c", [StoredFace(str(uuid.uuid4()), "y", None, (0.1, 0.1, 0.1, 0.1), 99.0, vectors[1])])
-    started = time.perf_counter()
-    changes = store.changes_since("c", generation, seq)
-    print(f"{name} changes_since with one new face: {(time.perf_counter() - started) * 1000:.2f} ms "
-          f"({len(changes.added)} added)")
-    started = time.perf_counter()
-    store.delete_faces("c", ids[:10])
-    print(f"{name} delete_faces of 10: {(time.perf_counter() - started) * 1000:.1f} ms")
-    started = time.perf_counter()
-    store.get_faces("c", ids[10:20])
-    print(f"{name} get_faces of 10 (a search's answer): {(time.perf_counter() - started) * 1000:.2f} ms")
-    store.close()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_collection_store import measure  # noqa: E402
 
 
 def main() -> None:
