@@ -108,9 +108,13 @@ def servers(request, tmp_path_factory):
         url = f"sqlite:///{tmp_path_factory.mktemp('collections-db') / 'collections.db'}"
     else:
         url = request.getfixturevalue("postgres_cluster").new_database()
-    env = {"FACECOMPARE_COLLECTIONS": url}
-    running = [ServeProcess(tmp_path_factory.mktemp(f"serve{i}"), access=ACCESS, secret=SECRET, api_key_name="t",
-                            api_key="collections-rest-key", env=env) for i in range(2)]
+    yield from two_servers(tmp_path_factory, url, "serve")
+
+
+def two_servers(tmp_path_factory, url: str, name: str):
+    """Two real ``facecompare serve`` processes on the store at ``url``, ready; stopped when the generator ends."""
+    running = [ServeProcess(tmp_path_factory.mktemp(f"{name}{i}"), access=ACCESS, secret=SECRET, api_key_name="t",
+                            api_key="collections-rest-key", env={"FACECOMPARE_COLLECTIONS": url}) for i in range(2)]
     try:
         for server in running:
             server.wait_ready()

@@ -6,22 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ServeProcess
-from test_collections_aws import ACCESS, SECRET, _client, _code
+from test_collections_aws import _client, _code, two_servers
 
 
 @pytest.fixture(scope="module")
 def replicas(postgres_cluster, tmp_path_factory):
-    env = {"FACECOMPARE_COLLECTIONS": postgres_cluster.new_database()}
-    running = [ServeProcess(tmp_path_factory.mktemp(f"pg-serve{i}"), access=ACCESS, secret=SECRET, api_key_name="t",
-                            api_key="collections-rest-key", env=env) for i in range(2)]
-    try:
-        for server in running:
-            server.wait_ready()
-        yield running
-    finally:
-        for server in running:
-            server.stop()
+    yield from two_servers(tmp_path_factory, postgres_cluster.new_database(), "pg-serve")
 
 
 def test_two_replicas_on_one_postgres_database_see_each_others_writes(replicas, fixtures):
