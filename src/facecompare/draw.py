@@ -36,9 +36,14 @@ def fit_height(image: Image.Image, height: int = PANEL_HEIGHT) -> Image.Image:
 def draw_box(draw: ImageDraw.ImageDraw, face: Face, size: tuple[int, int], color: tuple[int, int, int],
              label: str | None = None) -> None:
     """A face box (ratios of the image, as in the responses: ratio times image size) with an optional label."""
+    draw_ratio_box(draw, face.bounding_box, size, color, label)
+
+
+def draw_ratio_box(draw: ImageDraw.ImageDraw, box, size: tuple[int, int], color: tuple[int, int, int],
+                   label: str | None = None) -> None:
+    """A box given as ratios of the image (anything with left, top, width, height), with an optional label."""
     w, h = size
-    b = face.bounding_box
-    x1, y1, x2, y2 = b.left * w, b.top * h, (b.left + b.width) * w, (b.top + b.height) * h
+    x1, y1, x2, y2 = box.left * w, box.top * h, (box.left + box.width) * w, (box.top + box.height) * h
     thickness = max(2, round(min(w, h) / 200))
     draw.rectangle([x1, y1, x2, y2], outline=color, width=thickness)
     if label:
@@ -101,21 +106,37 @@ def annotate_comparison(source: Image.Image, target: Image.Image, comparison: Co
     return side_by_side([left, right])
 
 
+DECISION_COLORS = {"MATCH": GREEN, "NO_MATCH": RED}  # anything else (REVIEW) is AMBER
+OTHER_FACE = (150, 150, 150)
+
+
+def decision_label(decision: str, similarity: float | None) -> str:
+    return decision if similarity is None else f"{decision} {similarity:.1f}"
+
+
+def verification_panel(image: Image.Image, compared, others: Iterable = (), decision: str = "REVIEW",
+                       label: str | None = None) -> Image.Image:
+    """One image of a verification at panel height: the compared face's box (``compared``: a box in ratios, or
+    None) in the decision's colour with its label, other faces' boxes in grey. Used for ``--annotate`` and by the
+    review console."""
+    panel = fit_height(image)
+    draw = ImageDraw.Draw(panel)
+    for box in others:
+        draw_ratio_box(draw, box, panel.size, OTHER_FACE)
+    if compared is not None:
+        draw_ratio_box(draw, compared, panel.size, DECISION_COLORS.get(decision, AMBER), label)
+    return panel
+
+
 def annotate_verification(selfie: Image.Image, document: Image.Image, verification) -> Image.Image:
     """Selfie and document side by side; the compared faces green (MATCH), red (NO_MATCH) or amber (REVIEW)."""
-    color = {"MATCH": GREEN, "NO_MATCH": RED}.get(verification.decision, AMBER)
-    label = verification.decision if verification.similarity is None else (
-        f"{verification.decision} {verification.similarity:.1f}")
+    label = decision_label(verification.decision, verification.similarity)
     panels = []
     for image, analyzed in ((selfie, verification.selfie), (document, verification.document)):
-        panel = fit_height(image)
-        draw = ImageDraw.Draw(panel)
-        if analyzed is not None:
-            for face in analyzed.faces[1:]:
-                draw_box(draw, face, panel.size, (150, 150, 150))
-            if analyzed.largest is not None:
-                draw_box(draw, analyzed.largest, panel.size, color, label)
-        panels.append(panel)
+        largest = analyzed.largest if analyzed is not None else None
+        others = [face.bounding_box for face in analyzed.faces[1:]] if analyzed is not None else []
+        panels.append(verification_panel(image, None if largest is None else largest.bounding_box, others,
+                                         verification.decision, label))
     return side_by_side(panels)
 
 

@@ -10,6 +10,7 @@ This module only assembles the service; each part is in its own module:
 * :mod:`.rest_api`: the native REST API (FastAPI routes), :mod:`.rest_models` its types (pydantic), from
   which its validation and the OpenAPI document at /openapi.json are generated;
 * :mod:`.ops`: probes, metrics and the API explorer at /docs (Swagger UI, served from a package's files);
+* :mod:`.console`: the reviewer console at /console (REVIEW cases, decisions, the audit log);
 * :mod:`.config`, :mod:`.logs`, :mod:`.metrics`, :mod:`.limits` (and :mod:`.protocol` for uvicorn).
 """
 
@@ -34,6 +35,7 @@ from ..settings import Settings
 from ..storage import S3Reader
 from .aws_api import AwsApi
 from .config import ServerConfig, hash_api_key, load_api_key_hashes
+from .console import Console
 from .limits import BodyGuard
 from .logs import UVICORN_LOG_CONFIG, JsonLogFormatter, capture_warnings, configure_logging, json_log
 from .ops import Ops
@@ -93,7 +95,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
     ops = Ops(pipeline, TITLE)
     app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url=None, redoc_url=None,
-                  routes=[*AwsApi(pipeline).routes(), ops.assets()],
+                  routes=[*AwsApi(pipeline).routes(), ops.assets(), Console(pipeline).mount()],
                   exception_handlers={HTTPException: plain_http_error, RequestValidationError: validation_error},
                   middleware=[Middleware(BodyGuard, max_body_bytes=config.max_body_bytes,
                                          body_timeout=config.body_timeout)])

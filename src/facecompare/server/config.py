@@ -39,6 +39,11 @@ class ServerConfig:
     #: faces above which a collection is searched with the approximate index
     #: (FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE); None (the default): always exact search
     collection_approximate_above: int | None = None
+    #: days after which a review case's images are erased (FACECOMPARE_REVIEW_RETENTION_DAYS)
+    review_retention_days: float = 30.0
+    #: the console's cookies carry Secure (FACECOMPARE_CONSOLE_SECURE_COOKIES=off only for plain HTTP on a LAN
+    #: during a trial: browsers send Secure cookies over HTTPS, and over plain HTTP to localhost only)
+    console_secure_cookies: bool = True
 
     @property
     def queue_limit(self) -> int:
@@ -52,6 +57,13 @@ class ServerConfig:
             api_key_hashes = load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE"))
         except ValueError as exc:
             raise SystemExit(f"facecompare serve: {exc}.") from None
+        from ..errors import InvalidParameterException
+        from ..review.service import retention_days_from_env
+
+        try:
+            retention_days = retention_days_from_env(environ)
+        except InvalidParameterException as exc:
+            raise SystemExit(f"facecompare serve: {exc.message}") from None
         config = cls(
             auth=environ.get("FACECOMPARE_AUTH", "on").lower() not in ("off", "none", "0", "false"),
             access_keys=access_keys,
@@ -72,6 +84,9 @@ class ServerConfig:
             collection_max_faces=env_number(environ, "FACECOMPARE_COLLECTION_MAX_FACES", 20_000_000, int, minimum=1),
             collection_approximate_above=env_number(environ, "FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE", None, int,
                                                     minimum=0, allow_none=True),
+            review_retention_days=retention_days,
+            console_secure_cookies=environ.get("FACECOMPARE_CONSOLE_SECURE_COOKIES", "on").strip().lower()
+            not in ("off", "0", "false", "no"),
         )
         for k, v in overrides.items():
             if v is not None:

@@ -129,6 +129,7 @@ class Pipeline:
     engine: EngineQueue = field(init=False)
     _collections: Any = field(init=False, default=None, repr=False)
     _collections_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _review: Any = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.engine = EngineQueue(self.config.concurrency, self.config.queue_limit)
@@ -150,10 +151,26 @@ class Pipeline:
                                                     approximate_above=self.config.collection_approximate_above)
         return self._collections
 
+    @property
+    def review(self):
+        """The review queue (:class:`facecompare.review.service.ReviewQueue`) in the collections' database, opened
+        on first use (by a verify call that asks for queueing, or the console)."""
+        if self._review is None:
+            with self._collections_lock:
+                if self._review is None:
+                    from ..review.service import ReviewQueue
+                    from ..review.store import open_review_store
+
+                    self._review = ReviewQueue(open_review_store(self.config.collections_url),
+                                               self.config.review_retention_days)
+        return self._review
+
     def close(self) -> None:
-        """Release the collection store's connections (at shutdown)."""
+        """Release the collection and review stores' connections (at shutdown)."""
         if self._collections is not None:
             self._collections.store.close()
+        if self._review is not None:
+            self._review.store.close()
 
     # -- limits ----------------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from ..engine import verification_dict
 from ..errors import FaceCompareError, InvalidParameterException, quote_input
 from ..rekognition import compared_face, detect_faces_response
+from ..review.service import queue_mode
 from . import sigv4
 from .config import hash_api_key
 from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
@@ -125,6 +126,10 @@ def verify(pipeline: Pipeline, params: VerifyJson | VerifyForm) -> dict:
     s_img, d_img = verifier.analyze_pair(s, d, embed_first=1, embed_second=1)
     verification = verifier.decide(s_img, d_img, params.threshold)
     result = verification_dict(verification)
+    if verification.decision in queue_mode(params.queue_review):
+        case, _ = pipeline.review.queue(result, verifier.recognizer.name, params.selfie, params.document, source="api",
+                                        batch=params.review_batch, reference=params.review_reference)
+        result["review_case_id"] = case.case_id
     if params.annotate:
         from ..draw import annotate_verification, panel
 

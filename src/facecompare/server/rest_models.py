@@ -96,6 +96,14 @@ Threshold = Annotated[float, Field(ge=0, le=100, description="the similarity (0-
                       BeforeValidator(_threshold)]
 Flag = Annotated[bool, Field(description="also return the images with the faces drawn, as a base64 PNG "
                                          "(true/false, 1/0, yes/no, on/off)"), BeforeValidator(_flag)]
+QueueReview = Annotated[Literal["none", "review", "review_or_no_match"],
+                       Field(description="keep the case and its two images for a person to review in the console "
+                                         "(/console): `review` when the decision is REVIEW, `review_or_no_match` for "
+                                         "NO_MATCH too. The images are erased after FACECOMPARE_REVIEW_RETENTION_DAYS "
+                                         "(default 30). Default `none`: nothing is stored.")]
+ReviewLabel = Annotated[str | None, Field(None, min_length=1, max_length=200, pattern=r"^[\w.:@/ -]+$",
+                                          description="with queue_review: a label shown in the console and used to "
+                                                      "filter its queue")]
 
 
 class _Body(BaseModel):
@@ -109,6 +117,9 @@ class VerifyJson(_Body):
     document: Base64Image
     threshold: Threshold = 80.0
     annotate: Flag = False
+    queue_review: QueueReview = "none"
+    review_batch: ReviewLabel = None
+    review_reference: ReviewLabel = None
 
 
 class VerifyForm(_Body):
@@ -118,6 +129,9 @@ class VerifyForm(_Body):
     document: FileImage
     threshold: Threshold = 80.0
     annotate: Flag = False
+    queue_review: QueueReview = "none"
+    review_batch: ReviewLabel = None
+    review_reference: ReviewLabel = None
 
 
 class DetectJson(_Body):
@@ -149,6 +163,8 @@ class Verification(BaseModel):
     selfie_faces: int
     document_faces: int
     annotated_png: str | None = Field(None, description="base64 PNG, when annotate=true")
+    review_case_id: str | None = Field(None, description="the review case kept for this call (queue_review), "
+                                                         "shown in the console at /console/cases/{id}")
     request_id: str
 
 

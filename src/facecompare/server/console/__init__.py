@@ -1,0 +1,367 @@
+"""The reviewer console at ``/console``: where a person resolves the REVIEW cases that callers queued.
+
+Server-rendered pages (Jinja2 templates in ``templates/``, autoescaped) with one small script and one stylesheet
+served from ``static/``: nothing is fetched from outside, and the Content-Security-Policy forbids it.
+
+* Sign-in with a reviewer account (``facecompare reviewer add``); passwords are argon2id hashes
+  (:mod:`facecompare.review.service`). A session is a random token in a cookie (HttpOnly, SameSite=Strict, Secure
+  unless FACECOMPARE_CONSOLE_SECURE_COOKIES=off, path /console); the database holds only its SHA-256. Sessions end
+  after 30 minutes idle or 12 hours.
+* Every form that changes something carries the session's CSRF token (the sign-in form a double-submit token),
+  and a request whose Origin is another site is refused.
+* Pages: the queue (filters: status, reason, batch, age), a case (both images with the compared faces boxed,
+  zoom, similarity against the threshold and the review band, reason codes, detector confidence, pose, quality;
+  MATCH / NO_MATCH / ESCALATE with a required comment), the audit log (read-only), CSV export of decisions.
+* Responses are never cached (``Cache-Control: no-store``): face images stay out of browser caches.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import anyio
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ...errors import FaceCompareError, InvalidParameterException, ResourceNotFoundException
+from ...review.service import SESSION_IDLE_SECONDS, ReviewQueue, iso
+from ...review.store import ACTIONS, ROLES, CaseConflict, ReviewCase, Session
+from . import render
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "facecompare_console"
+LOGIN_COOKIE = "facecompare_console_login"
+PAGE_SIZE = 100
+#: what each reason code means, for the case page
+REASON_TEXT = {
+    "SIMILARITY_IN_REVIEW_BAND": "The similarity is inside the review band around the threshold: the model is unsure.",
+    "NO_FACE_IN_SELFIE": "No face was found in the selfie.",
+    "NO_FACE_ON_DOCUMENT": "No face was found on the document.",
+    "MULTIPLE_FACES_IN_SELFIE": "The selfie shows a second face almost as large as the first: who is the applicant?",
+    "FACE_TOO_SMALL": "A compared face is smaller than the minimum width: details may be missing.",
+    "LOW_QUALITY": "A compared face is too dark, too bright or blurred.",
+}
+AGES = {"": (None, None), "lt1h": (None, 1.0), "lt24h": (None, 24.0), "ge24h": (24.0, None), "ge7d": (168.0, None)}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{max(0, int(seconds // 60))} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def _number(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+class Console:
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+        self.templates = Environment(loader=FileSystemLoader(str(HERE / "templates")),
+                                     autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        self.templates.filters.update(iso=iso, age=_age, number=_number)
+        self.templates.globals.update(reason_text=REASON_TEXT, actions=list(ACTIONS))
+
+    @property
+    def queue(self) -> ReviewQueue:
+        return self.pipeline.review
+
+    def mount(self) -> Mount:
+        return Mount("/console", routes=[
+            Route("/", self.home, methods=["GET"]),
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/queue", self.queue_page, methods=["GET"]),
+            Route("/cases/{case_id}", self.case_page, methods=["GET"]),
+            Route("/cases/{case_id}/decision", self.decide, methods=["POST"]),
+            Route("/cases/{case_id}/image/{role}", self.image, methods=["GET"]),
+            Route("/cases/{case_id}/face/{role}", self.face, methods=["GET"]),
+            Route("/audit", self.audit_page, methods=["GET"]),
+            Route("/export.csv", self.export, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="console-static"),
+        ])
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    async def run(self, function, *args):
+        return await anyio.to_thread.run_sync(lambda: function(*args))
+
+    def page(self, name: str, status: int = 200, **context) -> HTMLResponse:
+        return HTMLResponse(self.templates.get_template(name).render(**context), status_code=status,
+                            headers=SECURITY_HEADERS)
+
+    def error_page(self, status: int, message: str, session: Session | None = None) -> HTMLResponse:
+        return self.page("error.html", status, message=message, session=session)
+
+    def cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(name, value, max_age=max_age, path="/console", httponly=True, samesite="strict",
+                            secure=self.pipeline.config.console_secure_cookies)
+
+    async def session(self, request: Request) -> Session | None:
+        return await self.run(self.queue.session, request.cookies.get(SESSION_COOKIE))
+
+    @staticmethod
+    def same_origin(request: Request) -> bool:
+        """A state-changing request must come from the console's own pages: its Origin (or, without one, its
+        Referer) names this host. Browsers send Origin on every POST; its absence with a Referer of another site,
+        or an Origin of another site, is refused."""
+        origin = request.headers.get("origin") or request.headers.get("referer")
+        if not origin:
+            return True  # a non-browser client (the CSRF token still has to match)
+        if origin == "null":
+            return False
+        return urlsplit(origin).netloc == request.headers.get("host", "")
+
+    def to_login(self, request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/console/login?{urlencode({'next': target})}", status_code=303,
+                                headers=SECURITY_HEADERS)
+
+    async def form(self, request: Request) -> dict:
+        try:
+            form = await request.form(max_files=0, max_fields=20, max_part_size=64 * 1024)
+        except Exception:  # a malformed body (python-multipart's and Starlette's errors)
+            raise InvalidParameterException("The form could not be read.") from None
+        try:
+            return {key: value for key, value in form.items() if isinstance(value, str)}
+        finally:
+            await form.close()
+
+    # -- sign-in ----------------------------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/console/queue", status_code=303, headers=SECURITY_HEADERS)
+
+    @staticmethod
+    def safe_next(target: str | None) -> str:
+        """Only a path inside the console (no scheme, no host, no //) can be where sign-in leads."""
+        if target and target.startswith("/console/") and not target.startswith("//") and "\\" not in target:
+            return target
+        return "/console/queue"
+
+    async def login_page(self, request: Request, message: str | None = None, status: int = 200) -> Response:
+        token = secrets.token_urlsafe(24)
+        secure_context = request.url.scheme == "https" or request.url.hostname in ("localhost", "127.0.0.1", "::1")
+        response = self.page("login.html", status, login_csrf=token, message=message,
+                             next=self.safe_next(request.query_params.get("next")),
+                             insecure=self.pipeline.config.console_secure_cookies and not secure_context)
+        self.cookie(response, LOGIN_COOKIE, token, 600)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        try:
+            fields = await self.form(request)
+        except InvalidParameterException as exc:
+            return await self.login_page(request, exc.message, 400)
+        cookie = request.cookies.get(LOGIN_COOKIE, "")
+        if not self.same_origin(request) or not cookie or not hmac.compare_digest(cookie, fields.get("csrf", "")):
+            return await self.login_page(request, "The sign-in form expired; please try again.", 403)
+        signed = await self.run(self.queue.sign_in, fields.get("username", ""), fields.get("password", ""))
+        if signed is None:
+            return await self.login_page(request, "Wrong name or password, or the account is disabled or locked "
+                                         "after repeated failures.", 401)
+        response = RedirectResponse(self.safe_next(fields.get("next")), status_code=303, headers=SECURITY_HEADERS)
+        self.cookie(response, SESSION_COOKIE, signed.token, None)
+        response.delete_cookie(LOGIN_COOKIE, path="/console")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is not None:
+            fields = await self.form(request)
+            if self.same_origin(request) and hmac.compare_digest(session.csrf_token, fields.get("csrf", "")):
+                await self.run(self.queue.sign_out, session)
+        response = RedirectResponse("/console/login", status_code=303, headers=SECURITY_HEADERS)
+        response.delete_cookie(SESSION_COOKIE, path="/console")
+        return response
+
+    # -- the queue --------------------------------------------------------------------------------------------
+
+    def filters(self, request: Request) -> dict:
+        q = request.query_params
+        return {"status": q.get("status", "open"), "reason": q.get("reason", ""), "batch": q.get("batch", ""),
+                "age": q.get("age", "")}
+
+    def case_filter(self, filters: dict):
+        if filters["age"] not in AGES:
+            raise InvalidParameterException("age must be one of lt1h, lt24h, ge24h, ge7d.")
+        older, newer = AGES[filters["age"]]
+        return self.queue.case_filter(filters["status"], filters["reason"] or None, filters["batch"] or None,
+                                      min_age_hours=older, max_age_hours=newer, now=self.queue.clock())
+
+    async def queue_page(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        filters = self.filters(request)
+        try:
+            where = self.case_filter(filters)
+            offset = max(0, int(request.query_params.get("offset", "0") or 0))
+        except (InvalidParameterException, ValueError) as exc:
+            return self.error_page(400, getattr(exc, "message", "offset must be a whole number."), session)
+
+        def load():
+            self.queue.purge_if_due()
+            return (self.queue.store.list_cases(where, offset, PAGE_SIZE), self.queue.store.count_cases(where),
+                    self.queue.store.batches(), self.queue.store.reviewed_counts())
+
+        cases, total, batches, counts = await self.run(load)
+        query = urlencode({k: v for k, v in filters.items() if v})
+        return self.page("queue.html", session=session, cases=cases, total=total, batches=batches, counts=counts,
+                         filters=filters, query=query, offset=offset, page_size=PAGE_SIZE, now=self.queue.clock(),
+                         done=request.query_params.get("done"),
+                         reasons=sorted(REASON_TEXT))
+
+    # -- a case -----------------------------------------------------------------------------------------------
+
+    async def case_page(self, request: Request, message: str | None = None, status: int = 200) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        filters = self.filters(request)
+        try:
+            where = self.case_filter(filters)
+            case = await self.run(self.queue.store.get_case, request.path_params["case_id"])
+        except ResourceNotFoundException as exc:
+            return self.error_page(404, exc.message, session)
+        except InvalidParameterException as exc:
+            return self.error_page(400, exc.message, session)
+        before, after = await self.run(self.queue.store.neighbours, case, where)
+        audit = await self.run(lambda: self.queue.store.audit_log(case_id=case.case_id, limit=50))
+        query = urlencode({k: v for k, v in filters.items() if v})
+        return self.page("case.html", status, session=session, case=case, audit=audit, previous=before, next=after,
+                         query=query, message=message, now=self.queue.clock(), erases_at=self.queue.erases_at(case),
+                         done=request.query_params.get("done"),
+                         faces={role: case.evidence.get(f"{role}_face") for role in ROLES}, roles=ROLES,
+                         boxes={role: render.face_box(case, role) for role in ROLES},
+                         scale=self.scale(case))
+
+    @staticmethod
+    def scale(case: ReviewCase) -> dict:
+        """Where the similarity, the threshold and the review band sit on a 0-100 scale (for the case page's bar)."""
+        low, high = case.review_band
+        return {"low": max(0.0, min(100.0, low)), "high": max(0.0, min(100.0, high)), "threshold": case.threshold,
+                "similarity": None if case.similarity is None else max(0.0, min(100.0, case.similarity))}
+
+    async def decide(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.error_page(403, "Sign in to decide cases: your session has ended.")
+        try:
+            fields = await self.form(request)
+        except InvalidParameterException as exc:
+            return self.error_page(400, exc.message, session)
+        if not self.same_origin(request) or not hmac.compare_digest(session.csrf_token, fields.get("csrf", "")):
+            return self.error_page(403, "This form did not come from your console session; reload the case and "
+                                   "decide again.", session)
+        case_id = request.path_params["case_id"]
+        try:
+            version = int(fields.get("version", ""))
+            case = await self.run(self.queue.decide, case_id, fields.get("action", ""), session.username,
+                                  fields.get("comment", ""), version)
+        except ValueError:
+            return self.error_page(400, "The form is missing the case's version; reload the case.", session)
+        except ResourceNotFoundException as exc:
+            return self.error_page(404, exc.message, session)
+        except (InvalidParameterException, CaseConflict) as exc:
+            return await self.case_page(request, exc.message, 409 if isinstance(exc, CaseConflict) else 400)
+        # on to the next case of the same queue (the decided one has left it), or back to the queue
+        filters = {k: v for k, v in self.filters(request).items() if v}
+        filters.update({k: fields[k] for k in ("status", "reason", "batch", "age") if fields.get(k)})
+        query = urlencode(filters)
+        try:
+            where = self.case_filter({"status": "open", "reason": "", "batch": "", "age": "", **filters})
+            _, after = await self.run(self.queue.store.neighbours, case, where)
+        except InvalidParameterException:
+            after = None
+        done = urlencode({"done": f"{case.status} {case.case_id}"})
+        target = f"/console/cases/{after}?{query}&{done}" if after else f"/console/queue?{query}&{done}"
+        return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+    async def _image(self, request: Request, draw) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return Response(status_code=403, headers=SECURITY_HEADERS)
+        role = request.path_params["role"]
+        if role not in ROLES:
+            return Response(status_code=404, headers=SECURITY_HEADERS)
+
+        def work():
+            case = self.queue.store.get_case(request.path_params["case_id"])
+            image = self.queue.store.get_image(case.case_id, role)
+            return None if image is None else draw(case, role, image.data, self.pipeline.verifier.settings)
+
+        try:
+            data = await self.run(work)
+        except ResourceNotFoundException:
+            return Response(status_code=404, headers=SECURITY_HEADERS)
+        except FaceCompareError:  # a stored image that no longer decodes (cannot happen for queued ones)
+            return Response(status_code=422, headers=SECURITY_HEADERS)
+        if data is None:
+            return Response(status_code=410, headers=SECURITY_HEADERS)  # erased by retention, or no face
+        return Response(data, media_type="image/png", headers=SECURITY_HEADERS)
+
+    async def image(self, request: Request) -> Response:
+        return await self._image(request, render.annotated_panel)
+
+    async def face(self, request: Request) -> Response:
+        return await self._image(request, render.zoomed_face)
+
+    # -- audit and export -------------------------------------------------------------------------------------
+
+    async def audit_page(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        try:
+            before = request.query_params.get("before")
+            before_seq = int(before) if before else None
+        except ValueError:
+            return self.error_page(400, "before must be a whole number.", session)
+        case_id = request.query_params.get("case") or None
+        entries = await self.run(lambda: self.queue.store.audit_log(case_id=case_id, before_seq=before_seq,
+                                                                    limit=PAGE_SIZE))
+        return self.page("audit.html", session=session, entries=entries, case_id=case_id, page_size=PAGE_SIZE)
+
+    async def export(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.to_login(request)
+        filters = self.filters(request)
+        if "status" not in request.query_params:
+            filters["status"] = "all"
+        try:
+            where = self.case_filter(filters)
+        except InvalidParameterException as exc:
+            return self.error_page(400, exc.message, session)
+        text = await self.run(self.queue.export_csv, where)
+        await self.run(lambda: self.queue.store.append_audit(session.username, "EXPORT", self.queue.clock(),
+                                                             comment=urlencode(filters)))
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        return Response(text, media_type="text/csv; charset=utf-8",
+                        headers={**SECURITY_HEADERS,
+                                 "Content-Disposition": f'attachment; filename="review-decisions-{stamp}.csv"'})
+
+
+__all__ = ["Console", "SESSION_COOKIE", "SESSION_IDLE_SECONDS"]
