@@ -132,12 +132,15 @@ class RowProcessor:
         return location
 
     def __call__(self, row: BatchRow) -> dict:
-        from .engine import face_summary
+        from .engine import face_summary, other_faces
 
         result = {"id": row.id, "selfie": row.selfie, "document": row.document, "expected": row.expected}
         try:
             v = self.verifier.verify(self.read(row.selfie), self.read(row.document), self.threshold)
             result.update({
+                "model": self.verifier.recognizer.name,
+                "threshold": v.threshold,
+                "review_band": list(v.review_band),
                 "decision": v.decision,
                 "similarity": None if v.similarity is None else round(v.similarity, 4),
                 "distance": None if v.distance is None else round(v.distance, 6),
@@ -145,6 +148,9 @@ class RowProcessor:
                 "notes": v.notes,
                 "selfie_face": face_summary(v.selfie_face),
                 "document_face": face_summary(v.document_face),
+                "selfie_faces": len(v.selfie.faces) if v.selfie else 0,
+                "document_faces": len(v.document.faces) if v.document else 0,
+                "other_faces": other_faces(v),
                 "error": "",
             })
         except FaceCompareError as exc:
@@ -207,8 +213,9 @@ def _chunks(rows: Iterable[BatchRow], size: int) -> Iterator[list[BatchRow]]:
 
 def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 80.0, workers: int | None = None,
               engine: str = "local", scheduler: str | None = None, progress: bool = True, total: int | None = None,
-              settings_kwargs: dict | None = None) -> Path:
-    """Verify every row, appending to ``out/results.jsonl``; then write results.csv, summary.json, report.html."""
+              settings_kwargs: dict | None = None, on_result=None) -> Path:
+    """Verify every row, appending to ``out/results.jsonl``; then write results.csv, summary.json, report.html.
+    ``on_result(result)`` is called in this process after each row's line is written (``--queue-review``)."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -223,6 +230,8 @@ def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 8
         def write(result: dict) -> None:
             sink.write(json.dumps(result, separators=(",", ":")) + "\n")
             sink.flush()
+            if on_result is not None:
+                on_result(result)
             bar.update(1)
 
         if engine == "dask":

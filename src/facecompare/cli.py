@@ -16,6 +16,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import FaceCompareError
+from .review.cli import add_parsers as add_review_parsers
+from .review.cli import add_queue_arguments, queue_modes, run_review, run_reviewer
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_REVIEW = 0, 1, 2, 3
 EXIT_CODES = {"MATCH": EXIT_MATCH, "NO_MATCH": EXIT_NO_MATCH, "REVIEW": EXIT_REVIEW}
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                          "CompareFaces response for the pair")
     compare.add_argument("--annotate", metavar="OUT.png", help="write the two images side by side with the "
                          "compared faces boxed (green match, red no match, amber review)")
+    add_queue_arguments(compare)
 
     detect = sub.add_parser("detect", help="find faces in an image (Rekognition DetectFaces)",
                             description="List the faces in an image with boxes, landmarks, pose and quality.")
@@ -59,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     detect.add_argument("--json", action="store_true", help="print Rekognition's DetectFaces response as JSON")
     detect.add_argument("--annotate", metavar="OUT.png", help="write the image with every face boxed")
 
-    def add_pairs_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("pairs", help="pair list: LFW pairs.txt, or CSV with columns selfie,document,same[,fold]")
+    def add_pairs_arguments(p: argparse.ArgumentParser, optional: bool = False) -> None:
+        p.add_argument("pairs", nargs="?" if optional else None,
+                       help="pair list: LFW pairs.txt, or CSV with columns selfie,document,same[,fold]")
         p.add_argument("--root", help="folder the image names are relative to (LFW: the folder of person "
                        "folders; CSV: default the CSV's folder)")
         p.add_argument("--format", choices=["lfw", "csv"], help="pair list format (default: from the file name)")
@@ -90,9 +94,15 @@ def _parser() -> argparse.ArgumentParser:
                                description="Fit Similarity = 100 / (1 + exp(slope * (distance - midpoint))) on "
                                "labelled pairs and write it, with the measured threshold table (FMR, FNMR), as a "
                                "calibration JSON that --calibration / FACECOMPARE_CALIBRATION load.")
-    add_pairs_arguments(calibrate)
+    add_pairs_arguments(calibrate, optional=True)
     calibrate.add_argument("--from-results", metavar="PAIRS.csv",
                            help="reuse the distances in a pairs.csv written by `facecompare evaluate`")
+    calibrate.add_argument("--from-reviews", action="store_true",
+                           help="fit on the cases your reviewers decided in the console (MATCH = same person, "
+                           "NO_MATCH = not; ESCALATED and open cases are left out), alone or added to PAIRS / "
+                           "--from-results: your own data. Only cases scored by the recognizer in use count.")
+    calibrate.add_argument("--review-store", metavar="URL", help="with --from-reviews: the review cases' database "
+                           "(default: FACECOMPARE_COLLECTIONS, else sqlite:///facecompare-collections.db)")
     calibrate.add_argument("--out", default="calibration.json", help="calibration file to write")
 
     serve = sub.add_parser(
@@ -138,8 +148,10 @@ def _parser() -> argparse.ArgumentParser:
                        "cluster of --workers processes)")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recognizer_argument(batch)
+    add_queue_arguments(batch, batch=True)
 
     add_collection_parsers(sub)
+    add_review_parsers(sub)
 
     dedupe = sub.add_parser(
         "dedupe", help="find ids of a manifest that show the same person (duplicate identities); resumable; HTML report",
@@ -296,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
             return _collection(args)
         if args.command == "dedupe":
             return _dedupe(args)
+        if args.command == "reviewer":
+            return run_reviewer(args)
+        if args.command == "review":
+            return run_review(args)
     except FaceCompareError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
@@ -323,11 +339,17 @@ def _verifier(args: argparse.Namespace, calibration: str | None = None):
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .engine import MAX_FACES, check_quality_filter, check_threshold, verification_dict
+    from .engine import MAX_FACES, check_quality_filter, check_threshold, other_faces, verification_dict
     from .rekognition import compare_faces_response
 
     threshold = check_threshold(args.threshold, "--threshold")
     quality_filter = check_quality_filter(args.quality_filter)
+    modes = queue_modes(args)
+    if modes:
+        from .review.service import check_label
+
+        check_label(args.review_batch, "--review-batch")
+        check_label(args.review_reference, "--review-reference")
     verifier = _verifier(args, args.calibration)
     _ = verifier.calibration  # a calibration of another recognizer fails here, before any image work
     selfie = verifier.load(args.selfie)
@@ -336,12 +358,26 @@ def _compare(args: argparse.Namespace) -> int:
     selfie_image, document_image = verifier.analyze_pair(selfie, document, embed_first=1,
                                                          embed_second=MAX_FACES if want_all else 1)
     verification = verifier.decide(selfie_image, document_image, threshold)
+    queued = None
+    if verification.decision in modes:
+        from .review.service import open_queue
+
+        queue = open_queue(args.review_store)
+        try:
+            queued, _ = queue.queue({**verification_dict(verification), "other_faces": other_faces(verification)},
+                                    verifier.recognizer.name,
+                                    Path(args.selfie).read_bytes(), Path(args.document).read_bytes(), source="cli",
+                                    batch=args.review_batch, reference=args.review_reference)
+        finally:
+            queue.store.close()
     if args.annotate:
         from .draw import annotate_verification, panel, save_png
 
         save_png(annotate_verification(panel(selfie), panel(document), verification), args.annotate)
     if args.json:
         out = {"verification": verification_dict(verification)}
+        if queued is not None:
+            out["verification"]["review_case_id"] = queued.case_id
         try:
             comparison = verifier.match_faces(selfie_image, document_image, threshold, quality_filter)
             out["CompareFaces"] = compare_faces_response(comparison)
@@ -350,6 +386,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         _print_summary(verification, args.annotate)
+        if queued is not None:
+            print(f"Queued:      review case {queued.case_id} (decide it in the console, /console)")
     return EXIT_CODES[verification.decision]
 
 
@@ -561,25 +599,55 @@ def _print_evaluation(s: dict) -> None:
             print(f"  {name:<10} " + "; ".join(cells))
 
 
+#: decided review cases of each kind that --from-reviews needs at least, alone
+MIN_REVIEWED_PER_CLASS = 5
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .errors import InvalidParameterException
     from .scoring import Calibration, fit_logistic, operating_points
 
+    if not (args.pairs or args.from_results or args.from_reviews):
+        raise InvalidParameterException("Give a pair list (PAIRS), --from-results PAIRS.csv, or --from-reviews.")
+    distances, same, sources, model = np.zeros(0), np.zeros(0, dtype=bool), [], None
     if args.from_results:
         pairs, distances, model = _read_results(args)
-        source = args.from_results
-    else:
+        same = np.array([p.same for p in pairs], dtype=bool)
+        sources.append(f"{Path(args.from_results).name}: {len(pairs)} pairs")
+    elif args.pairs:
         pairs, _, distances, _, model = _embed_pairs(args)
-        source = args.pairs
-    same = np.array([p.same for p in pairs])
+        same = np.array([p.same for p in pairs], dtype=bool)
+        sources.append(f"{Path(args.pairs).name}: {len(pairs)} pairs")
+    if args.from_reviews:
+        from .models import create_recognizer
+        from .review.service import open_queue
+
+        model = model or create_recognizer(_settings(args).recognizer).name
+        queue = open_queue(args.review_store)
+        try:
+            reviewed, labels = queue.store.reviewed_distances(model)
+        finally:
+            queue.store.close()
+        matches, non_matches = sum(labels), len(labels) - sum(labels)
+        print(f"Reviewed cases of {model}: {matches} MATCH, {non_matches} NO_MATCH")
+        if not sources and min(matches, non_matches) < MIN_REVIEWED_PER_CLASS:
+            raise InvalidParameterException(
+                f"Too few reviewed cases of {model} to fit on alone: {matches} MATCH and {non_matches} NO_MATCH; at "
+                f"least {MIN_REVIEWED_PER_CLASS} of each are needed. Add a pair list, or review more cases.")
+        distances = np.concatenate([distances, np.asarray(reviewed, dtype=float)])
+        same = np.concatenate([same, np.asarray(labels, dtype=bool)])
+        sources.append(f"reviewed cases: {matches} MATCH, {non_matches} NO_MATCH")
+        if len(sources) == 1:
+            print("Note: reviewed cases are the hard ones (near the threshold, or flagged): the error rates below are "
+                  "those of such cases, not of all traffic. Fitting them together with a pair list gives both.")
     finite = np.isfinite(distances)
     slope, midpoint = fit_logistic(distances[finite], same[finite])
-    calibration = Calibration(slope=slope, midpoint=midpoint, model=model,
-                              source=f"{Path(source).name}: {len(pairs)} pairs")
+    source = "; ".join(sources)
+    calibration = Calibration(slope=slope, midpoint=midpoint, model=model, source=source)
     table = operating_points(calibration, distances, same)
-    calibration = Calibration(slope=slope, midpoint=midpoint, model=model, source=calibration.source,
-                              operating_points=table)
+    calibration = Calibration(slope=slope, midpoint=midpoint, model=model, source=source, operating_points=table)
     calibration.save(args.out)
     print(f"Recognizer: {model}")
     print(f"Similarity = 100 / (1 + exp({slope:.3f} * (distance - {midpoint:.4f})))")
@@ -611,16 +679,68 @@ def _batch(args: argparse.Namespace) -> int:
     else:
         raise InvalidParameterException("Give MANIFEST.csv, or --selfie IMAGE with --documents FOLDER_OR_S3_PREFIX.")
     settings = _settings(args)  # checks the values before any worker starts
-    out = run_batch(rows, args.out, threshold=threshold, workers=args.workers, engine=args.engine,
-                    scheduler=args.scheduler, progress=not args.no_progress, total=total,
-                    settings_kwargs={"recognizer": settings.recognizer} if args.recognizer else None)
+    reviews = _batch_review_queue(args)
+    try:
+        out = run_batch(rows, args.out, threshold=threshold, workers=args.workers, engine=args.engine,
+                        scheduler=args.scheduler, progress=not args.no_progress, total=total,
+                        settings_kwargs={"recognizer": settings.recognizer} if args.recognizer else None,
+                        on_result=reviews)
+    finally:
+        if reviews is not None:
+            reviews.close()
     summary = json.loads((out / "summary.json").read_text())
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["by_decision"].items()))
     print(f"{summary['rows']} rows: {counts}")
+    if reviews is not None:
+        print(f"Queued for review: {reviews.queued} new case{'s' if reviews.queued != 1 else ''} in batch "
+              f"{reviews.label!r}" + (f"; {len(reviews.failed)} could not be queued ({', '.join(reviews.failed[:5])})"
+                                      if reviews.failed else ""))
     if "with_expected" in summary and summary["with_expected"]["accuracy_of_decided"] is not None:
         print(f"Accuracy of decided rows against expected: {100 * summary['with_expected']['accuracy_of_decided']:.2f} %")
     print(f"Wrote {out / 'results.csv'}, {out / 'results.jsonl'}, {out / 'summary.json'} and {out / 'report.html'}")
     return 0
+
+
+class _BatchReviews:
+    """``batch --queue-review``: each finished row whose decision is queued goes to the review queue with its two
+    images, read again here (paths, or S3 objects). A row that cannot be queued is reported, not fatal."""
+
+    def __init__(self, args: argparse.Namespace, modes: tuple[str, ...]) -> None:
+        from .review.service import check_label, open_queue
+
+        self.modes = modes
+        self.label = check_label(args.review_batch or Path(args.out).resolve().name, "--review-batch")
+        self.queue = open_queue(args.review_store)
+        self.queued = 0
+        self.failed: list[str] = []
+        self._s3 = None
+
+    def read(self, location: str) -> bytes:
+        if location.startswith("s3://"):
+            from .storage import S3Reader, parse_s3_url
+
+            self._s3 = self._s3 or S3Reader()
+            return self._s3.read(*parse_s3_url(location))
+        return Path(location).read_bytes()
+
+    def __call__(self, result: dict) -> None:
+        if result.get("decision") not in self.modes:
+            return
+        try:
+            _, created = self.queue.queue(result, result["model"], self.read(result["selfie"]),
+                                          self.read(result["document"]), source="batch", batch=self.label,
+                                          reference=result["id"])
+            self.queued += int(created)
+        except (FaceCompareError, OSError) as exc:
+            self.failed.append(f"{result['id']}: {getattr(exc, 'code', type(exc).__name__)}")
+
+    def close(self) -> None:
+        self.queue.store.close()
+
+
+def _batch_review_queue(args: argparse.Namespace) -> _BatchReviews | None:
+    modes = queue_modes(args)
+    return _BatchReviews(args, modes) if modes else None
 
 
 def _collections(args: argparse.Namespace):

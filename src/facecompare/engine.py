@@ -672,3 +672,16 @@ def verification_dict(v: Verification) -> dict:
         "selfie_faces": len(v.selfie.faces) if v.selfie else 0,
         "document_faces": len(v.document.faces) if v.document else 0,
     }
+
+
+def other_faces(v: Verification) -> dict[str, list[dict]]:
+    """The boxes of the faces that were not compared, per image (the console draws them in grey: a second face in a
+    selfie is often why a case is in review)."""
+    out: dict[str, list[dict]] = {}
+    for role, analyzed in (("selfie", v.selfie), ("document", v.document)):
+        faces = analyzed.faces[1:] if analyzed is not None else []
+        out[role] = [{"left": round(f.bounding_box.left, 6), "top": round(f.bounding_box.top, 6),
+                      "width": round(f.bounding_box.width, 6), "height": round(f.bounding_box.height, 6)}
+                     for f in faces]
+    return out
+

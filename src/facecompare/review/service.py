@@ -41,7 +41,7 @@ SESSION_MAX_SECONDS = 12 * 3600
 MIN_PASSWORD_LENGTH = 12
 MAX_COMMENT_LENGTH = 2000
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-LABEL_PATTERN = re.compile(r"^[\w.:@/ -]{1,200}$")
+LABEL_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # printable text (a batch row's id is a reference)
 REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}$")
 #: failed sign-ins per reviewer name within LOCKOUT_SECONDS before further attempts are refused for that long
 MAX_FAILED_SIGN_INS = 5
@@ -62,7 +62,7 @@ def check_label(value: str | None, what: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not LABEL_PATTERN.match(value):
-        raise InvalidParameterException(f"{what} must be 1-200 letters, digits, spaces or ._:@/- ; got {quote_input(value)}.")
+        raise InvalidParameterException(f"{what} must be 1-200 printable characters; got {quote_input(value)}.")
     return value
 
 
@@ -112,7 +112,7 @@ class ReviewQueue:
         if case_id is None:
             case_id = str(uuid.uuid5(CASE_NAMESPACE, f"{batch}\x00{reference}")) if batch and reference else str(uuid.uuid4())
         evidence = {key: result.get(key) for key in ("selfie_face", "document_face", "selfie_faces", "document_faces",
-                                                     "notes") if key in result}
+                                                     "notes", "other_faces") if key in result}
         band = result.get("review_band") or (None, None)
         case = ReviewCase(case_id=case_id, created_at=self.clock(), source=source, model=model,
                           engine_decision=result["decision"], similarity=result.get("similarity"),

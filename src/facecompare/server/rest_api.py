@@ -24,7 +24,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..engine import verification_dict
+from ..engine import other_faces, verification_dict
 from ..errors import FaceCompareError, InvalidParameterException, quote_input
 from ..rekognition import compared_face, detect_faces_response
 from ..review.service import queue_mode
@@ -127,7 +127,8 @@ def verify(pipeline: Pipeline, params: VerifyJson | VerifyForm) -> dict:
     verification = verifier.decide(s_img, d_img, params.threshold)
     result = verification_dict(verification)
     if verification.decision in queue_mode(params.queue_review):
-        case, _ = pipeline.review.queue(result, verifier.recognizer.name, params.selfie, params.document, source="api",
+        case, _ = pipeline.review.queue({**result, "other_faces": other_faces(verification)}, verifier.recognizer.name,
+                                        params.selfie, params.document, source="api",
                                         batch=params.review_batch, reference=params.review_reference)
         result["review_case_id"] = case.case_id
     if params.annotate:

@@ -101,7 +101,7 @@ QueueReview = Annotated[Literal["none", "review", "review_or_no_match"],
                                          "(/console): `review` when the decision is REVIEW, `review_or_no_match` for "
                                          "NO_MATCH too. The images are erased after FACECOMPARE_REVIEW_RETENTION_DAYS "
                                          "(default 30). Default `none`: nothing is stored.")]
-ReviewLabel = Annotated[str | None, Field(None, min_length=1, max_length=200, pattern=r"^[\w.:@/ -]+$",
+ReviewLabel = Annotated[str | None, Field(None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
                                           description="with queue_review: a label shown in the console and used to "
                                                       "filter its queue")]
 

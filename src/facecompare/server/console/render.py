@@ -27,6 +27,11 @@ def face_box(case: ReviewCase, role: str):
                            height=float(box["height"]))
 
 
+def other_boxes(case: ReviewCase, role: str) -> list:
+    return [SimpleNamespace(**{k: float(box[k]) for k in ("left", "top", "width", "height")})
+            for box in (case.evidence.get("other_faces") or {}).get(role, [])]
+
+
 def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False, compress_level=3)
@@ -36,7 +41,7 @@ def png(image: Image.Image) -> bytes:
 def annotated_panel(case: ReviewCase, role: str, data: bytes, settings: Settings) -> bytes:
     decoded = load_image(data, settings, max_bytes=len(data) + 1)
     image = as_pil(decoded.view(decoded.reduction_for_long_side(1440)))
-    panel = verification_panel(image, face_box(case, role), (), case.engine_decision,
+    panel = verification_panel(image, face_box(case, role), other_boxes(case, role), case.engine_decision,
                                decision_label(case.engine_decision, case.similarity))
     return png(panel)
 
