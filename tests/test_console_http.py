@@ -352,3 +352,30 @@ def test_the_audit_log_is_read_only_from_the_console(console):
     # no form but sign-out (and the help dialog's close button)
     assert re.findall(r"<form[^>]*>", page.text) == ['<form class="signout" method="post" action="/console/logout">',
                                                      '<form method="dialog">']
+
+
+def test_the_service_erases_expired_images_by_itself_and_creates_no_store(tmp_path, verifier, pairs):
+    import time
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    queue = ReviewQueue(open_review_store(url), 30)
+    result, s, d = pairs["blair"]
+    case, _ = queue.queue(result, verifier.recognizer.name, s, d, source="api")
+    queue.store.close()
+    time.sleep(1.0)
+    config = ServerConfig(auth=False, warm=False, collections_url=url, review_retention_days=0.5 / 86400)
+    app = create_app(verifier.settings, config, verifier=verifier, s3=S3Reader())
+    with TestClient(app, base_url=BASE):  # the lifespan's first sweep runs as the service starts
+        deadline = time.time() + 20
+        while app.state.pipeline._review is None or app.state.pipeline.review.store.get_image(case.case_id, "selfie"):
+            assert time.time() < deadline, "the service did not erase the expired images"
+            time.sleep(0.05)
+        assert app.state.pipeline.review.store.get_case(case.case_id).images_erased_at is not None
+    # a service whose store file does not exist yet does not create it for the sweep
+    absent = tmp_path / "none.db"
+    app = create_app(verifier.settings, ServerConfig(auth=False, warm=False, collections_url=f"sqlite:///{absent}"),
+                     verifier=verifier, s3=S3Reader())
+    with TestClient(app, base_url=BASE) as client:
+        assert client.get("/healthz").status_code == 200
+        time.sleep(0.3)
+    assert not absent.exists()

@@ -68,6 +68,23 @@ async def validation_error(request: Request, exc: RequestValidationError) -> Res
                       str(uuid.uuid4()))
 
 
+#: seconds between two sweeps for review images past their retention (FACECOMPARE_REVIEW_RETENTION_DAYS)
+RETENTION_SWEEP_SECONDS = 600
+
+
+async def erase_expired_reviews(pipeline: Pipeline) -> None:
+    """Erase review images past their retention now and every RETENTION_SWEEP_SECONDS, so that an idle service
+    keeps the promise too. A failure (the database is down) is logged and tried again at the next sweep."""
+    while True:
+        try:
+            erased = await anyio.to_thread.run_sync(pipeline.purge_expired_reviews)
+            if erased:
+                json_log(event="review_images_erased", cases=erased)
+        except Exception as exc:  # noqa: BLE001 - a background sweep must not stop the service
+            json_log(event="review_retention_failed", error=type(exc).__name__)
+        await anyio.sleep(RETENTION_SWEEP_SECONDS)
+
+
 def create_app(settings: Settings | None = None, config: ServerConfig | None = None,
                verifier: Verifier | None = None, s3: S3Reader | None = None) -> Starlette:
     settings = settings or Settings.from_env()
@@ -86,7 +103,10 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
             await anyio.to_thread.run_sync(pipeline.verifier.warm)
         pipeline.ready.set()
         json_log(event="ready", auth=config.auth)
-        yield
+        async with anyio.create_task_group() as background:
+            background.start_soon(erase_expired_reviews, pipeline)
+            yield
+            background.cancel_scope.cancel()
         json_log(event="shutdown")
         pipeline.close()
 

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -164,6 +165,17 @@ class Pipeline:
                     self._review = ReviewQueue(open_review_store(self.config.collections_url),
                                                self.config.review_retention_days)
         return self._review
+
+    def purge_expired_reviews(self) -> int:
+        """Erase the images of review cases past their retention (run every few minutes by the service). A SQLite
+        file that does not exist yet is not created for it."""
+        url = self.config.collections_url
+        if self._review is None and url.startswith("sqlite:"):
+            from ..collections.sqlite import path_from_url
+
+            if not Path(path_from_url(url)).exists():
+                return 0
+        return len(self.review.purge())
 
     def close(self) -> None:
         """Release the collection and review stores' connections (at shutdown)."""
