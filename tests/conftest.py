@@ -172,7 +172,10 @@ class ServeProcess:
         full = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "FACECOMPARE_AUTH")}
         full.update(PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
                     FACECOMPARE_AUTH_KEYS=f"{access}:{secret}", FACECOMPARE_API_KEYS_FILE=str(keys),
-                    FACECOMPARE_REQUEST_TIMEOUT="30", **(env or {}))
+                    FACECOMPARE_REQUEST_TIMEOUT="30",
+                    # collections and review cases in the test's folder, never the working directory's default file
+                    FACECOMPARE_COLLECTIONS=f"sqlite:///{root.resolve() / 'store.db'}")
+        full.update(env or {})
         self._stderr = open(self.log, "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--port", str(self.port)],
                                         stdout=subprocess.DEVNULL, stderr=self._stderr, env=full)

@@ -109,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="run the HTTP service (AWS Rekognition protocol for boto3, and a REST API)",
         description="Serve CompareFaces, DetectFaces and the collection operations over AWS JSON 1.1 at POST / "
         "(point boto3 at it with endpoint_url), the REST API at /v1/verify, /v1/detect and /v1/collections (docs at "
-        "/docs), /healthz, /readyz and /metrics. Collections live in FACECOMPARE_COLLECTIONS (default "
+        "/docs), the review console at /console (accounts: `facecompare reviewer add`), /healthz, /readyz and "
+        "/metrics. Collections and review cases live in FACECOMPARE_COLLECTIONS (default "
         "sqlite:///facecompare-collections.db). "
         "SigV4 keys: FACECOMPARE_AUTH_KEYS=AKID:SECRET[,...] or FACECOMPARE_AUTH_KEYS_FILE; REST API key hashes: "
         "FACECOMPARE_API_KEYS_FILE (see `facecompare api-key`); S3 images: FACECOMPARE_S3_ENDPOINT_URL and the "
