@@ -125,6 +125,22 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def open_pool(url: str, name: str, max_connections: int, connect_timeout: float, unreachable) -> ConnectionPool:
+    """An open pool of autocommit connections to ``url`` (each checked before it is lent), at most
+    ``max_connections``; ``unreachable(exc)`` is raised when the first connection does not come within
+    ``connect_timeout``. Shared by the collection and review stores."""
+    conninfo = "postgresql:" + url.split(":", 1)[1] if url.startswith("postgres:") else url
+    pool = ConnectionPool(conninfo, min_size=1, max_size=max(1, max_connections), open=False, timeout=connect_timeout,
+                          check=ConnectionPool.check_connection,
+                          kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": True}, name=name)
+    try:
+        pool.open(wait=True, timeout=connect_timeout)
+    except PoolTimeout as exc:
+        pool.close()
+        raise unreachable(exc) from exc
+    return pool
+
+
 class PostgresStore(CollectionStore):
     """:class:`CollectionStore` on PostgreSQL (10 or newer) through psycopg 3.
 
@@ -141,16 +157,9 @@ class PostgresStore(CollectionStore):
         self.deletion_log_seconds = float(deletion_log_seconds)
         self._timeout = connect_timeout
         self._closed = threading.Event()
-        conninfo = "postgresql:" + url.split(":", 1)[1] if url.startswith("postgres:") else url
-        self._pool = ConnectionPool(conninfo, min_size=1, max_size=max(1, max_connections), open=False,
-                                    timeout=connect_timeout, check=ConnectionPool.check_connection,
-                                    kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": True},
-                                    name="facecompare-collections")
+        self._max_connections = max(1, max_connections)
+        self._pool = open_pool(url, "facecompare-collections", max_connections, connect_timeout, self._unreachable)
         try:
-            try:
-                self._pool.open(wait=True, timeout=connect_timeout)
-            except PoolTimeout as exc:
-                raise self._unreachable(exc) from exc
             self._migrate()
         except BaseException:
             self._pool.close()
@@ -190,7 +199,7 @@ class PostgresStore(CollectionStore):
         """The client is told no more than that (not where the database is); the operator's log says where and how
         long it waited."""
         log.warning("no connection to the collection database %s in %.0f s (%s): unreachable, or all %d "
-                    "connections busy", self.url, self._timeout, type(exc).__name__, self._pool.max_size)
+                    "connections busy", self.url, self._timeout, type(exc).__name__, self._max_connections)
         return InternalServerError("Internal server error: no connection to the collection database in time.")
 
     def close(self) -> None:

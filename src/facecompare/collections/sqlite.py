@@ -106,6 +106,22 @@ def path_from_url(url: str) -> str:
     return path
 
 
+def connect(url: str) -> tuple[Path, sqlite3.Connection]:
+    """The file of ``url`` (its folder made when missing) and a connection to it as the stores use it: autocommit
+    mode (isolation_level=None: transactions are explicit BEGIN ... COMMIT), usable from any thread under the
+    store's lock, a busy timeout, ``secure_delete``, foreign keys, WAL. Shared by the collection and review stores."""
+    path = Path(path_from_url(url))
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA secure_delete = ON")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL's usual setting
+    return path, db
+
+
 def _face_from_row(row: tuple) -> StoredFace:
     (face_id, image_id, external, w, h, left, top, confidence, blob, sha, indexed_at) = row
     return StoredFace(face_id=face_id, image_id=image_id, external_image_id=external,
@@ -122,18 +138,8 @@ def _chunks(items: list[str], size: int = _CHUNK) -> Iterator[list[str]]:
 class SqliteStore(CollectionStore):
     def __init__(self, url: str) -> None:
         self.url = url
-        self.path = Path(path_from_url(url))
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self._db = connect(url)
         self._lock = threading.RLock()
-        # autocommit mode (isolation_level=None): transactions are the explicit BEGIN ... COMMIT below
-        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA secure_delete = ON")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL's usual setting
         self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------------------------

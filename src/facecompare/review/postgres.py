@@ -12,13 +12,13 @@ import logging
 import threading
 from contextlib import contextmanager
 
-from ..collections.postgres import redact_url
+from ..collections.postgres import open_pool, redact_url
 from ..errors import InternalServerError
 from .sql import SqlReviewStore
 
 try:  # the `postgres` extra
     import psycopg
-    from psycopg_pool import ConnectionPool, PoolTimeout
+    from psycopg_pool import PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the PostgreSQL review store needs psycopg 3 and psycopg_pool: "
                       "pip install 'facecompare[postgres]'") from exc
@@ -120,16 +120,8 @@ class PostgresReviewStore(SqlReviewStore):
         self.url = redact_url(url)
         self._timeout = connect_timeout
         self._closed = threading.Event()
-        conninfo = "postgresql:" + url.split(":", 1)[1] if url.startswith("postgres:") else url
-        self._pool = ConnectionPool(conninfo, min_size=1, max_size=max(1, max_connections), open=False,
-                                    timeout=connect_timeout, check=ConnectionPool.check_connection,
-                                    kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": True},
-                                    name="facecompare-review")
+        self._pool = open_pool(url, "facecompare-review", max_connections, connect_timeout, self._unreachable)
         try:
-            try:
-                self._pool.open(wait=True, timeout=connect_timeout)
-            except PoolTimeout as exc:
-                raise self._unreachable(exc) from exc
             self._migrate()
         except BaseException:
             self._pool.close()

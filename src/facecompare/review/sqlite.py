@@ -12,9 +12,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from ..collections.sqlite import BUSY_TIMEOUT_MS, path_from_url
+from ..collections.sqlite import connect
 from ..errors import InvalidParameterException
 from .sql import SqlReviewStore
 
@@ -100,17 +99,8 @@ def _statements(script: str) -> Iterator[str]:
 class SqliteReviewStore(SqlReviewStore):
     def __init__(self, url: str) -> None:
         self.url = url
-        self.path = Path(path_from_url(url))
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self._db = connect(url)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA secure_delete = ON")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
     def _migrate(self) -> None:
