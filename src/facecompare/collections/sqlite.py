@@ -122,6 +122,21 @@ def connect(url: str) -> tuple[Path, sqlite3.Connection]:
     return path, db
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection, lock, write: bool) -> Iterator[sqlite3.Connection]:
+    """One transaction on ``db`` under ``lock``, committed when the block ends, rolled back on an exception. A write
+    transaction begins IMMEDIATE: it takes the write lock at once (waiting up to the busy timeout for another
+    process), so it never fails half-way on a lock upgrade."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 def _face_from_row(row: tuple) -> StoredFace:
     (face_id, image_id, external, w, h, left, top, confidence, blob, sha, indexed_at) = row
     return StoredFace(face_id=face_id, image_id=image_id, external_image_id=external,
@@ -158,18 +173,9 @@ class SqliteStore(CollectionStore):
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout for
-        another process), so it never fails half-way on a lock upgrade."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _write(self):
+        """A write transaction (see :func:`transaction`)."""
+        return transaction(self._db, self._lock, write=True)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 
-from ..collections.sqlite import connect
+from ..collections.sqlite import connect, transaction
 from ..errors import InvalidParameterException
 from .sql import SqlReviewStore
 
@@ -119,16 +118,8 @@ class SqliteReviewStore(SqlReviewStore):
                     db.execute(statement)
                 db.execute("UPDATE facecompare_review_schema SET version = ?", (number + 1,))
 
-    @contextmanager
     def _tx(self, write: bool = True):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        return transaction(self._db, self._lock, write)
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError)
