@@ -379,3 +379,35 @@ def test_the_service_erases_expired_images_by_itself_and_creates_no_store(tmp_pa
         assert client.get("/healthz").status_code == 200
         time.sleep(0.3)
     assert not absent.exists()
+
+
+def test_the_console_on_postgresql(postgres_url, verifier, pairs):
+    """The same console on the PostgreSQL engine: queue, sign in, decide, audit, export, retention."""
+    clock = Clock()
+    app = create_app(verifier.settings, ServerConfig(auth=False, warm=False, collections_url=postgres_url),
+                     verifier=verifier, s3=S3Reader())
+    queue = ReviewQueue(open_review_store(postgres_url), 30, clock)
+    app.state.pipeline._review = queue
+    queue.add_reviewer("alice", PASSWORD)
+    result, s, d = pairs["blair"]
+    case, _ = queue.queue(result, verifier.recognizer.name, s, d, source="api", batch="pg", reference="blair")
+    try:
+        with TestClient(app, base_url=BASE, follow_redirects=False) as client:
+            assert sign_in(client).status_code == 303
+            page = client.get(f"/console/cases/{case.case_id}")
+            assert page.status_code == 200 and 'data-version="1"' in page.text
+            assert client.get(f"/console/cases/{case.case_id}/image/document").status_code == 200
+            done = client.post(f"/console/cases/{case.case_id}/decision",
+                               data={"csrf": csrf_of(page), "version": "1", "action": "NO_MATCH",
+                                     "comment": "different nose and hairline"})
+            assert done.status_code == 303 and done.headers["location"].startswith("/console/queue?")
+            audit = client.get("/console/audit", params={"case": case.case_id})
+            assert re.findall(r'data-action="([A-Z_]+)"', audit.text) == ["NO_MATCH", "CASE_QUEUED"]
+            rows = list(csv.DictReader(io.StringIO(client.get("/console/export.csv").text)))
+            assert [(r["reference"], r["status"], r["reviewed_by"]) for r in rows] == [("blair", "NO_MATCH", "alice")]
+            clock.now += 30 * 86400 + 1
+            assert queue.purge() == [case.case_id]
+            assert sign_in(client).status_code == 303
+            assert client.get(f"/console/cases/{case.case_id}/image/document").status_code == 410
+    finally:
+        queue.store.close()
