@@ -141,7 +141,7 @@ def test_only_jpeg_and_png_are_queued(queue, result, model, images, document):
     assert queue.store.count_cases(ALL) == 0 and queue.store.audit_log() == []
 
 
-@pytest.mark.parametrize("label", ["a\nb", "x" * 201, "<script>", "a;b", "=cmd|x"])
+@pytest.mark.parametrize("label", ["a\nb", "row-7\n", "x" * 201, "<script>", "a;b", "=cmd|x"])
 def test_bad_batch_and_reference_labels_are_refused(queue, result, model, images, label):
     for field in ("batch", "reference"):
         with pytest.raises(InvalidParameterException, match=field):
@@ -249,7 +249,7 @@ def test_a_bad_password_is_refused(queue, password):
     assert queue.store.reviewer("ann") is None
 
 
-@pytest.mark.parametrize("name", ["", "-ann", ".ann", "an n", "ann\nx", "x" * 65, "änn", "ann/x", "ann;drop", None])
+@pytest.mark.parametrize("name", ["", "-ann", ".ann", "an n", "ann\nx", "ann\n", "x" * 65, "änn", "ann/x", "ann;drop", None])
 def test_a_bad_name_is_refused(queue, name):
     with pytest.raises(InvalidParameterException, match="reviewer name"):
         queue.add_reviewer(name, PASSWORD)
@@ -455,7 +455,7 @@ def test_case_filter():
     assert ReviewQueue.case_filter("all", "", "", now=now) == CaseFilter(statuses=())
     with pytest.raises(InvalidParameterException, match="status"):
         ReviewQueue.case_filter("closed", now=now)
-    for reason in ("face_too_small", "FACE%", "FACE TOO", "X" * 65, "'; DROP"):
+    for reason in ("face_too_small", "FACE%", "FACE TOO", "FACE_TOO_SMALL\n", "X" * 65, "'; DROP"):
         with pytest.raises(InvalidParameterException, match="reason"):
             ReviewQueue.case_filter("all", reason, now=now)
 
