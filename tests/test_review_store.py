@@ -141,13 +141,15 @@ def test_get_case_of_an_unknown_id_is_not_found(store):
 
 
 def test_list_cases_oldest_first_ties_by_id_with_offset_and_limit(store):
-    for case_id, at in (("d", 300.0), ("b", 100.0), ("c", 200.0), ("a", 200.0), ("e", 50.0)):
+    for case_id, at in (("d", 300.0), ("b", 100.0), ("c", 200.0), ("a", 200.0), ("e", 50.0), ("Z", 300.0)):
         store.add_case(make_case(case_id, at), [], "system:api")
-    assert ids(store.list_cases(CaseFilter())) == ["e", "b", "a", "c", "d"]
+    # ties by id in byte order on both engines ("Z" before "d")
+    assert ids(store.list_cases(CaseFilter())) == ["e", "b", "a", "c", "Z", "d"]
     assert ids(store.list_cases(CaseFilter(), offset=1, limit=2)) == ["b", "a"]
-    assert ids(store.list_cases(CaseFilter(), offset=4, limit=10)) == ["d"]
-    assert ids(store.list_cases(CaseFilter(), offset=5)) == []
-    assert ids(store.iter_cases(CaseFilter(), page=2)) == ["e", "b", "a", "c", "d"]
+    assert ids(store.list_cases(CaseFilter(), offset=4, limit=10)) == ["Z", "d"]
+    assert ids(store.list_cases(CaseFilter(), offset=6)) == []
+    assert ids(store.iter_cases(CaseFilter(), page=2)) == ["e", "b", "a", "c", "Z", "d"]
+    assert ids(store.iter_cases(CaseFilter(), page=4)) == ["e", "b", "a", "c", "Z", "d"]
 
 
 @pytest.fixture
@@ -498,3 +500,39 @@ def test_one_database_with_the_collection_store(engine):
     finally:
         collections.close()
     assert _schema_versions(engine) == (len(collection_migrations), review_migrations + 1)
+
+
+# -- several reviewers and processes at once ------------------------------------------------------------------
+
+
+def test_two_reviewers_deciding_the_same_version_one_wins(engine):
+    import threading
+
+    first, second = open_review_store(engine.url), open_review_store(engine.url)  # two processes' stores
+    try:
+        first.add_case(make_case("c1", 1.0), [], "system:api")
+        barrier, outcomes = threading.Barrier(2), {}
+
+        def decide(store: ReviewStore, actor: str, action: str) -> None:
+            barrier.wait()
+            try:
+                outcomes[actor] = store.decide("c1", action, actor, "mine", 1, 2.0).status
+            except CaseConflict:
+                outcomes[actor] = "conflict"
+
+        threads = [threading.Thread(target=decide, args=(first, "ann", "MATCH")),
+                   threading.Thread(target=decide, args=(second, "bob", "NO_MATCH"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(outcomes.values()) in (["MATCH", "conflict"], ["NO_MATCH", "conflict"])
+        winner = next(actor for actor, outcome in outcomes.items() if outcome != "conflict")
+        case = first.get_case("c1")
+        assert (case.reviewed_by, case.version) == (winner, 2)
+        assert [(e.actor, e.action) for e in first.audit_log("c1")][0][0] == winner
+        assert len(first.audit_log("c1")) == 2
+    finally:
+        first.close()
+        second.close()
+
