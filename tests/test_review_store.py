@@ -536,3 +536,49 @@ def test_two_reviewers_deciding_the_same_version_one_wins(engine):
         first.close()
         second.close()
 
+
+def test_a_case_queued_by_two_processes_at_once_is_stored_once(postgres_url):
+    """Another process inserts the same case id and has not committed yet: this store's SELECT sees nothing, its
+    INSERT waits for the other transaction, and then finds the id taken. That is the case that exists (created
+    False), not an error."""
+    import threading
+
+    import psycopg
+
+    store = open_review_store(postgres_url)
+    try:
+        other = psycopg.connect(postgres_url)
+        other.execute("INSERT INTO facecompare_review_cases (case_id, created_at, source, model, engine_decision, "
+                      "threshold, band_low, band_high, reasons, evidence, status, version) VALUES ('c1', 1, 'batch', "
+                      "'sface', 'REVIEW', 80, 60, 90, '[]', '{}', 'OPEN', 1)")
+        outcome: dict = {}
+
+        def add() -> None:
+            try:
+                outcome["result"] = store.add_case(make_case("c1", 5.0), images(b"late"), "system:batch")
+            except Exception as exc:  # noqa: BLE001 - the test reports what was raised
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=add)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive()  # waiting on the other transaction's row
+        other.commit()
+        other.close()
+        thread.join(30)
+        assert "error" not in outcome, repr(outcome.get("error"))
+        case, created = outcome["result"]
+        assert (created, case.case_id, case.created_at, case.source) == (False, "c1", 1.0, "batch")
+        assert store.get_image("c1", "selfie") is None  # the late caller's images were not added
+        assert store.audit_log("c1") == []
+    finally:
+        store.close()
+
+
+def test_a_case_that_cannot_be_stored_leaves_nothing(store):
+    duplicate_roles = [CaseImage("selfie", "image/jpeg", b"\xff\xd8\xffone"),
+                       CaseImage("selfie", "image/jpeg", b"\xff\xd8\xfftwo")]
+    with pytest.raises(Exception) as raised:  # noqa: B017 - each engine's integrity error
+        store.add_case(make_case("c1", 1.0), duplicate_roles, "system:api")
+    assert not isinstance(raised.value, ResourceNotFoundException)
+    assert store.count_cases(ALL) == 0 and store.audit_log() == [] and store.get_image("c1", "selfie") is None

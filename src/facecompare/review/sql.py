@@ -77,6 +77,20 @@ class SqlReviewStore(ReviewStore):
 
     def add_case(self, case: ReviewCase, images: Iterable[CaseImage], actor: str) -> tuple[ReviewCase, bool]:
         images = list(images)
+        try:
+            return self._add_case(case, images, actor)
+        except Exception as exc:
+            # another process inserted this id between our SELECT and our INSERT (PostgreSQL's READ COMMITTED):
+            # its case is the one kept, as when the SELECT finds it
+            if not self._is_unique_violation(exc):
+                raise
+            try:
+                existing = self.get_case(case.case_id)
+            except ResourceNotFoundException:
+                raise exc from None
+            return existing, False
+
+    def _add_case(self, case: ReviewCase, images: list[CaseImage], actor: str) -> tuple[ReviewCase, bool]:
         with self._tx() as db:
             row = db.execute(f"SELECT {CASE_COLUMNS} FROM facecompare_review_cases WHERE case_id = ?",
                              (case.case_id,)).fetchone()
