@@ -42,15 +42,15 @@ def case_from_row(row) -> ReviewCase:
 
 
 def where_clause(where: CaseFilter) -> tuple[str, list]:
-    """The WHERE of a queue's filter. A reason code is matched as a JSON string inside the reasons array."""
+    """The WHERE of a queue's filter. A reason code is matched as a JSON string inside the reasons array, exactly
+    and case-sensitively on both engines (``replace`` is; SQLite's LIKE ignores ASCII case, PostgreSQL's does not)."""
     clauses, params = [], []
     if where.statuses:
         clauses.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
         params.extend(where.statuses)
     if where.reason:
-        clauses.append("reasons LIKE ?")
-        params.append('%"' + where.reason.replace("\\", "").replace("%", "").replace("_", "\\_") + '"%')
-        clauses[-1] += " ESCAPE '\\'"
+        clauses.append("replace(reasons, ?, '') <> reasons")  # the quoted code occurs in the array's JSON
+        params.append(json.dumps(where.reason))
     if where.batch is not None:
         clauses.append("batch = ?")
         params.append(where.batch)
