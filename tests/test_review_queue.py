@@ -528,3 +528,27 @@ def test_the_queue_on_postgresql(postgres_url, result, model, images):
                                                   "IMAGES_ERASED"]
     finally:
         queue.store.close()
+
+
+def test_failed_sign_ins_are_remembered_for_a_bounded_number_of_names(queue, clock, monkeypatch):
+    """Every name tried is remembered only while its failures can still lock it: names whose failures left the
+    lockout window are forgotten once more than MAX_TRACKED_NAMES are remembered, and a name without failures is
+    never kept (memory that a stream of made-up names cannot grow without end)."""
+    from facecompare.review import service
+
+    monkeypatch.setattr(service, "MAX_TRACKED_NAMES", 3)
+    queue.add_reviewer("ann", PASSWORD)
+    assert queue.sign_in("ann", PASSWORD) is not None
+    assert queue._failures == {}
+    for _ in range(5):
+        queue.sign_in("ann", "wrong password!")
+    for name in ("n1", "n2", "n3"):
+        queue.sign_in(name, "wrong password!")
+    assert sorted(queue._failures) == ["ann", "n1", "n2", "n3"]  # all within the window: none can be forgotten
+    clock.now = T0 + LOCKOUT_SECONDS - 1
+    queue.sign_in("n4", "wrong password!")
+    assert queue.sign_in("ann", PASSWORD) is None  # still locked
+    clock.now = T0 + LOCKOUT_SECONDS + 1
+    queue.sign_in("n5", "wrong password!")
+    assert sorted(queue._failures) == ["n4", "n5"]
+    assert queue.sign_in("ann", PASSWORD) is not None
