@@ -473,8 +473,12 @@ def test_one_database_with_the_collection_store(engine):
                           confidence=99.0, embedding=np.ones(4, dtype=np.float32), image_sha256="0" * 64,
                           indexed_at=1.0)
         collections.add_faces("people", [face])
-        reviews.add_case(make_case("c1", 1.0), images(b"shared"), "system:api")
-        reviews.erase_images(2.0, "system:retention", 3.0)
+        marker = b"<<an image in the shared database, 5f0c2a>>" * 8
+        reviews.add_case(make_case("c1", 1.0), images(marker), "system:api")
+        assert [f.face_id for f in collections.list_faces("people")] == ["f1"]
+        assert not engine.image_gone("c1", marker)
+        assert reviews.erase_images(2.0, "system:retention", 3.0) == ["c1"]
+        assert engine.image_gone("c1", marker)  # with the collection store's connection open on the file too
         assert [f.face_id for f in collections.list_faces("people")] == ["f1"]
     finally:
         collections.close()
