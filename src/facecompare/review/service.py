@@ -40,12 +40,15 @@ SESSION_IDLE_SECONDS = 30 * 60
 SESSION_MAX_SECONDS = 12 * 3600
 MIN_PASSWORD_LENGTH = 12
 MAX_COMMENT_LENGTH = 2000
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-LABEL_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # printable text (a batch row's id is a reference)
-REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}$")
+#: anchored with \Z, not $ (which also matches before a trailing newline: "ann\n" would pass)
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
+LABEL_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}\Z")  # printable text (a batch row's id is a reference)
+REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}\Z")
 #: failed sign-ins per reviewer name within LOCKOUT_SECONDS before further attempts are refused for that long
 MAX_FAILED_SIGN_INS = 5
 LOCKOUT_SECONDS = 15 * 60
+#: beyond this many names with failed sign-ins, the names whose failures left the lockout window are forgotten
+MAX_TRACKED_NAMES = 10_000
 #: a case id made from a batch label and a row id: a resumed batch queues a row once (uuid5 namespace)
 CASE_NAMESPACE = uuid.UUID("6f1b0d2e-6a7c-4c1e-9d0a-6a1f2b3c4d5e")
 
@@ -219,8 +222,7 @@ class ReviewQueue:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
         if not ok or found[0].disabled:
-            with self._failures_lock:
-                self._failures.setdefault(username, []).append(now)
+            self._record_failure(username, now)
             self.store.append_audit(username or "-", "SIGN_IN_FAILED", now)
             return None
         if self._hasher.check_needs_rehash(found[1]):
@@ -236,8 +238,18 @@ class ReviewQueue:
     def _locked_out(self, username: str, now: float) -> bool:
         with self._failures_lock:
             recent = [t for t in self._failures.get(username, []) if now - t < LOCKOUT_SECONDS]
-            self._failures[username] = recent
+            if recent:
+                self._failures[username] = recent
+            else:  # a name without recent failures is not remembered
+                self._failures.pop(username, None)
             return len(recent) >= MAX_FAILED_SIGN_INS
+
+    def _record_failure(self, username: str, now: float) -> None:
+        with self._failures_lock:
+            self._failures.setdefault(username, []).append(now)
+            if len(self._failures) > MAX_TRACKED_NAMES:  # made-up names must not grow this without end
+                for name in [n for n, times in self._failures.items() if now - times[-1] >= LOCKOUT_SECONDS]:
+                    del self._failures[name]
 
     def session(self, token: str | None) -> Session | None:
         """The live session of a cookie's token (its idle time refreshed), or None."""

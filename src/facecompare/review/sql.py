@@ -42,15 +42,15 @@ def case_from_row(row) -> ReviewCase:
 
 
 def where_clause(where: CaseFilter) -> tuple[str, list]:
-    """The WHERE of a queue's filter. A reason code is matched as a JSON string inside the reasons array."""
+    """The WHERE of a queue's filter. A reason code is matched as a JSON string inside the reasons array, exactly
+    and case-sensitively on both engines (``replace`` is; SQLite's LIKE ignores ASCII case, PostgreSQL's does not)."""
     clauses, params = [], []
     if where.statuses:
         clauses.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
         params.extend(where.statuses)
     if where.reason:
-        clauses.append("reasons LIKE ?")
-        params.append('%"' + where.reason.replace("\\", "").replace("%", "").replace("_", "\\_") + '"%')
-        clauses[-1] += " ESCAPE '\\'"
+        clauses.append("replace(reasons, ?, '') <> reasons")  # the quoted code occurs in the array's JSON
+        params.append(json.dumps(where.reason))
     if where.batch is not None:
         clauses.append("batch = ?")
         params.append(where.batch)
@@ -77,6 +77,20 @@ class SqlReviewStore(ReviewStore):
 
     def add_case(self, case: ReviewCase, images: Iterable[CaseImage], actor: str) -> tuple[ReviewCase, bool]:
         images = list(images)
+        try:
+            return self._add_case(case, images, actor)
+        except Exception as exc:
+            # another process inserted this id between our SELECT and our INSERT (PostgreSQL's READ COMMITTED):
+            # its case is the one kept, as when the SELECT finds it
+            if not self._is_unique_violation(exc):
+                raise
+            try:
+                existing = self.get_case(case.case_id)
+            except ResourceNotFoundException:
+                raise exc from None
+            return existing, False
+
+    def _add_case(self, case: ReviewCase, images: list[CaseImage], actor: str) -> tuple[ReviewCase, bool]:
         with self._tx() as db:
             row = db.execute(f"SELECT {CASE_COLUMNS} FROM facecompare_review_cases WHERE case_id = ?",
                              (case.case_id,)).fetchone()
