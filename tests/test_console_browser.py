@@ -313,7 +313,7 @@ def test_case_page_images_box_and_evidence(alice, data):
     assert cells("Face width") == [f"{row[f'{r}_face']['width_px']:.0f} px" for r in ("selfie", "document")]
 
 
-# -- 3. zoom -----------------------------------------------------------------------------------------------------
+# -- 3. zoom (and moving with j / k) ----------------------------------------------------------------------------
 
 def test_zoom_with_z(alice, data):
     page = alice
@@ -330,6 +330,15 @@ def test_zoom_with_z(alice, data):
         assert zoom.get_attribute("src").endswith(("/face/selfie", "/face/document"))
     page.keyboard.press("z")
     assert not page.locator(".zoom").first.is_visible()
+    # j / k: the next case of the queue and back
+    here, following = page.url, page.locator("#next-case").get_attribute("href")
+    assert following.startswith("/console/cases/") and data["cases"]["blair-multi"] not in following
+    with page.expect_navigation():
+        page.keyboard.press("j")
+    assert page.url == urlsplit(here)._replace(path="", query="").geturl() + following
+    with page.expect_navigation():
+        page.keyboard.press("k")
+    assert urlsplit(page.url).path == urlsplit(here).path
 
 
 # -- 4. a decision with the keyboard ----------------------------------------------------------------------------
