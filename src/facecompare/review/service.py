@@ -172,17 +172,19 @@ class ReviewQueue:
                           created_after=None if max_age_hours is None else now - max_age_hours * 3600)
 
     def export_csv(self, where: CaseFilter, handle: io.TextIOBase | None = None) -> str | None:
-        """The cases of ``where`` as CSV, one row per case with its decision (to ``handle``, or returned)."""
+        """The cases of ``where`` as CSV, one row per case with its decision (to ``handle``, or returned). The free
+        text cells (batch, reference, comment: the caller's or the reviewer's words) cannot start a formula."""
         out = handle or io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["case_id", "queued_at", "source", "batch", "reference", "model", "engine_decision",
                          "similarity", "threshold", "reasons", "status", "reviewed_by", "reviewed_at", "comment",
                          "images_erased_at"])
         for case in self.store.iter_cases(where):
-            writer.writerow([case.case_id, iso(case.created_at), case.source, case.batch or "", case.reference or "",
-                             case.model, case.engine_decision, "" if case.similarity is None else case.similarity,
-                             case.threshold, " ".join(case.reasons), case.status, case.reviewed_by or "",
-                             iso(case.reviewed_at), spreadsheet_safe(case.comment or ""), iso(case.images_erased_at)])
+            writer.writerow([case.case_id, iso(case.created_at), case.source, spreadsheet_safe(case.batch or ""),
+                             spreadsheet_safe(case.reference or ""), case.model, case.engine_decision,
+                             "" if case.similarity is None else case.similarity, case.threshold, " ".join(case.reasons),
+                             case.status, case.reviewed_by or "", iso(case.reviewed_at),
+                             spreadsheet_safe(case.comment or ""), iso(case.images_erased_at)])
         return None if handle else out.getvalue()
 
     # -- reviewers --------------------------------------------------------------------------------------------
