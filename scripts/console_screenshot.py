@@ -126,7 +126,7 @@ def screenshot(url: str, case_id: str, width: int) -> bytes:
             page.goto(f"/console/cases/{case_id}")
             for selector in ("#selfie-image", "#document-image"):
                 page.locator(selector).evaluate("img => img.decode()")
-            page.locator("#comment").fill("same ears and hairline; the second face is a bystander")
+            page.locator("#comment").fill("not the same person: nose, hairline and ears differ; the second face is a bystander")
             page.evaluate("document.activeElement.blur()")
             return page.screenshot(full_page=True)
         finally:

@@ -293,6 +293,9 @@ class Console:
         try:
             where = self.case_filter({"status": "open", "reason": "", "batch": "", "age": "", **filters})
             _, after = await self.run(self.queue.store.neighbours, case, where)
+            if after is None:  # the last of the queue: back to its oldest case still waiting, if any
+                first = await self.run(self.queue.store.list_cases, where, 0, 1)
+                after = first[0].case_id if first else None
         except InvalidParameterException:
             after = None
         done = urlencode({"done": f"{case.status} {case.case_id}"})
