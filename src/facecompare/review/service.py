@@ -40,9 +40,11 @@ SESSION_IDLE_SECONDS = 30 * 60
 SESSION_MAX_SECONDS = 12 * 3600
 MIN_PASSWORD_LENGTH = 12
 MAX_COMMENT_LENGTH = 2000
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-LABEL_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # printable text (a batch row's id is a reference)
-REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}$")
+# \Z, not $: Python's $ also matches before a final newline, which let "alice\n" or a label ending in a line
+# feed through
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
+LABEL_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}\Z")  # printable text (a batch row's id is a reference)
+REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}\Z")
 #: failed sign-ins per reviewer name within LOCKOUT_SECONDS before further attempts are refused for that long
 MAX_FAILED_SIGN_INS = 5
 LOCKOUT_SECONDS = 15 * 60
