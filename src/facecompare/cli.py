@@ -681,6 +681,8 @@ def _batch(args: argparse.Namespace) -> int:
     settings = _settings(args)  # checks the values before any worker starts
     reviews = _batch_review_queue(args)
     try:
+        if reviews is not None:  # rows finished by an earlier run whose case is not stored yet
+            reviews.catch_up(Path(args.out) / "results.jsonl")
         out = run_batch(rows, args.out, threshold=threshold, workers=args.workers, engine=args.engine,
                         scheduler=args.scheduler, progress=not args.no_progress, total=total,
                         settings_kwargs={"recognizer": settings.recognizer} if args.recognizer else None,
@@ -723,8 +725,34 @@ class _BatchReviews:
             return self._s3.read(*parse_s3_url(location))
         return Path(location).read_bytes()
 
+    def catch_up(self, results: Path) -> None:
+        """Queue the rows of an earlier run's ``results.jsonl`` that should be queued and are not: that run was
+        killed between writing a row and queueing it, a row could not be queued then, or it ran without
+        --queue-review (or --queue-no-match). A resumed run skips its finished rows, so only this reaches them."""
+        from .errors import ResourceNotFoundException
+        from .review.service import batch_case_id
+
+        if not results.is_file():
+            return
+        with open(results, "rb") as handle:
+            for line in handle:
+                try:
+                    result = json.loads(line.decode("utf-8"))
+                except ValueError:  # a line cut by a kill: run_batch drops it and verifies that row again
+                    continue
+                if (not isinstance(result, dict) or not isinstance(result.get("id"), str)
+                        or result.get("decision") not in self.modes):
+                    continue
+                try:
+                    self.queue.store.get_case(batch_case_id(self.label, result["id"]))
+                except ResourceNotFoundException:
+                    self(result)
+
     def __call__(self, result: dict) -> None:
         if result.get("decision") not in self.modes:
+            return
+        if not all(key in result for key in ("id", "model", "threshold", "selfie", "document")):
+            self.failed.append(f"{result.get('id')}: written by an older facecompare (run that row again)")
             return
         try:
             _, created = self.queue.queue(result, result["model"], self.read(result["selfie"]),
