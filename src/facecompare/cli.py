@@ -730,7 +730,6 @@ class _BatchReviews:
         killed between writing a row and queueing it, a row could not be queued then, or it ran without
         --queue-review (or --queue-no-match). A resumed run skips its finished rows, so only this reaches them."""
         from .errors import ResourceNotFoundException
-        from .review.service import batch_case_id
 
         if not results.is_file():
             return
@@ -744,9 +743,19 @@ class _BatchReviews:
                         or result.get("decision") not in self.modes):
                     continue
                 try:
-                    self.queue.store.get_case(batch_case_id(self.label, result["id"]))
+                    self.queue.store.get_case(self.case_id(result))
                 except ResourceNotFoundException:
                     self(result)
+
+    def case_id(self, result: dict) -> str:
+        """A row's case: its batch label, its id and its two images. The label and id alone would be one case
+        for two runs whose --out folders share a name (or that share a --review-batch) and whose manifests share
+        row ids, so the second run's pairs were never queued."""
+        from .review.service import batch_case_id
+
+        images = [where if where.startswith("s3://") else str(Path(where).resolve())
+                  for where in (result["selfie"], result["document"])]
+        return batch_case_id(self.label, "\x00".join([result["id"], *images]))
 
     def __call__(self, result: dict) -> None:
         if result.get("decision") not in self.modes:
@@ -757,7 +766,7 @@ class _BatchReviews:
         try:
             _, created = self.queue.queue(result, result["model"], self.read(result["selfie"]),
                                           self.read(result["document"]), source="batch", batch=self.label,
-                                          reference=result["id"])
+                                          reference=result["id"], case_id=self.case_id(result))
             self.queued += int(created)
         except (FaceCompareError, OSError) as exc:
             self.failed.append(f"{result['id']}: {getattr(exc, 'code', type(exc).__name__)}")
