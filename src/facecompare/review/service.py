@@ -183,7 +183,9 @@ class ReviewQueue:
                          "similarity", "threshold", "reasons", "status", "reviewed_by", "reviewed_at", "comment",
                          "images_erased_at"])
         for case in self.store.iter_cases(where):
-            writer.writerow([case.case_id, iso(case.created_at), case.source, case.batch or "", case.reference or "",
+            # the labels are the caller's text (review_batch, review_reference, a batch row's id), as the comment is
+            writer.writerow([case.case_id, iso(case.created_at), case.source, spreadsheet_safe(case.batch or ""),
+                             spreadsheet_safe(case.reference or ""),
                              case.model, case.engine_decision, "" if case.similarity is None else case.similarity,
                              case.threshold, " ".join(case.reasons), case.status, case.reviewed_by or "",
                              iso(case.reviewed_at), spreadsheet_safe(case.comment or ""), iso(case.images_erased_at)])
