@@ -403,6 +403,23 @@ def test_review_list_and_export(queued, tmp_path, capsys):
     assert [r["reference"] for r in csv.DictReader(io.StringIO(capsys.readouterr().out))] == ["open"]
 
 
+def test_export_defuses_formulas_in_the_callers_labels(fixtures, tmp_path, capsys):
+    """Labels are the caller's printable text (--review-batch, REST review_reference, a batch row's id): a cell
+    that starts with = + - @ must not run as a spreadsheet formula, as the reviewer's comment does not."""
+    url = _url(tmp_path / "review.db")
+    assert main(["compare", str(fixtures / "Tony_Blair_0001.jpg"), str(fixtures / "passport_specimen_cze.jpg"),
+                 "--queue-review", "--review-store", url, "--review-batch", '=HYPERLINK("http://x.example")',
+                 "--review-reference", "@SUM(A1)"]) == 3
+    assert main(["compare", str(fixtures / "Tony_Blair_0001.jpg"), str(fixtures / "two_people.jpg"),
+                 "--queue-review", "--review-store", url, "--review-batch", "+1", "--review-reference", "-2"]) == 3
+    capsys.readouterr()
+    rows = _export(url, tmp_path, capsys)
+    assert [(r["batch"], r["reference"]) for r in rows] == [("'=HYPERLINK(\"http://x.example\")", "'@SUM(A1)"),
+                                                            ("'+1", "'-2")]
+    # the filter takes the label as it was given
+    assert [r["reference"] for r in _export(url, tmp_path, capsys, "--batch", "+1")] == ["'-2"]
+
+
 def test_review_purge_erases_images_past_retention(queued, monkeypatch, capsys):
     monkeypatch.setenv("FACECOMPARE_REVIEW_RETENTION_DAYS", "30")
     assert main(["review", "purge", "--store", queued]) == 0
