@@ -682,6 +682,8 @@ def _batch(args: argparse.Namespace) -> int:
     settings = _settings(args)  # checks the values before any worker starts
     reviews = _batch_review_queue(args)
     try:
+        if reviews is not None:  # rows finished by an earlier run whose case is not stored yet
+            reviews.catch_up(Path(args.out) / "results.jsonl")
         out = run_batch(rows, args.out, threshold=threshold, workers=args.workers, engine=args.engine,
                         scheduler=args.scheduler, progress=not args.no_progress, total=total,
                         settings_kwargs={"recognizer": settings.recognizer} if args.recognizer else None,
@@ -724,13 +726,48 @@ class _BatchReviews:
             return self._s3.read(*parse_s3_url(location))
         return Path(location).read_bytes()
 
+    def catch_up(self, results: Path) -> None:
+        """Queue the rows of an earlier run's ``results.jsonl`` that should be queued and are not: that run was
+        killed between writing a row and queueing it, a row could not be queued then, or it ran without
+        --queue-review (or --queue-no-match). A resumed run skips its finished rows, so only this reaches them."""
+        from .errors import ResourceNotFoundException
+
+        if not results.is_file():
+            return
+        with open(results, "rb") as handle:
+            for line in handle:
+                try:
+                    result = json.loads(line.decode("utf-8"))
+                except ValueError:  # a line cut by a kill: run_batch drops it and verifies that row again
+                    continue
+                if (not isinstance(result, dict) or not isinstance(result.get("id"), str)
+                        or result.get("decision") not in self.modes):
+                    continue
+                try:
+                    self.queue.store.get_case(self.case_id(result))
+                except ResourceNotFoundException:
+                    self(result)
+
+    def case_id(self, result: dict) -> str:
+        """A row's case: its batch label, its id and its two images. The label and id alone would be one case
+        for two runs whose --out folders share a name (or that share a --review-batch) and whose manifests share
+        row ids, so the second run's pairs were never queued."""
+        from .review.service import batch_case_id
+
+        images = [where if where.startswith("s3://") else str(Path(where).resolve())
+                  for where in (result["selfie"], result["document"])]
+        return batch_case_id(self.label, "\x00".join([result["id"], *images]))
+
     def __call__(self, result: dict) -> None:
         if result.get("decision") not in self.modes:
+            return
+        if not all(key in result for key in ("id", "model", "threshold", "selfie", "document")):
+            self.failed.append(f"{result.get('id')}: written by an older facecompare (run that row again)")
             return
         try:
             _, created = self.queue.queue(result, result["model"], self.read(result["selfie"]),
                                           self.read(result["document"]), source="batch", batch=self.label,
-                                          reference=result["id"])
+                                          reference=result["id"], case_id=self.case_id(result))
             self.queued += int(created)
         except (FaceCompareError, OSError) as exc:
             self.failed.append(f"{result['id']}: {getattr(exc, 'code', type(exc).__name__)}")

@@ -69,6 +69,11 @@ def check_label(value: str | None, what: str) -> str | None:
     return value
 
 
+def batch_case_id(batch: str, reference: str) -> str:
+    """The id of the case of a batch's row (its label and the row's id): the same on every run."""
+    return str(uuid.uuid5(CASE_NAMESPACE, f"{batch}\x00{reference}"))
+
+
 def media_type(data: bytes) -> str:
     if data[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
@@ -113,7 +118,7 @@ class ReviewQueue:
         Returns the case and whether it is new (a batch row queued again is not)."""
         batch, reference = check_label(batch, "batch"), check_label(reference, "reference")
         if case_id is None:
-            case_id = str(uuid.uuid5(CASE_NAMESPACE, f"{batch}\x00{reference}")) if batch and reference else str(uuid.uuid4())
+            case_id = batch_case_id(batch, reference) if batch and reference else str(uuid.uuid4())
         evidence = {key: result.get(key) for key in ("selfie_face", "document_face", "selfie_faces", "document_faces",
                                                      "notes", "other_faces") if key in result}
         band = result.get("review_band") or (None, None)
