@@ -141,7 +141,8 @@ def test_only_jpeg_and_png_are_queued(queue, result, model, images, document):
     assert queue.store.count_cases(ALL) == 0 and queue.store.audit_log() == []
 
 
-@pytest.mark.parametrize("label", ["a\nb", "row-7\n", "x" * 201, "tab\there", "del\x7f", ""  "\x00"])
+@pytest.mark.parametrize("label", ["a\nb", "row-7\n", "x" * 201, "tab\there", "del\x7f", "\x00",
+                                   "next\x85line", "\u202eevil.exe"])  # C1 control; a bidi override
 def test_bad_batch_and_reference_labels_are_refused(queue, result, model, images, label):
     for field in ("batch", "reference"):
         with pytest.raises(InvalidParameterException, match=field):

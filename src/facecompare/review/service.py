@@ -42,7 +42,7 @@ MIN_PASSWORD_LENGTH = 12
 MAX_COMMENT_LENGTH = 2000
 #: anchored with \Z, not $ (which also matches before a trailing newline: "ann\n" would pass)
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
-LABEL_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}\Z")  # printable text (a batch row's id is a reference)
+MAX_LABEL_LENGTH = 200  # a batch label or a reference: printable text (a batch row's id is a reference)
 REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}\Z")
 #: failed sign-ins per reviewer name within LOCKOUT_SECONDS before further attempts are refused for that long
 MAX_FAILED_SIGN_INS = 5
@@ -64,7 +64,9 @@ def queue_mode(value: str | None) -> tuple[str, ...]:
 def check_label(value: str | None, what: str) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not LABEL_PATTERN.match(value):
+    # str.isprintable refuses control characters (C0, C1) and format characters such as the bidi overrides, which
+    # would make a label read differently from what it is
+    if not isinstance(value, str) or len(value) > MAX_LABEL_LENGTH or not value.isprintable():
         raise InvalidParameterException(f"{what} must be 1-200 printable characters; got {quote_input(value)}.")
     return value
 
@@ -104,7 +106,7 @@ class ReviewQueue:
         from argon2 import PasswordHasher
 
         self._hasher = PasswordHasher()  # argon2id, the library's current recommended parameters
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))  # for unknown names (same time spent)
+        self._dummy_hash: str | None = None  # for unknown names (the same time spent); made at the first sign-in
         self._failures: dict[str, list[float]] = {}
         self._failures_lock = threading.Lock()
         self._last_purge = 0.0
@@ -225,6 +227,8 @@ class ReviewQueue:
         found = self.store.reviewer(username) if USERNAME_PATTERN.match(username) else None
         ok = False
         try:
+            if found is None and self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
             ok = self._hasher.verify(found[1] if found else self._dummy_hash, password or "") and found is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
