@@ -5,6 +5,7 @@ lockout), console sessions and their expiry, the audit trail, and the CSV export
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import uuid
 
@@ -103,18 +104,24 @@ def test_queue_keeps_the_verification_and_both_images(queue, clock, result, mode
 def test_a_batch_row_is_queued_once(queue, clock, result, model, images):
     first, created = queue.queue(result, model, *images, source="batch", batch="run 2026-11", reference="row-7")
     assert created is True
-    assert first.case_id == str(uuid.uuid5(CASE_NAMESPACE, "run 2026-11\x00row-7"))
+    digests = "\x00".join(hashlib.sha256(data).hexdigest() for data in images)
+    assert first.case_id == str(uuid.uuid5(CASE_NAMESPACE, f"run 2026-11\x00row-7\x00{digests}"))
     assert (first.batch, first.reference, first.source) == ("run 2026-11", "row-7", "batch")
     clock.now += 3600
     again, created = queue.queue(result, model, *images, source="batch", batch="run 2026-11", reference="row-7")
     assert created is False and again == first
     other, created = queue.queue(result, model, *images, source="batch", batch="run 2026-11", reference="row-8")
     assert created is True and other.case_id != first.case_id
-    assert queue.store.count_cases(ALL) == 2
+    # the same labels with other images (a customer who tried again with a new selfie) are another case
+    swapped, created = queue.queue(result, model, images[1], images[0], source="api", batch="run 2026-11",
+                                   reference="row-7")
+    assert created is True and swapped.case_id not in (first.case_id, other.case_id)
+    assert queue.store.get_image(swapped.case_id, "selfie").data == images[1]
+    assert queue.store.count_cases(ALL) == 3
     # without both a batch and a reference every queueing is a new case
     a, _ = queue.queue(result, model, *images, source="api", reference="row-7")
     b, _ = queue.queue(result, model, *images, source="api", reference="row-7")
-    assert a.case_id != b.case_id and queue.store.count_cases(ALL) == 4
+    assert a.case_id != b.case_id and queue.store.count_cases(ALL) == 5
 
 
 def test_a_png_is_kept_as_png(queue, result, model, images):

@@ -119,8 +119,11 @@ class ReviewQueue:
         """Keep a verification (``verification_dict``'s or a batch row's dictionary) and its two images for review.
         Returns the case and whether it is new (a batch row queued again is not)."""
         batch, reference = check_label(batch, "batch"), check_label(reference, "reference")
-        if case_id is None:
-            case_id = batch_case_id(batch, reference) if batch and reference else str(uuid.uuid4())
+        if case_id is None and batch and reference:
+            # a retry of the same call (same labels, same images) finds its case; other images are another case
+            digests = "\x00".join(hashlib.sha256(data).hexdigest() for data in (selfie, document))
+            case_id = batch_case_id(batch, f"{reference}\x00{digests}")
+        case_id = case_id or str(uuid.uuid4())
         evidence = {key: result.get(key) for key in ("selfie_face", "document_face", "selfie_faces", "document_faces",
                                                      "notes", "other_faces") if key in result}
         band = result.get("review_band") or (None, None)
