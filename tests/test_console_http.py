@@ -411,3 +411,37 @@ def test_the_console_on_postgresql(postgres_url, verifier, pairs):
             assert client.get(f"/console/cases/{case.case_id}/image/document").status_code == 410
     finally:
         queue.store.close()
+
+
+def test_behind_a_proxy_that_rewrites_host_the_operator_names_the_origin(console):
+    """A proxy that sends its upstream's name as Host (nginx's default) would make every form look foreign: with
+    FACECOMPARE_CONSOLE_ORIGINS the console's public origin is named, and only it is accepted."""
+
+    def attempt(origin: str) -> int:
+        token = csrf_of(console.get("/console/login"))  # a fresh sign-in token each time (a refusal renews it)
+        return console.post("/console/login", data={"csrf": token, "username": "alice", "password": PASSWORD},
+                            headers={"origin": origin, "host": "127.0.0.1:8080"}).status_code
+
+    assert attempt("https://review.example.com") == 403  # not the Host the proxy sent
+    assert attempt("http://127.0.0.1:8080") == 303  # without the setting, the Host is the console's origin
+    console.cookies.clear()
+    console.app.state.pipeline.config.console_origins = frozenset({"https://review.example.com"})
+    assert attempt("https://evil.test") == 403
+    assert attempt("http://review.example.com") == 403  # the scheme is part of the origin
+    assert attempt("http://127.0.0.1:8080") == 403  # with the setting, only the origins it names
+    assert attempt("https://review.example.com") == 303
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("", frozenset()),
+    ("https://review.example.com", frozenset({"https://review.example.com"})),
+    (" https://A.example:8443 , http://localhost:8080 ", frozenset({"https://a.example:8443", "http://localhost:8080"})),
+])
+def test_console_origins_setting(value, expected):
+    assert ServerConfig.from_env({"FACECOMPARE_CONSOLE_ORIGINS": value}).console_origins == expected
+
+
+@pytest.mark.parametrize("value", ["review.example.com", "https://review.example.com/console", "ftp://x", "https://"])
+def test_console_origins_setting_refuses_what_is_not_an_origin(value):
+    with pytest.raises(SystemExit, match="FACECOMPARE_CONSOLE_ORIGINS"):
+        ServerConfig.from_env({"FACECOMPARE_CONSOLE_ORIGINS": value})

@@ -44,6 +44,9 @@ class ServerConfig:
     #: the console's cookies carry Secure (FACECOMPARE_CONSOLE_SECURE_COOKIES=off only for plain HTTP on a LAN
     #: during a trial: browsers send Secure cookies over HTTPS, and over plain HTTP to localhost only)
     console_secure_cookies: bool = True
+    #: the origins (scheme://host[:port]) the console's forms may be posted from (FACECOMPARE_CONSOLE_ORIGINS,
+    #: comma-separated); empty: the request's own Host
+    console_origins: frozenset[str] = frozenset()
 
     @property
     def queue_limit(self) -> int:
@@ -87,11 +90,24 @@ class ServerConfig:
             review_retention_days=retention_days,
             console_secure_cookies=environ.get("FACECOMPARE_CONSOLE_SECURE_COOKIES", "on").strip().lower()
             not in ("off", "0", "false", "no"),
+            console_origins=console_origins(environ.get("FACECOMPARE_CONSOLE_ORIGINS", "")),
         )
         for k, v in overrides.items():
             if v is not None:
                 setattr(config, k, v)
         return config
+
+
+def console_origins(value: str) -> frozenset[str]:
+    """FACECOMPARE_CONSOLE_ORIGINS: origins such as ``https://review.example.com`` separated by commas; anything
+    else stops the server with a message naming the variable."""
+    origins = set()
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        if not re.match(r"^https?://[^/\s?#]+\Z", item):
+            raise SystemExit(f"facecompare serve: FACECOMPARE_CONSOLE_ORIGINS: {item[:80]!r} is not an origin "
+                             "(scheme://host[:port], e.g. https://review.example.com, no path)")
+        origins.add(item.lower())
+    return frozenset(origins)
 
 
 def hash_api_key(key: str) -> str:

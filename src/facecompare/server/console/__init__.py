@@ -121,17 +121,21 @@ class Console:
     async def session(self, request: Request) -> Session | None:
         return await self.run(self.queue.session, request.cookies.get(SESSION_COOKIE))
 
-    @staticmethod
-    def same_origin(request: Request) -> bool:
+    def same_origin(self, request: Request) -> bool:
         """A state-changing request must come from the console's own pages: its Origin (or, without one, its
-        Referer) names this host. Browsers send Origin on every POST; its absence with a Referer of another site,
-        or an Origin of another site, is refused."""
+        Referer) is one of FACECOMPARE_CONSOLE_ORIGINS when that is set (behind a proxy that rewrites the Host
+        header), else names the request's own host. Browsers send Origin on every POST; an Origin of another site,
+        ``null``, or no Origin with a Referer of another site, is refused."""
         origin = request.headers.get("origin") or request.headers.get("referer")
         if not origin:
             return True  # a non-browser client (the CSRF token still has to match)
         if origin == "null":
             return False
-        return urlsplit(origin).netloc == request.headers.get("host", "")
+        parts = urlsplit(origin)
+        allowed = self.pipeline.config.console_origins
+        if allowed:
+            return f"{parts.scheme}://{parts.netloc}".lower() in allowed
+        return parts.netloc == request.headers.get("host", "")
 
     def to_login(self, request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
