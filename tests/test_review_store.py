@@ -589,3 +589,19 @@ def test_a_case_that_cannot_be_stored_leaves_nothing(store):
         store.add_case(make_case("c1", 1.0), duplicate_roles, "system:api")
     assert not isinstance(raised.value, ResourceNotFoundException)
     assert store.count_cases(ALL) == 0 and store.audit_log() == [] and store.get_image("c1", "selfie") is None
+
+
+def test_failed_sign_ins_are_counted_from_the_audit_log(store):
+    """The lockout's count: a name's SIGN_IN_FAILED entries after ``since`` and after its last SIGN_IN; other
+    names, other actions and older entries do not count."""
+    for at in (100.0, 200.0, 300.0):
+        store.append_audit("ann", "SIGN_IN_FAILED", at)
+    store.append_audit("bob", "SIGN_IN_FAILED", 300.0)
+    store.append_audit("ann", "SIGN_IN_REFUSED", 300.0)
+    assert store.failed_sign_ins("ann", 0.0) == 3
+    assert store.failed_sign_ins("ann", 100.0) == 2  # strictly after since
+    assert store.failed_sign_ins("bob", 0.0) == 1 and store.failed_sign_ins("carol", 0.0) == 0
+    store.append_audit("ann", "SIGN_IN", 400.0)
+    assert store.failed_sign_ins("ann", 0.0) == 0
+    store.append_audit("ann", "SIGN_IN_FAILED", 500.0)
+    assert store.failed_sign_ins("ann", 0.0) == 1

@@ -101,6 +101,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
             last_seen  double precision NOT NULL
         )""",
     ),
+    # 2: the sign-in lockout counts a name's recent failures in the audit log
+    ("CREATE INDEX facecompare_review_audit_actor ON facecompare_review_audit (actor, action, seq)",),
 ]
 
 

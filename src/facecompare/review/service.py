@@ -12,7 +12,6 @@ import hashlib
 import io
 import re
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -47,8 +46,6 @@ REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}\Z")
 #: failed sign-ins per reviewer name within LOCKOUT_SECONDS before further attempts are refused for that long
 MAX_FAILED_SIGN_INS = 5
 LOCKOUT_SECONDS = 15 * 60
-#: beyond this many names with failed sign-ins, the names whose failures left the lockout window are forgotten
-MAX_TRACKED_NAMES = 10_000
 #: a case id made from a batch label and a row id: a resumed batch queues a row once (uuid5 namespace)
 CASE_NAMESPACE = uuid.UUID("6f1b0d2e-6a7c-4c1e-9d0a-6a1f2b3c4d5e")
 
@@ -107,8 +104,6 @@ class ReviewQueue:
 
         self._hasher = PasswordHasher()  # argon2id, the library's current recommended parameters
         self._dummy_hash: str | None = None  # for unknown names (the same time spent); made at the first sign-in
-        self._failures: dict[str, list[float]] = {}
-        self._failures_lock = threading.Lock()
         self._last_purge = 0.0
 
     # -- queueing ---------------------------------------------------------------------------------------------
@@ -236,13 +231,10 @@ class ReviewQueue:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
         if not ok or found[0].disabled:
-            self._record_failure(username, now)
             self.store.append_audit(username or "-", "SIGN_IN_FAILED", now)
             return None
         if self._hasher.check_needs_rehash(found[1]):
             self.store.update_reviewer(username, password_hash=self._hasher.hash(password))
-        with self._failures_lock:
-            self._failures.pop(username, None)
         token = secrets.token_urlsafe(32)
         session = Session(token_hash(token), username, secrets.token_urlsafe(32), now, now)
         self.store.add_session(session)
@@ -250,20 +242,9 @@ class ReviewQueue:
         return SignIn(token, session)
 
     def _locked_out(self, username: str, now: float) -> bool:
-        with self._failures_lock:
-            recent = [t for t in self._failures.get(username, []) if now - t < LOCKOUT_SECONDS]
-            if recent:
-                self._failures[username] = recent
-            else:  # a name without recent failures is not remembered
-                self._failures.pop(username, None)
-            return len(recent) >= MAX_FAILED_SIGN_INS
-
-    def _record_failure(self, username: str, now: float) -> None:
-        with self._failures_lock:
-            self._failures.setdefault(username, []).append(now)
-            if len(self._failures) > MAX_TRACKED_NAMES:  # made-up names must not grow this without end
-                for name in [n for n, times in self._failures.items() if now - times[-1] >= LOCKOUT_SECONDS]:
-                    del self._failures[name]
+        """MAX_FAILED_SIGN_INS failures of the name within LOCKOUT_SECONDS, since its last sign-in. Counted in the
+        audit log, so that every worker process and every restart sees the same count."""
+        return self.store.failed_sign_ins(username or "-", now - LOCKOUT_SECONDS) >= MAX_FAILED_SIGN_INS
 
     def session(self, token: str | None) -> Session | None:
         """The live session of a cookie's token (its idle time refreshed), or None."""

@@ -236,6 +236,13 @@ class SqlReviewStore(ReviewStore):
         with self._tx() as db:
             self._audit(db, actor, action, now, case_id, previous_state, new_state, comment)
 
+    def failed_sign_ins(self, username: str, since: float) -> int:
+        with self._tx(write=False) as db:
+            return int(db.execute(
+                "SELECT COUNT(*) FROM facecompare_review_audit WHERE actor = ? AND action = 'SIGN_IN_FAILED' AND "
+                "at > ? AND seq > COALESCE((SELECT MAX(seq) FROM facecompare_review_audit WHERE actor = ? AND "
+                "action = 'SIGN_IN'), 0)", (username, since, username)).fetchone()[0])
+
     def audit_log(self, case_id: str | None = None, before_seq: int | None = None,
                   limit: int = 200) -> list[AuditEntry]:
         clauses, params = [], []

@@ -171,6 +171,11 @@ class ReviewStore(ABC):
                      comment: str | None = None) -> None: ...
 
     @abstractmethod
+    def failed_sign_ins(self, username: str, since: float) -> int:
+        """How many SIGN_IN_FAILED entries ``username`` has at or after ``since`` and after its last SIGN_IN (the
+        lockout's count, read from the log so that every process and every restart sees the same)."""
+
+    @abstractmethod
     def audit_log(self, case_id: str | None = None, before_seq: int | None = None,
                   limit: int = 200) -> list[AuditEntry]:
         """Entries newest first (all, or one case's), those numbered below ``before_seq``."""
