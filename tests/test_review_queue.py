@@ -569,3 +569,11 @@ def test_the_lockout_holds_across_processes_and_restarts(queue, clock):
         assert not any(isinstance(v, dict) and v for v in vars(queue).values())
     finally:
         other.store.close()
+
+
+@pytest.mark.parametrize("missing", ["decision", "threshold", "review_band"])
+def test_a_verification_without_its_decision_threshold_or_band_is_refused(queue, result, model, images, missing):
+    broken = {k: v for k, v in result.items() if k != missing}
+    with pytest.raises(InvalidParameterException, match="decision, threshold and review band"):
+        queue.queue(broken, model, *images, source="api")
+    assert queue.store.count_cases(ALL) == 0

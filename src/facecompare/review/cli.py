@@ -208,7 +208,7 @@ class BatchReviews:
     def __call__(self, result: dict) -> None:
         if result.get("decision") not in self.modes:
             return
-        if not all(key in result for key in ("id", "model", "threshold", "selfie", "document")):
+        if not all(key in result for key in ("id", "model", "threshold", "review_band", "selfie", "document")):
             self.failed.append(f"{result.get('id')}: written by an older facecompare (run that row again)")
             return
         try:

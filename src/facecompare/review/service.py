@@ -121,7 +121,9 @@ class ReviewQueue:
         case_id = case_id or str(uuid.uuid4())
         evidence = {key: result.get(key) for key in ("selfie_face", "document_face", "selfie_faces", "document_faces",
                                                      "notes", "other_faces") if key in result}
-        band = result.get("review_band") or (None, None)
+        band = result.get("review_band")
+        if not band or len(band) != 2 or result.get("threshold") is None or not result.get("decision"):
+            raise InvalidParameterException("A case needs the verification's decision, threshold and review band.")
         case = ReviewCase(case_id=case_id, created_at=self.clock(), source=source, model=model,
                           engine_decision=result["decision"], similarity=result.get("similarity"),
                           distance=result.get("distance"), threshold=float(result["threshold"]),
