@@ -207,6 +207,11 @@ class Console:
         return {"status": q.get("status", "open"), "reason": q.get("reason", ""), "batch": q.get("batch", ""),
                 "age": q.get("age", "")}
 
+    @staticmethod
+    def filter_query(filters: dict) -> str:
+        """The query string that keeps a queue's filters from page to page (the empty ones left out)."""
+        return urlencode({k: v for k, v in filters.items() if v})
+
     def case_filter(self, filters: dict):
         if filters["age"] not in AGES:
             raise InvalidParameterException("age must be one of lt1h, lt24h, ge24h, ge7d.")
@@ -231,7 +236,7 @@ class Console:
                     self.queue.store.batches(), self.queue.store.reviewed_counts())
 
         cases, total, batches, counts = await self.run(load)
-        query = urlencode({k: v for k, v in filters.items() if v})
+        query = self.filter_query(filters)
         return self.page("queue.html", session=session, cases=cases, total=total, batches=batches, counts=counts,
                          filters=filters, query=query, offset=offset, page_size=PAGE_SIZE, now=self.queue.clock(),
                          done=request.query_params.get("done"),
@@ -253,7 +258,7 @@ class Console:
             return self.error_page(400, exc.message, session)
         before, after = await self.run(self.queue.store.neighbours, case, where)
         audit = await self.run(lambda: self.queue.store.audit_log(case_id=case.case_id, limit=50))
-        query = urlencode({k: v for k, v in filters.items() if v})
+        query = self.filter_query(filters)
         return self.page("case.html", status, session=session, case=case, audit=audit, previous=before, next=after,
                          query=query, message=message, now=self.queue.clock(), erases_at=self.queue.erases_at(case),
                          done=request.query_params.get("done"),
@@ -291,11 +296,10 @@ class Console:
         except (InvalidParameterException, CaseConflict) as exc:
             return await self.case_page(request, exc.message, 409 if isinstance(exc, CaseConflict) else 400)
         # on to the next case of the same queue (the decided one has left it), or back to the queue
-        filters = {k: v for k, v in self.filters(request).items() if v}
-        filters.update({k: fields[k] for k in ("status", "reason", "batch", "age") if fields.get(k)})
-        query = urlencode(filters)
+        filters = self.filters(request)  # the queue the case was opened from (the form's action URL carries it)
+        query = self.filter_query(filters)
         try:
-            where = self.case_filter({"status": "open", "reason": "", "batch": "", "age": "", **filters})
+            where = self.case_filter(filters)
             _, after = await self.run(self.queue.store.neighbours, case, where)
             if after is None:  # the last of the queue: back to its oldest case still waiting, if any
                 first = await self.run(self.queue.store.list_cases, where, 0, 1)
