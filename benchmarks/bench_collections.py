@@ -147,6 +147,16 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return round(float(np.percentile(a, 50)), 3), round(float(np.percentile(a, 95)), 3)
 
 
+def search_latency(search, queries: np.ndarray, ef: int) -> tuple[float, float]:
+    """p50 and p95 in ms of a top-10 search at ``ef`` over the first LATENCY_QUERIES queries."""
+    times = []
+    for q in queries[:LATENCY_QUERIES]:
+        t = time.perf_counter()
+        search(q, 10, ef)
+        times.append(time.perf_counter() - t)
+    return percentiles(times)
+
+
 # ------------------------------------------------------------------------------------------------------ libraries
 def _build(lib: str, X: np.ndarray, m: int, ef_construction: int, dtype: str, threads: int = 2):
     """(index, search(q, k, ef) -> ids, own bytes or None), built with ``threads`` threads."""
@@ -219,12 +229,7 @@ def run_library(lib: str, data_path: str, m: int, ef_construction: int, dtype: s
     for ef in efs:
         found = np.array([int(np.asarray(search(q, 1, ef)).reshape(-1)[0]) for q in Q])
         hit = found == top1
-        times = []
-        for q in Q[:LATENCY_QUERIES]:
-            t = time.perf_counter()
-            search(q, 10, ef)
-            times.append(time.perf_counter() - t)
-        p50, p95 = percentiles(times)
+        p50, p95 = search_latency(search, Q, ef)
         rows.append({"library": lib, "dtype": dtype, "M": m, "ef_construction": ef_construction, "ef_search": ef,
                      "n": len(X), "recall_at_1": round(float(hit.mean()), 4),
                      "recall_at_1_mated": round(float(hit[:mated].mean()), 4),
@@ -347,12 +352,7 @@ def run_search(kind: str, data_path: str, efs: list[int]) -> list[dict]:
         hit = found == top1
         # how much farther the approximate top-1 is than the exact one (0 on a hit): what a miss costs
         gap = np.array([d for _, d in answers]) - data["top1_distance"]
-        times = []
-        for q in Q[:LATENCY_QUERIES]:
-            t = time.perf_counter()
-            search(q, 10, ef)
-            times.append(time.perf_counter() - t)
-        p50, p95 = percentiles(times)
+        p50, p95 = search_latency(search, Q, ef)
         graph = getattr(index, "_index", None)  # ApproximateIndex's usearch graph: its M and ef_construction
         rows.append({"library": kind, "dtype": "f32", "M": getattr(graph, "connectivity", None),
                      "ef_construction": getattr(graph, "expansion_add", None), "ef_search": ef, "n": len(X),
