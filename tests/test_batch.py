@@ -135,8 +135,13 @@ def test_dask_local_cluster_gives_the_same_results(manifest, local_run, tmp_path
     a = {row_id: local[row_id] for row_id in b}
     assert {r["decision"] for r in a.values()} == {"MATCH", "NO_MATCH", "REVIEW", "ERROR"}
     for row_id in a:
-        for key in ("decision", "similarity", "reasons", "error"):
+        for key in ("decision", "reasons", "error"):
             assert a[row_id][key] == b[row_id][key], (row_id, key)
+        # the same Similarity, to its printed precision (two processes may sum float32 products differently)
+        if a[row_id]["similarity"] is None or b[row_id]["similarity"] is None:
+            assert a[row_id]["similarity"] is b[row_id]["similarity"], row_id
+        else:
+            assert abs(a[row_id]["similarity"] - b[row_id]["similarity"]) <= 0.01, row_id
 
 
 def test_one_selfie_against_folder_and_s3_prefix(fixtures, tmp_path, seaweedfs):

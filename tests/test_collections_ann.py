@@ -256,7 +256,11 @@ def test_a_large_k_with_a_threshold_returns_every_face_within_it(fixture_faces):
     want = [i for i, d in every if d <= limit]
     assert len(want) > 64 and len(set(got)) == len(got)
     assert len({i for i, _ in got} & set(want)) >= 0.99 * len(want) and all(d <= limit for _, d in got)
-    assert index.search(q, 4096, max_distance=every[10][1] - 1e-7) == index.search(q, 10)
+    bounded, top = index.search(q, 4096, max_distance=every[10][1] - 1e-7), index.search(q, 10)
+    assert [i for i, _ in bounded] == [i for i, _ in top]  # the same faces in the same order
+    # and the same distances, to float32 rounding: the two searches run different graph walks, and usearch sums
+    # float32 products in an order of its own (the 7th digit moves between its releases)
+    assert np.allclose([d for _, d in bounded], [d for _, d in top], rtol=1e-5, atol=1e-6)
 
 
 def test_the_approximate_index_is_opt_in(tmp_path):
