@@ -131,6 +131,7 @@ def test_batch_compare_library_and_service_give_similarity_with_the_fitted_file(
     refused = _cli("batch", str(manifest), "--recognizer", SPEC, "--workers", "2", "--no-progress",
                    "--out", str(tmp_path / "refused"), timeout=120)
     assert "No calibration ships for the recognizer" in _one_error(refused)
+    assert not (tmp_path / "refused").exists()  # refused before any work
     # compare
     compared = _cli("compare", str(FIXTURES / "Colin_Powell_0001.jpg"), str(FIXTURES / "Colin_Powell_0002.jpg"),
                     "--recognizer", SPEC, "--calibration", str(fitted))
@@ -155,6 +156,23 @@ def test_batch_compare_library_and_service_give_similarity_with_the_fitted_file(
         assert r.json()["similarity"] == pytest.approx(results["impostor"]["similarity"], abs=1e-3)
     finally:
         service.stop()
+
+
+def test_dedupe_with_the_fitted_file(fitted, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    names = ["Colin_Powell_0001", "Colin_Powell_0002", "Serena_Williams_0001", "Serena_Williams_0002", "obama"]
+    manifest.write_text("id,image\n" + "".join(f"{n},{FIXTURES / n}.jpg\n" for n in names))
+    result = _cli("dedupe", str(manifest), "--recognizer", SPEC, "--calibration", str(fitted), "--threshold", "80",
+                  "--no-progress", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    groups = json.loads((tmp_path / "out" / "groups.json").read_text())
+    assert sorted(g["ids"] for g in groups) == [names[:2], names[2:4]]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["model"] == create_recognizer(SPEC).name
+    refused = _cli("dedupe", str(manifest), "--recognizer", SPEC, "--no-progress", "--out", str(tmp_path / "no"),
+                   timeout=120)
+    assert "No calibration ships for the recognizer" in _one_error(refused)
+    assert not (tmp_path / "no").exists()  # refused before any image was indexed
 
 
 def test_serve_without_a_calibration_for_its_recognizer_stops_at_once():

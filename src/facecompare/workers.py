@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from .errors import FaceCompareError, InternalServerError
@@ -55,11 +55,8 @@ class WorkerPool:
         """``function(item)`` for every item, in the order they finish. The first error (a worker that could not
         start, or one that died) is raised at once and the items not yet started are dropped."""
         try:
-            pending = {self._executor.submit(_call, function, item) for item in items}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    yield future.result()
+            for future in as_completed([self._executor.submit(_call, function, item) for item in items]):
+                yield future.result()
         except BrokenProcessPool:
             raise InternalServerError(
                 "A worker process stopped unexpectedly (killed, or out of memory?); run again, with fewer --workers "
