@@ -23,6 +23,8 @@ from facecompare import InvalidParameterException, Settings, Verifier
 from facecompare.models import create_recognizer
 from facecompare.scoring import Calibration, load_calibration
 
+pytestmark = pytest.mark.slow
+
 SFACE_FILE = Path(facecompare.__file__).parent / "models" / "weights" / "face_recognition_sface_2021dec_int8bq.onnx"
 #: SFace takes 0-255 RGB (not ArcFace's default (x - 127.5) / 127.5): the options a user states for their model
 SPEC = f"onnx:{SFACE_FILE}?size=112&channels=rgb&mean=0&std=1"
