@@ -112,12 +112,13 @@ def _default_s3():
 class RowProcessor:
     """Loads the models once; turns a row into a result dictionary (errors become ERROR rows, never exceptions)."""
 
-    def __init__(self, threshold: float = 80.0, settings_kwargs: dict | None = None) -> None:
+    def __init__(self, threshold: float = 80.0, settings_kwargs: dict | None = None, *, settings=None) -> None:
+        """``settings`` (a :class:`~facecompare.settings.Settings`), else ``Settings.from_env(**settings_kwargs)``."""
         from .engine import Verifier
         from .settings import Settings
         from .storage import S3Reader
 
-        self.verifier = Verifier(Settings.from_env(**(settings_kwargs or {})))
+        self.verifier = Verifier(settings or Settings.from_env(**(settings_kwargs or {})))
         self.verifier.warm()
         self.s3 = S3Reader()
         self.threshold = threshold
@@ -164,9 +165,11 @@ class RowProcessor:
 _processor: RowProcessor | None = None
 
 
-def _init_worker(threshold: float, settings_kwargs: dict) -> None:
+def _init_worker(threshold: float, settings) -> None:
     global _processor
-    _processor = RowProcessor(threshold, {**settings_kwargs, "threads": 1})
+    from dataclasses import replace
+
+    _processor = RowProcessor(threshold, settings=replace(settings, threads=1))
 
 
 def _run_row(row: BatchRow) -> dict:
@@ -213,10 +216,17 @@ def _chunks(rows: Iterable[BatchRow], size: int) -> Iterator[list[BatchRow]]:
 
 def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 80.0, workers: int | None = None,
               engine: str = "local", scheduler: str | None = None, progress: bool = True, total: int | None = None,
-              settings_kwargs: dict | None = None, on_result=None) -> Path:
+              settings_kwargs: dict | None = None, settings=None, on_result=None) -> Path:
     """Verify every row, appending to ``out/results.jsonl``; then write results.csv, summary.json, report.html.
-    ``on_result(result)`` is called in this process after each row's line is written (``--queue-review``)."""
+    ``on_result(result)`` is called in this process after each row's line is written (``--queue-review``).
+    Every worker uses ``settings`` (default ``Settings.from_env(**settings_kwargs)``); one that cannot start
+    (a model that does not load, no calibration for the recognizer) stops the run with its error."""
     from tqdm import tqdm
+
+    from .settings import Settings
+
+    if settings is None:
+        settings = Settings.from_env(**(settings_kwargs or {}))
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,18 +245,17 @@ def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 8
             bar.update(1)
 
         if engine == "dask":
-            _run_dask(pending, write, threshold, scheduler, workers, settings_kwargs or {})
+            _run_dask(pending, write, threshold, scheduler, workers, settings)
         elif workers <= 1:
-            processor = RowProcessor(threshold, settings_kwargs)
+            processor = RowProcessor(threshold, settings=settings)
             for row in pending:
                 write(processor(row))
         else:
-            import multiprocessing
+            from .workers import WorkerPool
 
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(threshold, settings_kwargs or {})) as pool:
+            with WorkerPool(workers, _init_worker, (threshold, settings)) as pool:
                 for chunk in _chunks(pending, CHUNK * workers):
-                    for result in pool.imap_unordered(_run_row, chunk):
+                    for result in pool.map_unordered(_run_row, chunk):
                         write(result)
     bar.close()
     write_outputs(out, threshold)
@@ -254,7 +263,7 @@ def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 8
 
 
 def _run_dask(rows: Iterable[BatchRow], write, threshold: float, scheduler: str | None, workers: int,
-              settings_kwargs: dict) -> None:
+              settings) -> None:
     """Rows on a Dask cluster (``scheduler`` address, or a local cluster of ``workers`` processes); the models
     load once per Dask worker (a worker plugin), rows stream in chunks so memory stays bounded."""
     from dask.distributed import Client, LocalCluster, WorkerPlugin, as_completed
@@ -263,7 +272,9 @@ def _run_dask(rows: Iterable[BatchRow], write, threshold: float, scheduler: str 
         name = "facecompare-models"
 
         def setup(self, worker):
-            worker.facecompare = RowProcessor(threshold, {**settings_kwargs, "threads": 1})
+            from dataclasses import replace
+
+            worker.facecompare = RowProcessor(threshold, settings=replace(settings, threads=1))
 
     cluster = None
     if scheduler:

@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-auth", action="store_true", help="accept unsigned requests and no API key: local "
                        "development only")
     add_recognizer_argument(serve)
+    add_calibration_argument(serve)
 
     api_key = sub.add_parser("api-key", help="create a REST API key and print the line for FACECOMPARE_API_KEYS_FILE",
                              description="Prints a new random API key (give it to the client) and its SHA-256 "
@@ -149,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                        "cluster of --workers processes)")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recognizer_argument(batch)
+    add_calibration_argument(batch)
     add_queue_arguments(batch, batch=True)
 
     add_collection_parsers(sub)
@@ -182,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     dedupe.add_argument("--workers", type=int, help="threads analysing images at once (default 2)")
     dedupe.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recognizer_argument(dedupe)
+    add_calibration_argument(dedupe)
 
     synth = sub.add_parser("synth-kyc", help="generate a reproducible synthetic selfie-versus-ID benchmark",
                            description="Print a face photo on a synthetic ID card and photograph it (portrait 2-10 %% "
@@ -209,6 +212,12 @@ def add_recognizer_argument(p: argparse.ArgumentParser) -> None:
                    help="embedding model: sface (default), dlib (pip install 'facecompare[dlib]'), or "
                    "onnx:/path/model.onnx[?size=112&channels=rgb&mean=127.5&std=127.5] for an ArcFace-style model "
                    "of your own (calibrate it with `facecompare calibrate`); also FACECOMPARE_RECOGNIZER")
+
+
+def add_calibration_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration", metavar="FILE", help="calibration JSON from `facecompare calibrate` (default: "
+                   "the LFW one shipped for the recognizer; a recognizer of your own needs one); also "
+                   "FACECOMPARE_CALIBRATION")
 
 
 def add_collection_parsers(sub) -> None:
@@ -328,15 +337,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace, **overrides):
+    """FACECOMPARE_* settings with the command's --recognizer and --calibration (where it has them) on top."""
     from .settings import Settings
 
-    return Settings.from_env(recognizer=getattr(args, "recognizer", None), **overrides)
+    values = {"recognizer": getattr(args, "recognizer", None), "calibration": getattr(args, "calibration", None)}
+    return Settings.from_env(**{**values, **overrides})
 
 
-def _verifier(args: argparse.Namespace, calibration: str | None = None):
+def _verifier(args: argparse.Namespace):
     from .engine import Verifier
 
-    return Verifier(_settings(args, calibration=calibration))
+    return Verifier(_settings(args))
+
+
+def _require_calibration(settings) -> None:
+    """Fail now, before any worker or image work, when ``settings``' recognizer has no calibration to give
+    Similarity with (a recognizer of your own before `facecompare calibrate`) or the file given is not its."""
+    from .models import create_recognizer
+    from .scoring import load_calibration
+
+    load_calibration(settings.calibration or None, model=create_recognizer(settings.recognizer).name)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -351,7 +371,7 @@ def _compare(args: argparse.Namespace) -> int:
 
         check_label(args.review_batch, "--review-batch")
         check_label(args.review_reference, "--review-reference")
-    verifier = _verifier(args, args.calibration)
+    verifier = _verifier(args)
     _ = verifier.calibration  # a calibration of another recognizer fails here, before any image work
     selfie = verifier.load(args.selfie)
     document = verifier.load(args.document)
@@ -490,20 +510,20 @@ def _embed_pairs(args: argparse.Namespace):
     from .evaluation import embed_images, pair_distances
     from .models import create_recognizer
 
-    settings = _settings(args, tta=args.tta)  # checks the values before any worker starts
+    settings = _settings(args, tta=args.tta)  # checks the values before any worker starts; the workers get all
     model = create_recognizer(settings.recognizer).name
     pairs, face = _load_pairs(args)
     paths = [p.first for p in pairs] + [p.second for p in pairs]
     started = time.perf_counter()
-    overrides = {k: v for k, v in (("tta", args.tta), ("recognizer", args.recognizer)) if v}
     embeddings = embed_images(paths, choose=face, workers=args.workers, progress=not args.no_progress,
-                              settings_kwargs=overrides)
+                              settings=settings)
     elapsed = time.perf_counter() - started
     return pairs, embeddings, pair_distances(pairs, embeddings), elapsed, model
 
 
 def _calibration_for(model: str, path: str | None):
-    """The calibration to score ``model``'s distances with; None when none ships for it and none was given."""
+    """The calibration to score ``model``'s distances with; None when none ships for it and none was given (the
+    evaluation then reports the threshold-free figures and says that Similarity needs `facecompare calibrate`)."""
     from .errors import InvalidParameterException
     from .scoring import load_calibration
 
@@ -512,8 +532,6 @@ def _calibration_for(model: str, path: str | None):
     except InvalidParameterException:
         if path:
             raise
-        print(f"note: no calibration ships for {model}; Similarity operating points are left out "
-              "(fit one with `facecompare calibrate`)", file=sys.stderr)
         return None
 
 
@@ -586,6 +604,10 @@ def _print_evaluation(s: dict) -> None:
     for row in s["operating_points"]:
         print(f"Similarity >= {row['similarity_threshold']:g} (distance <= {row['distance']:.3f}): "
               f"FMR {100 * row['fmr']:.2f} %, FNMR {100 * row['fnmr']:.2f} %, accuracy {100 * row['accuracy']:.2f} %")
+    if not s["operating_points"]:
+        print(f"Similarity operating points: none, since no calibration ships for {s['model']}: fit one with "
+              "`facecompare calibrate PAIRS --recognizer ... --out calibration.json` (the figures above need none), "
+              "then pass --calibration calibration.json here and to compare, batch, dedupe and serve")
     if "seconds_per_image_mean" in s:
         print(f"Time per image: {1000 * s['seconds_per_image_mean']:.0f} ms (one worker)")
     if "by_condition" in s:
@@ -679,14 +701,15 @@ def _batch(args: argparse.Namespace) -> int:
         total, rows = len(found), iter(found)
     else:
         raise InvalidParameterException("Give MANIFEST.csv, or --selfie IMAGE with --documents FOLDER_OR_S3_PREFIX.")
-    settings = _settings(args)  # checks the values before any worker starts
+    settings = _settings(args)  # checks the values before any worker starts; the workers get all of them
+    _require_calibration(settings)
     reviews = batch_reviews(args)
     try:
         if reviews is not None:  # rows finished by an earlier run whose case is not stored yet
             reviews.catch_up(Path(args.out) / "results.jsonl")
         out = run_batch(rows, args.out, threshold=threshold, workers=args.workers, engine=args.engine,
                         scheduler=args.scheduler, progress=not args.no_progress, total=total,
-                        settings_kwargs={"recognizer": settings.recognizer} if args.recognizer else None,
+                        settings=settings,
                         on_result=reviews)
     finally:
         if reviews is not None:
@@ -801,6 +824,7 @@ def _dedupe(args: argparse.Namespace) -> int:
     if not Path(args.manifest).is_file():
         raise InvalidParameterException(f"Manifest not found: {args.manifest}.")
     total = sum(1 for _ in read_dedupe_manifest(args.manifest))  # validates columns and ids before any work
+    _require_calibration(_settings(args))
     summary = run_dedupe(read_dedupe_manifest(args.manifest), args.out, threshold=threshold, store_url=args.store,
                          collection_id=args.collection, workers=args.workers, progress=not args.no_progress,
                          total=total, quality_filter=quality_filter, max_matches=args.max_matches,
@@ -823,8 +847,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    if args.recognizer:  # the workers read their settings from the environment
-        os.environ["FACECOMPARE_RECOGNIZER"] = _settings(args).recognizer
+    settings = _settings(args)
+    _require_calibration(settings)  # one clear error now, not a traceback from each worker's start-up
+    # the workers read their settings from the environment
+    if args.recognizer:
+        os.environ["FACECOMPARE_RECOGNIZER"] = settings.recognizer
+    if args.calibration:
+        os.environ["FACECOMPARE_CALIBRATION"] = str(Path(args.calibration).resolve())
     if args.no_auth:
         os.environ["FACECOMPARE_AUTH"] = "off"
         print("warning: authentication is off (--no-auth): any client can call this service", file=sys.stderr)

@@ -131,11 +131,13 @@ class Verifier:
                     self._calibration = load_calibration(self.settings.calibration or None, model=self.recognizer.name)
         return self._calibration
 
-    def warm(self) -> None:
-        """Load every model and run each once, so the first real request is not slow."""
+    def warm(self, *, calibration: bool = True) -> None:
+        """Load every model and run each once, so the first real request is not slow. With ``calibration=False``
+        (workers that only embed) the calibration is not loaded: a recognizer not yet calibrated warms too."""
         self.detector.load()
         self.recognizer.load()
-        _ = self.calibration
+        if calibration:
+            _ = self.calibration
         blank = np.full((160, 160, 3), 128, dtype=np.uint8)
         self.detector.detect(blank)
         self.recognizer.embed([np.full((self.recognizer.chip_size,) * 2 + (3,), 128, dtype=np.uint8)])

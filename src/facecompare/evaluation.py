@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -84,13 +83,16 @@ def _resolve(base: Path, name: str) -> str:
 _worker_verifier = None
 
 
-def _init_worker(settings_kwargs: dict) -> None:
+def _init_worker(settings) -> None:
+    """Load and warm the models of ``settings``. Only the embedding is needed here, so no calibration is loaded:
+    a recognizer of your own has none until ``facecompare calibrate`` has fitted one, on these very workers."""
     global _worker_verifier
-    from .engine import Verifier
-    from .settings import Settings
+    from dataclasses import replace
 
-    _worker_verifier = Verifier(Settings.from_env(**settings_kwargs, threads=1))
-    _worker_verifier.warm()
+    from .engine import Verifier
+
+    _worker_verifier = Verifier(replace(settings, threads=1))
+    _worker_verifier.warm(calibration=False)
 
 
 def _embed_one(job: tuple[str, str]) -> tuple[str, dict | None, str, float]:
@@ -112,16 +114,23 @@ def _embed_one(job: tuple[str, str]) -> tuple[str, dict | None, str, float]:
 
 
 def embed_images(paths: list[str], *, choose: str = "largest", workers: int | None = None,
-                 settings_kwargs: dict | None = None, progress: bool = True) -> dict[str, tuple]:
-    """Embed each image once, in ``workers`` processes. Returns {path: (Embedding|None, reason, seconds)}."""
+                 settings=None, settings_kwargs: dict | None = None, progress: bool = True) -> dict[str, tuple]:
+    """Embed each image once, in ``workers`` processes. Returns {path: (Embedding|None, reason, seconds)}.
+
+    The workers use ``settings`` (a :class:`~facecompare.settings.Settings`; default ``Settings.from_env`` with
+    ``settings_kwargs``), every field of it. A worker that cannot start raises its error here, at once."""
     from tqdm import tqdm
 
+    from .settings import Settings
+    from .workers import WorkerPool
+
+    if settings is None:
+        settings = Settings.from_env(**(settings_kwargs or {}))
     workers = workers or os.cpu_count() or 1
     jobs = [(p, choose) for p in sorted(set(paths))]
     results: dict[str, tuple] = {}
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(settings_kwargs or {},)) as pool:
-        iterator = pool.imap_unordered(_embed_one, jobs, chunksize=8)
+    with WorkerPool(min(workers, max(1, len(jobs))), _init_worker, (settings,)) as pool:
+        iterator = pool.map_unordered(_embed_one, jobs)
         for path, vector, reason, seconds in tqdm(iterator, total=len(jobs), disable=not progress,
                                                   desc="embedding", unit="img"):
             results[path] = (None if vector is None else Embedding.from_dict(vector), reason, seconds)
