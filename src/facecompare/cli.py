@@ -832,7 +832,7 @@ def _collection(args: argparse.Namespace) -> int:
                                                   user_id=args.user_id)
             out = shapes.list_faces_response(faces, token, collections.model_version)
         elif action == "delete-faces":
-            out = shapes.delete_faces_response(*collections.delete_faces(cid, args.face_ids))
+            out = shapes.delete_faces_response(*collections.delete_faces_with_reasons(cid, args.face_ids))
         elif args.face_id is not None:
             matches = collections.search_faces(cid, args.face_id, max_faces=args.max_faces, threshold=args.threshold)
             out = shapes.search_faces_response(args.face_id, matches, collections.model_version)

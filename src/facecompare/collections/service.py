@@ -447,7 +447,14 @@ class Collections(UserOperations):
         token = self._make_token("f", scope, last) if more else None
         return faces, token
 
-    def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> tuple[list[str], list[Refusal]]:
+    def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """DeleteFaces: (the ids erased, the ids not erased: not in the collection, or held by a user; see
+        :meth:`delete_faces_with_reasons` for which)."""
+        deleted, refused = self.delete_faces_with_reasons(collection_id, face_ids)
+        return deleted, [r.face_id for r in refused]
+
+    def delete_faces_with_reasons(self, collection_id: str,
+                                  face_ids: Iterable[str]) -> tuple[list[str], list[Refusal]]:
         """DeleteFaces: (the ids erased, the faces refused: FACE_NOT_FOUND, or ASSOCIATED_TO_AN_EXISTING_USER with
         the user's id for a face that a user holds; disassociate it first)."""
         self.sweep()

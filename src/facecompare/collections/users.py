@@ -52,7 +52,7 @@ MAX_TAGS = 200
 
 @dataclass(frozen=True)
 class UserMatch:
-    user: StoredUser
+    user: StoredUser  # as its faces show it: its id and face count (its created_at is not read: 0.0)
     similarity: float
 
 
@@ -281,17 +281,16 @@ class UserOperations:
         if not candidates:
             return []
         by_user: dict[str, list[StoredFace]] = {}
+        # one read for every candidate's faces: a user deleted meanwhile has none (DeleteUser unlinks them in its
+        # transaction), and a user with faces is ACTIVE, so the faces say all the answer needs of the user
         for face in self.store.user_faces(info.collection_id, candidates):
             by_user.setdefault(face.user_id, []).append(face)
-        users = {u.user_id: u for u in (self.store.get_user(info.collection_id, uid) for uid in by_user) if u}
         matches = []
         for uid, faces in by_user.items():
-            if uid not in users:
-                continue  # deleted meanwhile
             matrix = np.stack([f.embedding for f in faces])
             similarity = max(self._similarity(info, probe, matrix) for probe in probes)
             if similarity >= threshold:
-                matches.append(UserMatch(users[uid], similarity))
+                matches.append(UserMatch(StoredUser(uid, 0.0, len(faces)), similarity))
         matches.sort(key=lambda m: (-m.similarity, m.user.user_id))
         return matches[:k]
 

@@ -87,7 +87,7 @@ def list_faces(pipeline: Pipeline, params: dict) -> dict:
 
 
 def delete_faces(pipeline: Pipeline, params: dict) -> dict:
-    deleted, refused = pipeline.collections.delete_faces(params["collection_id"], params["face_ids"])
+    deleted, refused = pipeline.collections.delete_faces_with_reasons(params["collection_id"], params["face_ids"])
     return shapes.delete_faces_response(deleted, refused)
 
 

@@ -230,7 +230,7 @@ def list_faces(pipeline: Pipeline, params: dict) -> dict:
 
 def delete_faces(pipeline: Pipeline, params: dict) -> dict:
     body: DeleteFacesJson = params["body"]
-    deleted, refused = pipeline.collections.delete_faces(params["collection_id"], body.face_ids)
+    deleted, refused = pipeline.collections.delete_faces_with_reasons(params["collection_id"], body.face_ids)
     return {"deleted": list(deleted), "not_found": [r.face_id for r in refused if r.reason == "FACE_NOT_FOUND"],
             "associated": [{"face_id": r.face_id, "user_id": r.user_id} for r in refused
                            if r.reason == "ASSOCIATED_TO_AN_EXISTING_USER"]}
