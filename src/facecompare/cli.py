@@ -267,8 +267,9 @@ def add_collection_parsers(sub) -> None:
     list_faces.add_argument("--next-token", metavar="TOKEN", help="NextToken of the previous page")
     list_faces.add_argument("--face-id", action="append", metavar="FACE_ID", help="only this face (repeatable)")
     delete_faces = action("delete-faces", "erase faces from a collection (DeleteFaces)",
-                          "Erase the faces of the given ids; prints DeletedFaces and, for ids not in the "
-                          "collection, UnsuccessfulFaceDeletions with FACE_NOT_FOUND.")
+                          "Erase the faces of the given ids; prints DeletedFaces and UnsuccessfulFaceDeletions: "
+                          "FACE_NOT_FOUND for ids not in the collection, ASSOCIATED_TO_AN_EXISTING_USER for faces "
+                          "a user holds (disassociate them first).")
     delete_faces.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     delete_faces.add_argument("face_ids", nargs="+", metavar="FACE_ID")
     search = action("search", "search a collection with an image's largest face or a stored face "
