@@ -7,8 +7,8 @@ collection's store, its search index and its paging). Choices where Rekognition'
 * Every change is synchronous: a user is CREATED until a face is associated, ACTIVE while it holds faces (never
   CREATING or UPDATING), and AssociateFaces and DisassociateFaces answer with the user's status afterwards.
 * How a user scores against a face: :data:`USER_SCORING` (decided by ``benchmarks/bench_user_scoring.py`` on LFW,
-  README): the distance of the probe to the user is the mean of (its distance to the user's nearest face, its
-  distance to the mean of the user's embeddings), then calibrated to a Similarity as a face's is.
+  README): the distance of the probe to the mean of the user's (L2-normalised) embeddings, calibrated to a
+  Similarity as a face's is. It beat the nearest face and the mix of both on every measure there.
 * AssociateFaces checks a face against the user's faces before the request (``UserMatchThreshold``, default 75)
   only when the user has at least one face, as Rekognition documents; a face below it is LOW_MATCH_CONFIDENCE
   with its Confidence (the Similarity). A face already associated to this user counts as associated again.
@@ -43,8 +43,8 @@ MAX_USER_RESULTS = 500  # ListUsers MaxResults, SearchUsers MaxUsers
 MAX_USER_FACE_IDS = 100  # AssociateFaces / DisassociateFaces FaceIds
 DEFAULT_ASSOCIATE_THRESHOLD = 75.0
 DEFAULT_USER_MATCH_THRESHOLD = 80.0
-#: "best" (nearest face), "mean" (mean embedding) or "both" (the mean of the two distances): see the README
-USER_SCORING = "both"
+#: "mean" (mean embedding; measured best), "best" (nearest face) or "both" (the mean of the two distances): README
+USER_SCORING = "mean"
 #: Similarity points below the threshold that a face may be and still bring its user in as a candidate
 CANDIDATE_MARGIN = 20.0
 MAX_TAGS = 200
