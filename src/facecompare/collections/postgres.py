@@ -510,9 +510,9 @@ class PostgresStore(CollectionStore):
             self._lock(cur, collection_id)
             replay = self._replayed(cur, collection_id, request)
             existing = self._user(cur, collection_id, user_id)
+            if replay:  # done before: succeed again, change nothing (not even a user deleted since)
+                return existing or StoredUser(user_id, time.time(), 0)
             if existing is not None:
-                if replay:
-                    return existing
                 raise ConflictException(f"The user {quote_input(user_id)} already exists in collection "
                                         f"{quote_input(collection_id)}.")
             created = time.time()
@@ -527,10 +527,9 @@ class PostgresStore(CollectionStore):
     def delete_user(self, collection_id: str, user_id: str, request: tuple[str, str] | None = None) -> None:
         def work(cur):
             self._lock(cur, collection_id)
-            replay = self._replayed(cur, collection_id, request)
+            if self._replayed(cur, collection_id, request):  # done before: succeed again, change nothing
+                return
             if self._user(cur, collection_id, user_id) is None:
-                if replay:
-                    return
                 raise self._user_not_found(collection_id, user_id)
             cur.execute("UPDATE facecompare_faces SET user_id = NULL WHERE collection_id = %s AND user_id = %s",
                         (collection_id, user_id))

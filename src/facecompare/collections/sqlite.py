@@ -426,9 +426,9 @@ class SqliteStore(CollectionStore):
             coll = self._collection_row(db, collection_id)[0]
             replay = self._replayed(db, coll, request)
             existing = self._user(db, coll, user_id)
+            if replay:  # done before: succeed again, change nothing (not even a user deleted since)
+                return existing or StoredUser(user_id, time.time(), 0)
             if existing is not None:
-                if replay:
-                    return existing
                 raise ConflictException(f"The user {quote_input(user_id)} already exists in collection "
                                         f"{quote_input(collection_id)}.")
             created = time.time()
@@ -439,10 +439,9 @@ class SqliteStore(CollectionStore):
     def delete_user(self, collection_id: str, user_id: str, request: tuple[str, str] | None = None) -> None:
         with self._write() as db:
             coll = self._collection_row(db, collection_id)[0]
-            replay = self._replayed(db, coll, request)
+            if self._replayed(db, coll, request):  # done before: succeed again, change nothing
+                return
             if self._user(db, coll, user_id) is None:
-                if replay:
-                    return
                 raise self._user_not_found(collection_id, user_id)
             db.execute("UPDATE faces SET user_id = NULL WHERE coll = ? AND user_id = ?", (coll, user_id))
             db.execute("DELETE FROM users WHERE coll = ? AND user_id = ?", (coll, user_id))

@@ -143,8 +143,8 @@ class CollectionStore(ABC):
 
     # users (Rekognition's Users API). ``request`` is (ClientRequestToken, digest of the request's parameters) or
     # None: a token seen before with the same digest replays the request (CreateUser and DeleteUser then succeed
-    # again); with another digest it is IdempotentParameterMismatchException. Tokens are kept a day, and only their
-    # digests (no user id in clear).
+    # again and change nothing); with another digest it is IdempotentParameterMismatchException. Tokens are kept a
+    # day, and only their digests (no user id in clear).
 
     @abstractmethod
     def create_user(self, collection_id: str, user_id: str,

@@ -20,7 +20,8 @@ collection's store, its search index and its paging). Choices where Rekognition'
   ``MaxUsers`` defaults to its maximum, 500 (the threshold, not the count, bounds a search).
 * ClientRequestToken (CreateUser, DeleteUser, AssociateFaces, DisassociateFaces; boto3 fills one in per call and
   keeps it across its retries): a request seen again with the same token and parameters is a replay (CreateUser
-  and DeleteUser succeed again); the same token with other parameters is IdempotentParameterMismatchException.
+  and DeleteUser succeed again and change nothing; AssociateFaces and DisassociateFaces run again); the same token
+  with other parameters is IdempotentParameterMismatchException.
 """
 
 from __future__ import annotations
