@@ -199,3 +199,42 @@ def test_the_user_shapes_are_in_botocore_and_the_checker_catches_a_bad_status():
     tags = model.operation_model("ListTagsForResource").output_shape
     assert shape_problems(tags, {"Tags": {"équipe": "kyc 1"}}, "r") == []
     assert shape_problems(tags, {"Tags": {"aws:x": "y"}}, "r")
+
+
+MB = "x" * 1_000_000
+_FACE = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize(("parse", "body"), [
+    ("parse_create_user", {"CollectionId": "c", "UserId": MB}),
+    ("parse_create_user", {"CollectionId": "c", "UserId": "u", "ClientRequestToken": MB}),
+    ("parse_create_user", {"CollectionId": "c", "UserId": "u", "ClientRequestToken": "has space"}),
+    ("parse_create_user", {"CollectionId": "c"}),
+    ("parse_delete_user", {"CollectionId": "c", "UserId": ["u"]}),
+    ("parse_list_users", {"CollectionId": "c", "MaxResults": 0}),
+    ("parse_list_users", {"CollectionId": "c", "MaxResults": 501}),
+    ("parse_list_users", {"CollectionId": "c", "NextToken": {"a": 1}}),
+    ("parse_associate_faces", {"CollectionId": "c", "UserId": "u", "FaceIds": [_FACE] * 101}),
+    ("parse_associate_faces", {"CollectionId": "c", "UserId": "u", "FaceIds": []}),
+    ("parse_associate_faces", {"CollectionId": "c", "UserId": "u", "FaceIds": [MB]}),
+    ("parse_associate_faces", {"CollectionId": "c", "UserId": "u", "FaceIds": [_FACE], "UserMatchThreshold": "NaN"}),
+    ("parse_disassociate_faces", {"CollectionId": "c", "UserId": "u", "FaceIds": _FACE}),
+    ("parse_search_users", {"CollectionId": "c", "UserId": "u", "FaceId": _FACE}),
+    ("parse_search_users", {"CollectionId": "c", "FaceId": _FACE, "MaxUsers": 10 ** 1000}),
+    ("parse_search_users_by_image", {"CollectionId": "c", "Image": {"Bytes": "aGVsbG8="}, "QualityFilter": MB}),
+    ("parse_tag_resource", {"ResourceArn": MB, "Tags": {}}),
+    ("parse_tag_resource", {"ResourceArn": "arn:aws:rekognition:us-east-1:000000000000:collection/c",
+                            "Tags": {"k": MB}}),
+    ("parse_untag_resource", {"ResourceArn": "arn:aws:rekognition:us-east-1:000000000000:collection/c",
+                              "TagKeys": [1]}),
+    ("parse_untag_resource", {"ResourceArn": "arn:aws:rekognition:us-east-1:000000000000:collection/c",
+                              "TagKeys": ["aws:" + MB]}),
+    ("parse_list_tags_for_resource", {"ResourceArn": "arn:aws:s3:::bucket-of-twenty-chars"}),
+])
+def test_bad_user_and_tag_requests_are_refused_with_short_messages(parse, body):
+    from facecompare.errors import InvalidParameterException
+    from facecompare.server import aws
+
+    with pytest.raises(InvalidParameterException) as info:
+        getattr(aws, parse)(body)
+    assert len(info.value.message) < 400 and "x" * 100 not in info.value.message
