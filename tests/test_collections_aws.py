@@ -53,7 +53,7 @@ def shape_problems(shape, value, where: str) -> list[str]:
             return [f"{where}: {type(value).__name__}, not a string"]
         if shape.enum and value not in shape.enum:
             problems.append(f"{where}: {value!r} is not one of {shape.enum}")
-        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        if "pattern" in meta and not re.fullmatch(python_pattern(meta["pattern"]), value):
             problems.append(f"{where}: {value!r} does not match {meta['pattern']}")
         if "min" in meta and len(value) < meta["min"] or "max" in meta and len(value) > meta["max"]:
             problems.append(f"{where}: length {len(value)} outside {meta.get('min')}..{meta.get('max')}")
@@ -74,6 +74,12 @@ def shape_problems(shape, value, where: str) -> list[str]:
     else:
         problems.append(f"{where}: unexpected shape type {kind}")
     return problems
+
+
+def python_pattern(pattern: str) -> str:
+    """A botocore pattern in Python's ``re``: the tag patterns' Unicode classes (``\\p{L}\\p{Z}\\p{N}``, which ``re``
+    lacks) as letters and digits (``[^\\W_]``) or whitespace."""
+    return pattern.replace(r"[\p{L}\p{Z}\p{N}_.:/=+\-@]", r"(?:[^\W_]|[\s_.:/=+\-@])")
 
 
 def _range(meta: dict, value: float, where: str) -> list[str]:

@@ -218,7 +218,7 @@ def test_openapi_declares_the_collection_routes(service):
     assert set(index) == {"multipart/form-data", "application/json"}
     assert index["application/json"]["schema"]["properties"]["image"]["format"] == "byte"
     query = {p["name"] for p in doc["paths"]["/v1/collections/{collection_id}/faces"]["get"]["parameters"]}
-    assert query == {"collection_id", "max_results", "next_token", "face_id"}
+    assert query == {"collection_id", "max_results", "next_token", "face_id", "user_id"}
     face = doc["components"]["schemas"]["StoredFace"]["properties"]
     assert "embedding" not in face and {"face_id", "image_id", "bounding_box", "confidence"} <= set(face)
 

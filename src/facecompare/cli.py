@@ -221,7 +221,8 @@ def add_calibration_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_collection_parsers(sub) -> None:
-    """``facecompare collection create|delete|list|describe|index|list-faces|delete-faces|search``."""
+    """``facecompare collection create|delete|list|describe|index|list-faces|delete-faces|search|user|tag|untag|
+    tags``."""
     collection = sub.add_parser(
         "collection", help="face collections (1:N search): create, index faces, search, list, delete",
         description="Rekognition's collection operations on a local store: sqlite:///path.db (default "
@@ -275,8 +276,9 @@ def add_collection_parsers(sub) -> None:
     list_faces.add_argument("--next-token", metavar="TOKEN", help="NextToken of the previous page")
     list_faces.add_argument("--face-id", action="append", metavar="FACE_ID", help="only this face (repeatable)")
     delete_faces = action("delete-faces", "erase faces from a collection (DeleteFaces)",
-                          "Erase the faces of the given ids; prints DeletedFaces and, for ids not in the "
-                          "collection, UnsuccessfulFaceDeletions with FACE_NOT_FOUND.")
+                          "Erase the faces of the given ids; prints DeletedFaces and UnsuccessfulFaceDeletions: "
+                          "FACE_NOT_FOUND for ids not in the collection, ASSOCIATED_TO_AN_EXISTING_USER for faces "
+                          "a user holds (disassociate them first).")
     delete_faces.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
     delete_faces.add_argument("face_ids", nargs="+", metavar="FACE_ID")
     search = action("search", "search a collection with an image's largest face or a stored face "
@@ -293,6 +295,61 @@ def add_collection_parsers(sub) -> None:
     search.add_argument("--max-faces", type=int, metavar="N", help="at most N matches (1-4096)")
     search.add_argument("--quality-filter", default="NONE", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"],
                         help="with IMAGE: refuse a searched face below this bar (default NONE)")
+    list_faces.add_argument("--user-id", metavar="USER_ID", help="only the faces of this user")
+    add_user_parsers(actions, common)
+    tag = action("tag", "set tags on a collection (TagResource)", "Set (or overwrite) tags; prints the tags.")
+    tag.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    tag.add_argument("tags", nargs="+", metavar="KEY=VALUE", help="at most 200 tags per collection")
+    untag = action("untag", "remove tags from a collection (UntagResource)", "Remove tags; prints the tags.")
+    untag.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    untag.add_argument("keys", nargs="+", metavar="KEY")
+    tags = action("tags", "a collection's tags (ListTagsForResource)", "Prints Tags.")
+    tags.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+
+
+def add_user_parsers(actions, store: argparse.ArgumentParser) -> None:
+    """``facecompare collection user create|delete|list|associate|disassociate|search``: Rekognition's Users."""
+    user = actions.add_parser("user", help="users: one customer, up to 100 faces (CreateUser ... SearchUsersByImage)",
+                              description="A user aggregates up to 100 faces of a collection (an ID portrait, "
+                              "earlier selfies); search returns users. Each action prints its Rekognition response "
+                              "as JSON.")
+    verbs = user.add_subparsers(dest="user_action", required=True, metavar="USER_ACTION")
+    common = argparse.ArgumentParser(add_help=False, parents=[store])
+    common.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
+    named = argparse.ArgumentParser(add_help=False, parents=[common])
+    named.add_argument("user_id", metavar="USER_ID", help="1-128 characters of [a-zA-Z0-9_.-:]")
+    token = argparse.ArgumentParser(add_help=False)
+    token.add_argument("--client-request-token", metavar="TOKEN",
+                       help="makes a retry safe: the same token and parameters again is a replay")
+    verbs.add_parser("create", parents=[named, token], help="create a user without faces (CreateUser)",
+                     description="Create a user (status CREATED until a face is associated).")
+    verbs.add_parser("delete", parents=[named, token], help="delete a user (DeleteUser)",
+                     description="Delete a user; its faces stay in the collection, associated to nobody.")
+    listing = verbs.add_parser("list", parents=[common], help="list the users (ListUsers)",
+                               description="UserId and UserStatus in id order, a page at a time.")
+    listing.add_argument("--max-results", type=int, metavar="N", help="page size, 1-500 (default 500)")
+    listing.add_argument("--next-token", metavar="TOKEN", help="NextToken of the previous page")
+    associate = verbs.add_parser("associate", parents=[named, token], help="associate faces to a user "
+                                 "(AssociateFaces)", description="Associate faces (at most 100 per user); a face "
+                                 "that does not look like the user's faces is refused with LOW_MATCH_CONFIDENCE.")
+    associate.add_argument("face_ids", nargs="+", metavar="FACE_ID")
+    associate.add_argument("--threshold", type=float, default=75.0, help="UserMatchThreshold: the Similarity to the "
+                           "user's faces a face needs (default 75; checked when the user has faces)")
+    disassociate = verbs.add_parser("disassociate", parents=[named, token], help="disassociate faces from a user "
+                                    "(DisassociateFaces)", description="The faces stay in the collection.")
+    disassociate.add_argument("face_ids", nargs="+", metavar="FACE_ID")
+    search = verbs.add_parser("search", parents=[common], help="search the users with an image, a face or a user "
+                              "(SearchUsersByImage / SearchUsers)",
+                              description="With IMAGE: its largest face (SearchUsersByImage). With --face-id or "
+                              "--user-id: a face or a user of the collection (SearchUsers). Prints UserMatches, "
+                              "highest Similarity first.")
+    search.add_argument("image", nargs="?", metavar="IMAGE", help="JPEG or PNG: a path or s3://bucket/key")
+    search.add_argument("--face-id", metavar="FACE_ID", help="search with this stored face")
+    search.add_argument("--user-id", metavar="USER_ID", help="search with this user's faces")
+    search.add_argument("--threshold", type=float, default=80.0, help="UserMatchThreshold (default 80)")
+    search.add_argument("--max-users", type=int, metavar="N", help="at most N users (1-500, default 500)")
+    search.add_argument("--quality-filter", default="NONE", choices=["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"],
+                        help="with IMAGE: do not search a face below this bar (default NONE)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -757,10 +814,14 @@ def _collection(args: argparse.Namespace) -> int:
         if (args.image is None) == (args.face_id is None):
             raise InvalidParameterException("Give IMAGE or --face-id (one of them) to search with.")
         check_threshold(args.threshold, "--threshold")
+    if action == "user" and args.user_action == "search":
+        if sum(x is not None for x in (args.image, args.face_id, args.user_id)) != 1:
+            raise InvalidParameterException("Give IMAGE, --face-id or --user-id (one of them) to search with.")
+        check_threshold(args.threshold, "--threshold")
     tags = None
-    if action == "create":
+    if action in ("create", "tag"):
         tags = {}
-        for tag in args.tag:
+        for tag in (args.tag if action == "create" else args.tags):
             key, sep, value = tag.partition("=")
             if not sep:
                 raise InvalidParameterException(f"--tag {tag!r}: write KEY=VALUE.")
@@ -768,7 +829,15 @@ def _collection(args: argparse.Namespace) -> int:
     collections = _collections(args)
     try:
         cid = getattr(args, "collection_id", None)
-        if action == "create":
+        if action == "user":
+            out = _user_action(args, collections, shapes)
+        elif action == "tag":
+            out = shapes.list_tags_response(collections.tag_collection(cid, tags))
+        elif action == "untag":
+            out = shapes.list_tags_response(collections.untag_collection(cid, args.keys))
+        elif action == "tags":
+            out = shapes.list_tags_response(collections.collection_tags(cid))
+        elif action == "create":
             out = shapes.create_collection_response(collections.create_collection(cid, tags), region)
         elif action == "delete":
             collections.delete_collection(cid)
@@ -783,10 +852,11 @@ def _collection(args: argparse.Namespace) -> int:
                                              max_faces=args.max_faces, quality_filter=args.quality_filter)
             out = shapes.index_faces_response(result, collections.model_version)
         elif action == "list-faces":
-            faces, token = collections.list_faces(cid, args.next_token, args.max_results, args.face_id)
+            faces, token = collections.list_faces(cid, args.next_token, args.max_results, args.face_id,
+                                                  user_id=args.user_id)
             out = shapes.list_faces_response(faces, token, collections.model_version)
         elif action == "delete-faces":
-            out = shapes.delete_faces_response(*collections.delete_faces(cid, args.face_ids))
+            out = shapes.delete_faces_response(*collections.delete_faces_with_reasons(cid, args.face_ids))
         elif args.face_id is not None:
             matches = collections.search_faces(cid, args.face_id, max_faces=args.max_faces, threshold=args.threshold)
             out = shapes.search_faces_response(args.face_id, matches, collections.model_version)
@@ -799,6 +869,35 @@ def _collection(args: argparse.Namespace) -> int:
         collections.store.close()
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _user_action(args: argparse.Namespace, collections, shapes) -> dict:
+    """One ``collection user`` action's Rekognition response."""
+    cid, verb = args.collection_id, args.user_action
+    if verb == "create":
+        collections.create_user(cid, args.user_id, args.client_request_token)
+        return {}
+    if verb == "delete":
+        collections.delete_user(cid, args.user_id, args.client_request_token)
+        return {}
+    if verb == "list":
+        return shapes.list_users_response(*collections.list_users(cid, args.next_token, args.max_results))
+    if verb == "associate":
+        return shapes.associate_faces_response(collections.associate_faces(
+            cid, args.user_id, args.face_ids, user_match_threshold=args.threshold,
+            client_request_token=args.client_request_token))
+    if verb == "disassociate":
+        return shapes.disassociate_faces_response(collections.disassociate_faces(
+            cid, args.user_id, args.face_ids, client_request_token=args.client_request_token))
+    if args.image is not None:
+        image = collections.verifier.load(_read_image(args.image))
+        result = collections.search_users_by_image(cid, image, user_match_threshold=args.threshold,
+                                                   max_users=args.max_users, quality_filter=args.quality_filter)
+        return shapes.search_users_by_image_response(result, collections.model_version)
+    matches = collections.search_users(cid, user_id=args.user_id, face_id=args.face_id,
+                                       user_match_threshold=args.threshold, max_users=args.max_users)
+    return shapes.search_users_response(matches, collections.model_version, face_id=args.face_id,
+                                        user_id=args.user_id)
 
 
 def _read_image(location: str) -> bytes | str:

@@ -111,3 +111,20 @@ class ServiceQuotaExceededException(FaceCompareError):
     code = "ServiceQuotaExceededException"
     http_status = 400
     default_message = "The size of the collection exceeds the allowed limit."
+
+
+class ConflictException(FaceCompareError):
+    """A user of that id exists already (CreateUser without the token of the request that created it)."""
+
+    code = "ConflictException"
+    http_status = 400
+    default_message = "A User with the same Id already exists within the collection."
+
+
+class IdempotentParameterMismatchException(FaceCompareError):
+    """A ClientRequestToken used again with other parameters than the first request that carried it."""
+
+    code = "IdempotentParameterMismatchException"
+    http_status = 400
+    default_message = "A ClientRequestToken input parameter was reused with an operation, but at least one of the " \
+                      "other input parameters is different from the previous call to the operation."

@@ -9,7 +9,8 @@ from .quality import QUALITY_FILTERS  # noqa: F401  (re-exported for the protoco
 
 if TYPE_CHECKING:
     from .collections.service import FaceMatch, IndexResult, SearchResult
-    from .collections.store import CollectionInfo, StoredFace
+    from .collections.store import CollectionInfo, Refusal, StoredFace, StoredUser, UserChange
+    from .collections.users import AssociationResult, UserMatch, UserSearchByImageResult
 
 ATTRIBUTES = ("DEFAULT", "ALL", "AGE_RANGE", "BEARD", "EMOTIONS", "EYE_DIRECTION", "EYEGLASSES", "EYES_OPEN",
               "GENDER", "MOUTH_OPEN", "MUSTACHE", "FACE_OCCLUDED", "SMILE", "SUNGLASSES")
@@ -75,6 +76,8 @@ def stored_face(face: StoredFace) -> dict:
     if face.external_image_id is not None:
         out["ExternalImageId"] = face.external_image_id
     out["Confidence"] = _r(min(max(face.confidence, 0.0), 100.0), 4)
+    if face.user_id is not None:
+        out["UserId"] = face.user_id
     return out
 
 
@@ -90,7 +93,7 @@ def delete_collection_response() -> dict:
 def describe_collection_response(info: CollectionInfo, region: str) -> dict:
     return {"FaceCount": info.face_count, "FaceModelVersion": info.model,
             "CollectionARN": collection_arn(info.collection_id, region),
-            "CreationTimestamp": round(info.created_at, 3), "UserCount": 0}
+            "CreationTimestamp": round(info.created_at, 3), "UserCount": info.user_count}
 
 
 def list_collections_response(infos: list[CollectionInfo], next_token: str | None) -> dict:
@@ -117,13 +120,23 @@ def list_faces_response(faces: list[StoredFace], next_token: str | None, model: 
     return out
 
 
-def delete_faces_response(deleted: list[str], not_found: list[str]) -> dict:
+def delete_faces_response(deleted: list[str], refused: list[Refusal | str]) -> dict:
     """DeleteFaces. ``DeletedFaces`` has a model minimum of 1, so it is omitted when nothing was deleted; unknown
-    ids are reported as FACE_NOT_FOUND (the enum's reason for them)."""
+    ids are reported as FACE_NOT_FOUND (the enum's reason for them; a plain id in ``refused`` is one), a face a
+    user holds as ASSOCIATED_TO_AN_EXISTING_USER with the user's id."""
     out: dict = {}
     if deleted:
         out["DeletedFaces"] = list(deleted)
-    out["UnsuccessfulFaceDeletions"] = [{"FaceId": f, "Reasons": ["FACE_NOT_FOUND"]} for f in not_found]
+    out["UnsuccessfulFaceDeletions"] = [{"FaceId": r, "Reasons": ["FACE_NOT_FOUND"]} if isinstance(r, str)
+                                        else _refusal(r) for r in refused]
+    return out
+
+
+def _refusal(refusal: Refusal) -> dict:
+    out = {"FaceId": refusal.face_id}
+    if refusal.user_id is not None:
+        out["UserId"] = refusal.user_id
+    out["Reasons"] = [refusal.reason]
     return out
 
 
@@ -140,3 +153,56 @@ def search_faces_by_image_response(result: SearchResult, model: str) -> dict:
     return {"SearchedFaceBoundingBox": bounding_box(result.searched_face),
             "SearchedFaceConfidence": _r(result.searched_face.confidence, 4),
             "FaceMatches": face_matches(result.matches), "FaceModelVersion": model}
+
+
+# -- users and tags ----------------------------------------------------------------------------------------------
+
+
+def list_users_response(users: list[StoredUser], next_token: str | None) -> dict:
+    out: dict = {"Users": [{"UserId": u.user_id, "UserStatus": u.status} for u in users]}
+    if next_token:
+        out["NextToken"] = next_token
+    return out
+
+
+def associate_faces_response(result: AssociationResult) -> dict:
+    """AssociateFaces: LOW_MATCH_CONFIDENCE refusals carry the face's Confidence (its Similarity to the user)."""
+    refused = [_refusal(r) for r in result.refused]
+    refused += [{"FaceId": face_id, "UserId": result.user.user_id, "Confidence": _r(min(max(c, 0.0), 100.0), 4),
+                 "Reasons": ["LOW_MATCH_CONFIDENCE"]} for face_id, c in result.low_confidence]
+    return {"AssociatedFaces": [{"FaceId": f} for f in result.associated], "UnsuccessfulFaceAssociations": refused,
+            "UserStatus": result.user.status}
+
+
+def disassociate_faces_response(change: UserChange) -> dict:
+    return {"DisassociatedFaces": [{"FaceId": f} for f in change.changed],
+            "UnsuccessfulFaceDisassociations": [_refusal(r) for r in change.refused],
+            "UserStatus": change.user.status}
+
+
+def user_matches(matches: list[UserMatch]) -> list[dict]:
+    return [{"Similarity": _r(min(max(m.similarity, 0.0), 100.0), 4),
+             "User": {"UserId": m.user.user_id, "UserStatus": m.user.status}} for m in matches]
+
+
+def search_users_response(matches: list[UserMatch], model: str, *, face_id: str | None = None,
+                          user_id: str | None = None) -> dict:
+    out: dict = {"UserMatches": user_matches(matches), "FaceModelVersion": model}
+    if face_id is not None:
+        out["SearchedFace"] = {"FaceId": face_id}
+    if user_id is not None:
+        out["SearchedUser"] = {"UserId": user_id}
+    return out
+
+
+def search_users_by_image_response(result: UserSearchByImageResult, model: str) -> dict:
+    out: dict = {"UserMatches": user_matches(result.matches), "FaceModelVersion": model}
+    if result.searched_face is not None:
+        out["SearchedFace"] = {"FaceDetail": compared_face(result.searched_face)}
+    out["UnsearchedFaces"] = [{"FaceDetails": compared_face(face), "Reasons": list(reasons)}
+                              for face, reasons in result.unsearched]
+    return out
+
+
+def list_tags_response(tags: dict[str, str]) -> dict:
+    return {"Tags": dict(sorted(tags.items()))}

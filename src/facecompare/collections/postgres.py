@@ -42,13 +42,25 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from ..errors import (
+    ConflictException,
+    IdempotentParameterMismatchException,
     InternalServerError,
     InvalidParameterException,
     ResourceAlreadyExistsException,
     ResourceNotFoundException,
+    ServiceQuotaExceededException,
     quote_input,
 )
-from .store import Changes, CollectionInfo, CollectionStore, StoredFace
+from .store import (
+    MAX_FACES_PER_USER,
+    Changes,
+    CollectionInfo,
+    CollectionStore,
+    Refusal,
+    StoredFace,
+    StoredUser,
+    UserChange,
+)
 
 try:  # the `postgres` extra: pip install 'facecompare[postgres]'
     import psycopg
@@ -106,10 +118,36 @@ MIGRATIONS: list[tuple[str, ...]] = [
         deleted_at    timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (collection_id, seq)
     )"""),
+    # 2: Rekognition Users: a face's user, the users, and the digests of recent ClientRequestTokens
+    ('ALTER TABLE facecompare_faces ADD COLUMN user_id text COLLATE "C"',
+     "CREATE INDEX facecompare_faces_user ON facecompare_faces (collection_id, user_id) WHERE user_id IS NOT NULL",
+     "ALTER TABLE facecompare_collections ADD COLUMN user_count bigint NOT NULL DEFAULT 0",
+     """
+    CREATE TABLE facecompare_users (
+        collection_id text COLLATE "C" NOT NULL
+                      REFERENCES facecompare_collections (collection_id) ON DELETE CASCADE,
+        user_id       text COLLATE "C" NOT NULL,
+        created_at    double precision NOT NULL,
+        face_count    integer NOT NULL DEFAULT 0,
+        PRIMARY KEY (collection_id, user_id)
+    )""",
+     """
+    CREATE TABLE facecompare_user_requests (
+        collection_id text COLLATE "C" NOT NULL
+                      REFERENCES facecompare_collections (collection_id) ON DELETE CASCADE,
+        token         text NOT NULL,
+        digest        text NOT NULL,
+        created_at    double precision NOT NULL,
+        PRIMARY KEY (collection_id, token)
+    )""",
+     "CREATE INDEX facecompare_user_requests_time ON facecompare_user_requests (created_at)"),
 ]
 
+#: seconds a ClientRequestToken's digest is kept (a retry comes within seconds; boto3 makes a new one per call)
+REQUEST_TOKEN_SECONDS = 24 * 3600.0
+
 _FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
-                 "embedding, image_sha256, indexed_at")
+                 "embedding, image_sha256, indexed_at, user_id")
 
 
 def redact_url(url: str) -> str:
@@ -238,12 +276,12 @@ class PostgresStore(CollectionStore):
 
     @staticmethod
     def _info(row) -> CollectionInfo:
-        collection_id, model, metric, dimension, tags, created_at, generation, face_count = row
+        collection_id, model, metric, dimension, tags, created_at, generation, face_count, user_count = row
         return CollectionInfo(collection_id=collection_id, model=model, metric=metric, dimension=int(dimension),
                               created_at=float(created_at), generation=generation, face_count=int(face_count),
-                              tags=dict(tags or {}))
+                              tags=dict(tags or {}), user_count=int(user_count))
 
-    _INFO = "collection_id, model, metric, dimension, tags, created_at, generation, face_count"
+    _INFO = "collection_id, model, metric, dimension, tags, created_at, generation, face_count, user_count"
 
     def create_collection(self, collection_id: str, model: str, metric: str, dimension: int,
                           tags: dict[str, str] | None = None) -> CollectionInfo:
@@ -327,11 +365,11 @@ class PostgresStore(CollectionStore):
     @staticmethod
     def _face(row) -> StoredFace:
         (face_id, image_id, external_image_id, width, height, left, top, confidence, embedding, image_sha256,
-         indexed_at) = row
+         indexed_at, user_id) = row
         return StoredFace(face_id=face_id, image_id=image_id, external_image_id=external_image_id,
                           bounding_box=(width, height, left, top), confidence=confidence,
                           embedding=np.frombuffer(bytes(embedding), dtype="<f4").astype(np.float32),
-                          image_sha256=image_sha256, indexed_at=indexed_at)
+                          image_sha256=image_sha256, indexed_at=indexed_at, user_id=user_id)
 
     def add_faces(self, collection_id: str, faces: Sequence[StoredFace]) -> list[StoredFace]:
         faces = list(faces)
@@ -348,7 +386,8 @@ class PostgresStore(CollectionStore):
                                                     f"{dimension}-d embeddings; a face has {vector.shape[0]}.")
                 vectors.append(vector)
             cur.executemany(f"INSERT INTO facecompare_faces (collection_id, {_FACE_COLUMNS}, seq) VALUES "
-                            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, nextval('facecompare_change_seq')) "
+                            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, "
+                            "nextval('facecompare_change_seq')) "
                             "ON CONFLICT (collection_id, face_id) DO NOTHING RETURNING face_id, seq",
                             [(collection_id, face.face_id, face.image_id, face.external_image_id,
                               *(float(v) for v in face.bounding_box), float(face.confidence), vector.tobytes(),
@@ -390,14 +429,15 @@ class PostgresStore(CollectionStore):
 
         return self._run(work)
 
-    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredFace]:
+    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000,
+                   user_id: str | None = None) -> list[StoredFace]:
         def work(cur):
             self._exists(cur, collection_id)
             if limit <= 0:
                 return []
             cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND "
-                        "(%s::text IS NULL OR face_id > %s) ORDER BY face_id LIMIT %s",
-                        (collection_id, after, after, int(limit)))
+                        "(%s::text IS NULL OR face_id > %s) AND (%s::text IS NULL OR user_id = %s) "
+                        "ORDER BY face_id LIMIT %s", (collection_id, after, after, user_id, user_id, int(limit)))
             return [self._face(row) for row in cur.fetchall()]
 
         return self._run(work)
@@ -409,8 +449,8 @@ class PostgresStore(CollectionStore):
             self._lock(cur, collection_id)
             if not ids:
                 return []
-            cur.execute("DELETE FROM facecompare_faces WHERE collection_id = %s AND face_id = ANY(%s) RETURNING face_id",
-                        (collection_id, ids))
+            cur.execute("DELETE FROM facecompare_faces WHERE collection_id = %s AND face_id = ANY(%s) AND "
+                        "user_id IS NULL RETURNING face_id", (collection_id, ids))  # associated faces stay
             gone = {row[0] for row in cur.fetchall()}
             deleted = [face_id for face_id in ids if face_id in gone]
             if deleted:  # one log entry per face, numbered in one statement
@@ -423,6 +463,206 @@ class PostgresStore(CollectionStore):
                             "WHERE collection_id = %s", (len(deleted), last, collection_id))
             self._prune(cur, collection_id)
             return deleted
+
+        return self._run(work)
+
+    # users -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _replayed(cur, collection_id: str, request: tuple[str, str] | None) -> bool:
+        """Whether ``request`` (token, digest) was seen; a token seen with another digest is refused. A new token
+        is recorded (and the collection's tokens past their day forgotten). Called under the collection's lock."""
+        if request is None:
+            return False
+        token, digest = request
+        cur.execute("SELECT digest FROM facecompare_user_requests WHERE collection_id = %s AND token = %s",
+                    (collection_id, token))
+        row = cur.fetchone()
+        if row is not None:
+            if row[0] != digest:
+                raise IdempotentParameterMismatchException(
+                    f"The ClientRequestToken {quote_input(token)} was used with other parameters; use a new token "
+                    "for a new request."
+                )
+            return True
+        now = time.time()
+        cur.execute("DELETE FROM facecompare_user_requests WHERE collection_id = %s AND created_at < %s",
+                    (collection_id, now - REQUEST_TOKEN_SECONDS))
+        cur.execute("INSERT INTO facecompare_user_requests (collection_id, token, digest, created_at) "
+                    "VALUES (%s, %s, %s, %s)", (collection_id, token, digest, now))
+        return False
+
+    @staticmethod
+    def _user(cur, collection_id: str, user_id: str) -> StoredUser | None:
+        cur.execute("SELECT user_id, created_at, face_count FROM facecompare_users WHERE collection_id = %s AND "
+                    "user_id = %s", (collection_id, user_id))
+        row = cur.fetchone()
+        return StoredUser(row[0], float(row[1]), int(row[2])) if row else None
+
+    @staticmethod
+    def _user_not_found(collection_id: str, user_id: str) -> ResourceNotFoundException:
+        return ResourceNotFoundException(f"The user {quote_input(user_id)} does not exist in collection "
+                                         f"{quote_input(collection_id)}.")
+
+    def create_user(self, collection_id: str, user_id: str,
+                    request: tuple[str, str] | None = None) -> StoredUser:
+        def work(cur):
+            self._lock(cur, collection_id)
+            replay = self._replayed(cur, collection_id, request)
+            existing = self._user(cur, collection_id, user_id)
+            if replay:  # done before: succeed again, change nothing (not even a user deleted since)
+                return existing or StoredUser(user_id, time.time(), 0)
+            if existing is not None:
+                raise ConflictException(f"The user {quote_input(user_id)} already exists in collection "
+                                        f"{quote_input(collection_id)}.")
+            created = time.time()
+            cur.execute("INSERT INTO facecompare_users (collection_id, user_id, created_at) VALUES (%s, %s, %s)",
+                        (collection_id, user_id, created))
+            cur.execute("UPDATE facecompare_collections SET user_count = user_count + 1 WHERE collection_id = %s",
+                        (collection_id,))
+            return StoredUser(user_id, created, 0)
+
+        return self._run(work)
+
+    def delete_user(self, collection_id: str, user_id: str, request: tuple[str, str] | None = None) -> None:
+        def work(cur):
+            self._lock(cur, collection_id)
+            if self._replayed(cur, collection_id, request):  # done before: succeed again, change nothing
+                return
+            if self._user(cur, collection_id, user_id) is None:
+                raise self._user_not_found(collection_id, user_id)
+            cur.execute("UPDATE facecompare_faces SET user_id = NULL WHERE collection_id = %s AND user_id = %s",
+                        (collection_id, user_id))
+            cur.execute("DELETE FROM facecompare_users WHERE collection_id = %s AND user_id = %s",
+                        (collection_id, user_id))
+            cur.execute("UPDATE facecompare_collections SET user_count = user_count - 1 WHERE collection_id = %s",
+                        (collection_id,))
+
+        self._run(work)
+
+    def get_user(self, collection_id: str, user_id: str) -> StoredUser | None:
+        def work(cur):
+            self._exists(cur, collection_id)
+            return self._user(cur, collection_id, user_id)
+
+        return self._run(work)
+
+    def list_users(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredUser]:
+        def work(cur):
+            self._exists(cur, collection_id)
+            cur.execute("SELECT user_id, created_at, face_count FROM facecompare_users WHERE collection_id = %s AND "
+                        "(%s::text IS NULL OR user_id > %s) ORDER BY user_id LIMIT %s",
+                        (collection_id, after, after, int(limit)))
+            return [StoredUser(r[0], float(r[1]), int(r[2])) for r in cur.fetchall()]
+
+        return self._run(work)
+
+    def user_faces(self, collection_id: str, user_ids: Iterable[str]) -> list[StoredFace]:
+        ids = sorted(set(user_ids))
+
+        def work(cur):
+            self._exists(cur, collection_id)
+            if not ids:
+                return []
+            cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND "
+                        "user_id = ANY(%s) ORDER BY user_id, face_id", (collection_id, ids))
+            return [self._face(row) for row in cur.fetchall()]
+
+        return self._run(work)
+
+    @staticmethod
+    def _owners(cur, collection_id: str, face_ids: list[str]) -> dict[str, str | None]:
+        cur.execute("SELECT face_id, user_id FROM facecompare_faces WHERE collection_id = %s AND face_id = ANY(%s) "
+                    "FOR UPDATE", (collection_id, face_ids))
+        return dict(cur.fetchall())
+
+    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
+                        request: tuple[str, str] | None = None,
+                        max_faces: int = MAX_FACES_PER_USER) -> UserChange:
+        wanted = list(dict.fromkeys(face_ids))
+
+        def work(cur):
+            self._lock(cur, collection_id)
+            self._replayed(cur, collection_id, request)  # a replay associates again, which changes nothing
+            user = self._user(cur, collection_id, user_id)
+            if user is None:
+                raise self._user_not_found(collection_id, user_id)
+            owners = self._owners(cur, collection_id, wanted)
+            changed, refused, new = [], [], []
+            for face_id in wanted:
+                if face_id not in owners:
+                    refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+                elif owners[face_id] not in (None, user_id):
+                    refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owners[face_id]))
+                else:
+                    changed.append(face_id)
+                    if owners[face_id] is None:
+                        new.append(face_id)
+            if user.face_count + len(new) > max_faces:
+                raise ServiceQuotaExceededException(
+                    f"The user {quote_input(user_id)} holds {user.face_count} faces; {len(new)} more would pass the "
+                    f"limit of {max_faces} faces per user."
+                )
+            if new:
+                cur.execute("UPDATE facecompare_faces SET user_id = %s WHERE collection_id = %s AND face_id = ANY(%s)",
+                            (user_id, collection_id, new))
+                cur.execute("UPDATE facecompare_users SET face_count = face_count + %s WHERE collection_id = %s AND "
+                            "user_id = %s", (len(new), collection_id, user_id))
+            return UserChange(changed, refused, self._user(cur, collection_id, user_id))
+
+        return self._run(work)
+
+    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
+                           request: tuple[str, str] | None = None) -> UserChange:
+        wanted = list(dict.fromkeys(face_ids))
+
+        def work(cur):
+            self._lock(cur, collection_id)
+            self._replayed(cur, collection_id, request)
+            if self._user(cur, collection_id, user_id) is None:
+                raise self._user_not_found(collection_id, user_id)
+            owners = self._owners(cur, collection_id, wanted)
+            changed, refused = [], []
+            for face_id in wanted:
+                owner = owners.get(face_id)
+                if owner == user_id:
+                    changed.append(face_id)
+                elif owner is not None:
+                    refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owner))
+                else:
+                    refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+            if changed:
+                cur.execute("UPDATE facecompare_faces SET user_id = NULL WHERE collection_id = %s AND "
+                            "face_id = ANY(%s)", (collection_id, changed))
+                cur.execute("UPDATE facecompare_users SET face_count = face_count - %s WHERE collection_id = %s AND "
+                            "user_id = %s", (len(changed), collection_id, user_id))
+            return UserChange(changed, refused, self._user(cur, collection_id, user_id))
+
+        return self._run(work)
+
+    # tags --------------------------------------------------------------------------------------------------
+
+    def update_tags(self, collection_id: str, add: dict[str, str], remove: Iterable[str] = (),
+                    max_tags: int = 200) -> dict[str, str]:
+        remove = list(remove)
+
+        def work(cur):
+            cur.execute("SELECT tags FROM facecompare_collections WHERE collection_id = %s FOR NO KEY UPDATE",
+                        (collection_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise self._not_found(collection_id)
+            tags = dict(row[0] or {})
+            tags.update(add)
+            for key in remove:
+                tags.pop(key, None)
+            if len(tags) > max_tags:
+                raise ServiceQuotaExceededException(
+                    f"The collection {quote_input(collection_id)} would have {len(tags)} tags; the limit is {max_tags}."
+                )
+            cur.execute("UPDATE facecompare_collections SET tags = %s::jsonb WHERE collection_id = %s",
+                        (json.dumps(tags), collection_id))
+            return tags
 
         return self._run(work)
 

@@ -52,7 +52,8 @@ from ..images import DecodedImage, decode_bytes, read_source_bytes
 from ..quality import QUALITY_BARS
 from ..settings import Settings
 from .index import ExactIndex, SearchIndex
-from .store import Changes, CollectionInfo, CollectionStore, StoredFace
+from .store import Changes, CollectionInfo, CollectionStore, Refusal, StoredFace
+from .users import UserOperations
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 4096
@@ -276,8 +277,9 @@ class _Entry:
         self.large = False  # built for a collection over approximate_above (the factory chose for that size)
 
 
-class Collections:
-    """The collection operations (see the module docstring). Thread-safe; one per process is enough."""
+class Collections(UserOperations):
+    """The collection operations (see the module docstring; Users and tags: :mod:`.users`). Thread-safe; one per
+    process is enough."""
 
     def __init__(self, verifier: Verifier, store: CollectionStore, *, approximate_above: int | None = None,
                  index_factory: IndexFactory | None = None,
@@ -416,33 +418,54 @@ class Collections:
         return str(uuid.uuid5(ID_NAMESPACE, f"face\n{digest}\n{external_image_id or ''}\n{model}\n{box}"))
 
     def list_faces(self, collection_id: str, next_token: str | None = None, max_results: int | None = None,
-                   face_ids: Iterable[str] | None = None) -> tuple[list[StoredFace], str | None]:
+                   face_ids: Iterable[str] | None = None,
+                   user_id: str | None = None) -> tuple[list[StoredFace], str | None]:
+        """ListFaces: a page of the collection's faces (those of ``face_ids``, of ``user_id``, or both)."""
+        from .users import check_user_id
+
         self.sweep()
         info = self.store.describe_collection(check_collection_id(collection_id))
         limit = self._page_size(max_results)
+        scope = info.collection_id + "\0" + info.generation
+        if user_id is not None:
+            scope += "\0" + check_user_id(user_id)
         after = None
         if next_token is not None:
-            after = self._read_token(next_token, "f", info.collection_id + "\0" + info.generation)
+            after = self._read_token(next_token, "f", scope)
             check_face_id(after, "NextToken")
         if face_ids is not None:
             wanted = sorted(set(check_face_ids(list(face_ids))))
             wanted = [f for f in wanted if after is None or f > after]
             faces = self.store.get_faces(info.collection_id, wanted)  # at most 4096, in face_id order
+            if user_id is not None:
+                faces = [f for f in faces if f.user_id == user_id]
         else:
-            faces = self.store.list_faces(info.collection_id, after, limit + 1)
+            faces = self.store.list_faces(info.collection_id, after, limit + 1, user_id=user_id)
         more = len(faces) > limit
         faces = faces[:limit]
         last = faces[-1].face_id if more else None
-        token = self._make_token("f", info.collection_id + "\0" + info.generation, last) if more else None
+        token = self._make_token("f", scope, last) if more else None
         return faces, token
 
     def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """DeleteFaces: (the ids erased, the ids not erased: not in the collection, or held by a user; see
+        :meth:`delete_faces_with_reasons` for which)."""
+        deleted, refused = self.delete_faces_with_reasons(collection_id, face_ids)
+        return deleted, [r.face_id for r in refused]
+
+    def delete_faces_with_reasons(self, collection_id: str,
+                                  face_ids: Iterable[str]) -> tuple[list[str], list[Refusal]]:
+        """DeleteFaces: (the ids erased, the faces refused: FACE_NOT_FOUND, or ASSOCIATED_TO_AN_EXISTING_USER with
+        the user's id for a face that a user holds; disassociate it first)."""
         self.sweep()
         check_collection_id(collection_id)
         wanted = list(dict.fromkeys(check_face_ids(list(face_ids))))
         deleted = self.store.delete_faces(collection_id, wanted)
         gone = set(deleted)
-        return deleted, [f for f in wanted if f not in gone]
+        kept = [f for f in wanted if f not in gone]
+        owners = {f.face_id: f.user_id for f in self.store.get_faces(collection_id, kept)} if kept else {}
+        return deleted, [Refusal(f, "ASSOCIATED_TO_AN_EXISTING_USER", owners[f]) if owners.get(f)
+                         else Refusal(f, "FACE_NOT_FOUND") for f in kept]
 
     # -- search ---------------------------------------------------------------------------------------------------
 

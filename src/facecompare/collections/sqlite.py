@@ -29,12 +29,24 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import (
+    ConflictException,
+    IdempotentParameterMismatchException,
     InvalidParameterException,
     ResourceAlreadyExistsException,
     ResourceNotFoundException,
+    ServiceQuotaExceededException,
     quote_input,
 )
-from .store import Changes, CollectionInfo, CollectionStore, StoredFace
+from .store import (
+    MAX_FACES_PER_USER,
+    Changes,
+    CollectionInfo,
+    CollectionStore,
+    Refusal,
+    StoredFace,
+    StoredUser,
+    UserChange,
+)
 
 #: deletions kept for changes_since (older callers rebuild their index from all_embeddings)
 DELETION_LOG_ENTRIES = 100_000
@@ -86,10 +98,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deletions_by_coll ON deletions (coll, seq);
     """,
+    # 2: Rekognition Users: a face's user, the users, and the digests of recent ClientRequestTokens
+    """
+    ALTER TABLE faces ADD COLUMN user_id TEXT;
+    CREATE INDEX faces_by_user ON faces (coll, user_id) WHERE user_id IS NOT NULL;
+    ALTER TABLE collections ADD COLUMN user_count INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE users (
+        coll INTEGER NOT NULL REFERENCES collections (id),
+        user_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        face_count INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (coll, user_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE user_requests (
+        coll INTEGER NOT NULL REFERENCES collections (id),
+        token TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (coll, token)
+    ) WITHOUT ROWID;
+    CREATE INDEX user_requests_by_time ON user_requests (created_at);
+    """,
 )
 
+#: seconds a ClientRequestToken's digest is kept (a retry comes within seconds; boto3 makes a new one per call)
+REQUEST_TOKEN_SECONDS = 24 * 3600.0
+
 _FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
-                 "embedding, image_sha256, indexed_at")
+                 "embedding, image_sha256, indexed_at, user_id")
 
 
 def path_from_url(url: str) -> str:
@@ -138,11 +174,11 @@ def transaction(db: sqlite3.Connection, lock, write: bool) -> Iterator[sqlite3.C
 
 
 def _face_from_row(row: tuple) -> StoredFace:
-    (face_id, image_id, external, w, h, left, top, confidence, blob, sha, indexed_at) = row
+    (face_id, image_id, external, w, h, left, top, confidence, blob, sha, indexed_at, user_id) = row
     return StoredFace(face_id=face_id, image_id=image_id, external_image_id=external,
                       bounding_box=(w, h, left, top), confidence=confidence,
                       embedding=np.frombuffer(blob, dtype=np.float32).copy(), image_sha256=sha,
-                      indexed_at=indexed_at)
+                      indexed_at=indexed_at, user_id=user_id)
 
 
 def _chunks(items: list[str], size: int = _CHUNK) -> Iterator[list[str]]:
@@ -190,17 +226,17 @@ class SqliteStore(CollectionStore):
     @staticmethod
     def _collection_row(db: sqlite3.Connection, collection_id: str) -> tuple:
         row = db.execute("SELECT id, collection_id, model, metric, dimension, created_at, generation, face_count, "
-                         "tags FROM collections WHERE collection_id = ?", (collection_id,)).fetchone()
+                         "tags, user_count FROM collections WHERE collection_id = ?", (collection_id,)).fetchone()
         if row is None:
             raise ResourceNotFoundException(f"The collection id: {quote_input(collection_id)} does not exist.")
         return row
 
     @staticmethod
     def _info(row: tuple) -> CollectionInfo:
-        _, collection_id, model, metric, dimension, created_at, generation, face_count, tags = row
+        _, collection_id, model, metric, dimension, created_at, generation, face_count, tags, user_count = row
         return CollectionInfo(collection_id=collection_id, model=model, metric=metric, dimension=dimension,
                               created_at=created_at, generation=generation, face_count=face_count,
-                              tags=json.loads(tags))
+                              tags=json.loads(tags), user_count=user_count)
 
     @staticmethod
     def _next_seq(db: sqlite3.Connection, count: int) -> int:
@@ -239,6 +275,8 @@ class SqliteStore(CollectionStore):
             coll = self._collection_row(db, collection_id)[0]
             db.execute("DELETE FROM faces WHERE coll = ?", (coll,))
             db.execute("DELETE FROM deletions WHERE coll = ?", (coll,))
+            db.execute("DELETE FROM users WHERE coll = ?", (coll,))
+            db.execute("DELETE FROM user_requests WHERE coll = ?", (coll,))
             db.execute("DELETE FROM collections WHERE id = ?", (coll,))
         self.checkpoint()
 
@@ -249,7 +287,8 @@ class SqliteStore(CollectionStore):
     def list_collections(self, after: str | None = None, limit: int = 1000) -> list[CollectionInfo]:
         with self._read() as db:
             rows = db.execute("SELECT id, collection_id, model, metric, dimension, created_at, generation, face_count, "
-                              "tags FROM collections WHERE collection_id > ? ORDER BY collection_id LIMIT ?",
+                              "tags, user_count FROM collections WHERE collection_id > ? ORDER BY collection_id "
+                              "LIMIT ?",
                               (after or "", int(limit))).fetchall()
         return [self._info(row) for row in rows]
 
@@ -305,11 +344,16 @@ class SqliteStore(CollectionStore):
         found.sort(key=lambda f: f.face_id)
         return found
 
-    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredFace]:
+    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000,
+                   user_id: str | None = None) -> list[StoredFace]:
         with self._read() as db:
             coll = self._collection_row(db, collection_id)[0]
-            rows = db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND face_id > ? ORDER BY face_id "
-                              "LIMIT ?", (coll, after or "", int(limit))).fetchall()
+            if user_id is not None:
+                rows = db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND user_id = ? AND face_id > ? "
+                                  "ORDER BY face_id LIMIT ?", (coll, user_id, after or "", int(limit))).fetchall()
+            else:
+                rows = db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND face_id > ? ORDER BY "
+                                  "face_id LIMIT ?", (coll, after or "", int(limit))).fetchall()
         return [_face_from_row(row) for row in rows]
 
     def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> list[str]:
@@ -319,8 +363,9 @@ class SqliteStore(CollectionStore):
             existing: set[str] = set()
             for chunk in _chunks(wanted):
                 marks = ",".join("?" * len(chunk))
-                existing.update(r[0] for r in db.execute(
-                    f"SELECT face_id FROM faces WHERE coll = ? AND face_id IN ({marks})", (coll, *chunk)))
+                existing.update(r[0] for r in db.execute(  # an associated face stays (see the interface)
+                    f"SELECT face_id FROM faces WHERE coll = ? AND face_id IN ({marks}) AND user_id IS NULL",
+                    (coll, *chunk)))
             deleted = [f for f in wanted if f in existing]
             if deleted:
                 first = self._next_seq(db, len(deleted))
@@ -340,6 +385,176 @@ class SqliteStore(CollectionStore):
         if row is not None:  # entries at or below row[0] go; a caller at an older seq must rebuild
             db.execute("DELETE FROM deletions WHERE seq <= ?", (row[0],))
             db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'log_floor'", (row[0],))
+
+    # -- users --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _replayed(db: sqlite3.Connection, coll: int, request: tuple[str, str] | None) -> bool:
+        """Whether ``request`` (token, digest) was seen; a token seen with another digest is refused. A new token
+        is recorded (and tokens past their day forgotten)."""
+        if request is None:
+            return False
+        token, digest = request
+        row = db.execute("SELECT digest FROM user_requests WHERE coll = ? AND token = ?", (coll, token)).fetchone()
+        if row is not None:
+            if row[0] != digest:
+                raise IdempotentParameterMismatchException(
+                    f"The ClientRequestToken {quote_input(token)} was used with other parameters; use a new token "
+                    "for a new request."
+                )
+            return True
+        now = time.time()
+        db.execute("DELETE FROM user_requests WHERE created_at < ?", (now - REQUEST_TOKEN_SECONDS,))
+        db.execute("INSERT INTO user_requests (coll, token, digest, created_at) VALUES (?, ?, ?, ?)",
+                   (coll, token, digest, now))
+        return False
+
+    @staticmethod
+    def _user(db: sqlite3.Connection, coll: int, user_id: str) -> StoredUser | None:
+        row = db.execute("SELECT user_id, created_at, face_count FROM users WHERE coll = ? AND user_id = ?",
+                         (coll, user_id)).fetchone()
+        return StoredUser(*row) if row else None
+
+    @staticmethod
+    def _user_not_found(collection_id: str, user_id: str) -> ResourceNotFoundException:
+        return ResourceNotFoundException(f"The user {quote_input(user_id)} does not exist in collection "
+                                         f"{quote_input(collection_id)}.")
+
+    def create_user(self, collection_id: str, user_id: str,
+                    request: tuple[str, str] | None = None) -> StoredUser:
+        with self._write() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            replay = self._replayed(db, coll, request)
+            existing = self._user(db, coll, user_id)
+            if replay:  # done before: succeed again, change nothing (not even a user deleted since)
+                return existing or StoredUser(user_id, time.time(), 0)
+            if existing is not None:
+                raise ConflictException(f"The user {quote_input(user_id)} already exists in collection "
+                                        f"{quote_input(collection_id)}.")
+            created = time.time()
+            db.execute("INSERT INTO users (coll, user_id, created_at) VALUES (?, ?, ?)", (coll, user_id, created))
+            db.execute("UPDATE collections SET user_count = user_count + 1 WHERE id = ?", (coll,))
+        return StoredUser(user_id, created, 0)
+
+    def delete_user(self, collection_id: str, user_id: str, request: tuple[str, str] | None = None) -> None:
+        with self._write() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            if self._replayed(db, coll, request):  # done before: succeed again, change nothing
+                return
+            if self._user(db, coll, user_id) is None:
+                raise self._user_not_found(collection_id, user_id)
+            db.execute("UPDATE faces SET user_id = NULL WHERE coll = ? AND user_id = ?", (coll, user_id))
+            db.execute("DELETE FROM users WHERE coll = ? AND user_id = ?", (coll, user_id))
+            db.execute("UPDATE collections SET user_count = user_count - 1 WHERE id = ?", (coll,))
+        self.checkpoint()
+
+    def get_user(self, collection_id: str, user_id: str) -> StoredUser | None:
+        with self._read() as db:
+            return self._user(db, self._collection_row(db, collection_id)[0], user_id)
+
+    def list_users(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredUser]:
+        with self._read() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            rows = db.execute("SELECT user_id, created_at, face_count FROM users WHERE coll = ? AND user_id > ? "
+                              "ORDER BY user_id LIMIT ?", (coll, after or "", int(limit))).fetchall()
+        return [StoredUser(*row) for row in rows]
+
+    def user_faces(self, collection_id: str, user_ids: Iterable[str]) -> list[StoredFace]:
+        ids = sorted(set(user_ids))
+        found: list[StoredFace] = []
+        with self._read() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                found.extend(_face_from_row(row) for row in db.execute(
+                    f"SELECT {_FACE_COLUMNS} FROM faces WHERE coll = ? AND user_id IN ({marks})", (coll, *chunk)))
+        found.sort(key=lambda f: (f.user_id, f.face_id))
+        return found
+
+    def _owners(self, db: sqlite3.Connection, coll: int, face_ids: list[str]) -> dict[str, str | None]:
+        owners: dict[str, str | None] = {}
+        for chunk in _chunks(face_ids):
+            marks = ",".join("?" * len(chunk))
+            owners.update(db.execute(f"SELECT face_id, user_id FROM faces WHERE coll = ? AND face_id IN ({marks})",
+                                     (coll, *chunk)).fetchall())
+        return owners
+
+    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
+                        request: tuple[str, str] | None = None,
+                        max_faces: int = MAX_FACES_PER_USER) -> UserChange:
+        wanted = list(dict.fromkeys(face_ids))
+        with self._write() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            self._replayed(db, coll, request)  # a replay associates again, which changes nothing
+            user = self._user(db, coll, user_id)
+            if user is None:
+                raise self._user_not_found(collection_id, user_id)
+            owners = self._owners(db, coll, wanted)
+            changed, refused, new = [], [], []
+            for face_id in wanted:
+                if face_id not in owners:
+                    refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+                elif owners[face_id] not in (None, user_id):
+                    refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owners[face_id]))
+                else:
+                    changed.append(face_id)
+                    if owners[face_id] is None:
+                        new.append(face_id)
+            if user.face_count + len(new) > max_faces:
+                raise ServiceQuotaExceededException(
+                    f"The user {quote_input(user_id)} holds {user.face_count} faces; {len(new)} more would pass the "
+                    f"limit of {max_faces} faces per user."
+                )
+            if new:
+                db.executemany("UPDATE faces SET user_id = ? WHERE coll = ? AND face_id = ?",
+                               [(user_id, coll, f) for f in new])
+                db.execute("UPDATE users SET face_count = face_count + ? WHERE coll = ? AND user_id = ?",
+                           (len(new), coll, user_id))
+            user = self._user(db, coll, user_id)
+        return UserChange(changed, refused, user)
+
+    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
+                           request: tuple[str, str] | None = None) -> UserChange:
+        wanted = list(dict.fromkeys(face_ids))
+        with self._write() as db:
+            coll = self._collection_row(db, collection_id)[0]
+            self._replayed(db, coll, request)
+            if self._user(db, coll, user_id) is None:
+                raise self._user_not_found(collection_id, user_id)
+            owners = self._owners(db, coll, wanted)
+            changed, refused = [], []
+            for face_id in wanted:
+                owner = owners.get(face_id)
+                if owner == user_id:
+                    changed.append(face_id)
+                elif owner is not None:
+                    refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owner))
+                else:
+                    refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+            if changed:
+                db.executemany("UPDATE faces SET user_id = NULL WHERE coll = ? AND face_id = ?",
+                               [(coll, f) for f in changed])
+                db.execute("UPDATE users SET face_count = face_count - ? WHERE coll = ? AND user_id = ?",
+                           (len(changed), coll, user_id))
+            user = self._user(db, coll, user_id)
+        return UserChange(changed, refused, user)
+
+    # -- tags ---------------------------------------------------------------------------------------------------
+
+    def update_tags(self, collection_id: str, add: dict[str, str], remove: Iterable[str] = (),
+                    max_tags: int = 200) -> dict[str, str]:
+        with self._write() as db:
+            row = self._collection_row(db, collection_id)
+            tags = json.loads(row[8])
+            tags.update(add)
+            for key in remove:
+                tags.pop(key, None)
+            if len(tags) > max_tags:
+                raise ServiceQuotaExceededException(
+                    f"The collection {quote_input(collection_id)} would have {len(tags)} tags; the limit is {max_tags}."
+                )
+            db.execute("UPDATE collections SET tags = ? WHERE id = ?", (json.dumps(tags, sort_keys=True), row[0]))
+        return tags
 
     # -- keeping an index in step -------------------------------------------------------------------------------
 

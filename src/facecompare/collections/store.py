@@ -36,6 +36,7 @@ class CollectionInfo:
     generation: str  # changes when a collection of this id is deleted and created again
     face_count: int = 0
     tags: dict[str, str] = field(default_factory=dict)
+    user_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,44 @@ class StoredFace:
     embedding: np.ndarray = field(repr=False, compare=False)  # float32, shape (dimension,)
     image_sha256: str = ""  # hex digest of the indexed image's bytes (never the image itself)
     indexed_at: float = 0.0  # epoch seconds
+    user_id: str | None = None  # the user the face is associated to (AssociateFaces), if any
+
+
+#: faces one user may hold (Rekognition's limit)
+MAX_FACES_PER_USER = 100
+
+
+@dataclass(frozen=True)
+class StoredUser:
+    """A Rekognition User: an id that aggregates up to :data:`MAX_FACES_PER_USER` of a collection's faces. Every
+    change here is synchronous, so a user is never CREATING or UPDATING: CREATED until a face is associated,
+    ACTIVE while it holds faces (and CREATED again once its last face is disassociated)."""
+
+    user_id: str
+    created_at: float  # epoch seconds
+    face_count: int = 0
+
+    @property
+    def status(self) -> str:
+        return "ACTIVE" if self.face_count else "CREATED"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A face AssociateFaces or DisassociateFaces did not change, in Rekognition's reason enum."""
+
+    face_id: str
+    reason: str  # FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER (LOW_MATCH_CONFIDENCE is the service's)
+    user_id: str | None = None  # the other user, for ASSOCIATED_TO_A_DIFFERENT_USER
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """What AssociateFaces or DisassociateFaces did: the faces changed, those refused, the user afterwards."""
+
+    changed: list[str]
+    refused: list[Refusal]
+    user: StoredUser
 
 
 @dataclass(frozen=True)
@@ -92,12 +131,61 @@ class CollectionStore(ABC):
         """The faces of those ids that exist, in ``face_id`` order."""
 
     @abstractmethod
-    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredFace]:
-        """Faces ordered by ``face_id``, those greater than ``after``, at most ``limit``."""
+    def list_faces(self, collection_id: str, after: str | None = None, limit: int = 1000,
+                   user_id: str | None = None) -> list[StoredFace]:
+        """Faces ordered by ``face_id``, those greater than ``after``, at most ``limit`` (of one user only, when
+        ``user_id`` is given)."""
 
     @abstractmethod
     def delete_faces(self, collection_id: str, face_ids: Iterable[str]) -> list[str]:
-        """Erase those faces; returns the ids that existed and are now gone."""
+        """Erase those faces; returns the ids that existed and are now gone. A face associated to a user is not
+        erased (DeleteFaces refuses it with ASSOCIATED_TO_AN_EXISTING_USER: disassociate it first)."""
+
+    # users (Rekognition's Users API). ``request`` is (ClientRequestToken, digest of the request's parameters) or
+    # None: a token seen before with the same digest replays the request (CreateUser and DeleteUser then succeed
+    # again and change nothing); with another digest it is IdempotentParameterMismatchException. Tokens are kept a
+    # day, and only their digests (no user id in clear).
+
+    @abstractmethod
+    def create_user(self, collection_id: str, user_id: str,
+                    request: tuple[str, str] | None = None) -> StoredUser:
+        """A new user without faces; ConflictException when the id exists (unless the request is a replay)."""
+
+    @abstractmethod
+    def delete_user(self, collection_id: str, user_id: str, request: tuple[str, str] | None = None) -> None:
+        """Disassociate the user's faces (they stay in the collection) and erase the user;
+        ResourceNotFoundException for an unknown user (unless the request is a replay)."""
+
+    @abstractmethod
+    def get_user(self, collection_id: str, user_id: str) -> StoredUser | None: ...
+
+    @abstractmethod
+    def list_users(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredUser]:
+        """Users ordered by id, those greater than ``after``, at most ``limit``."""
+
+    @abstractmethod
+    def user_faces(self, collection_id: str, user_ids: Iterable[str]) -> list[StoredFace]:
+        """Every face associated to those users, ordered by (user id, face id)."""
+
+    @abstractmethod
+    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
+                        request: tuple[str, str] | None = None,
+                        max_faces: int = MAX_FACES_PER_USER) -> UserChange:
+        """Associate the faces to the user in one transaction: a face not in the collection is FACE_NOT_FOUND, one
+        of another user ASSOCIATED_TO_A_DIFFERENT_USER, one of this user already counts as associated.
+        ServiceQuotaExceededException (nothing changed) when the user would pass ``max_faces``."""
+
+    @abstractmethod
+    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
+                           request: tuple[str, str] | None = None) -> UserChange:
+        """The reverse: a face of another user is ASSOCIATED_TO_A_DIFFERENT_USER, one that is not in the
+        collection or not associated is FACE_NOT_FOUND."""
+
+    @abstractmethod
+    def update_tags(self, collection_id: str, add: dict[str, str], remove: Iterable[str] = (),
+                    max_tags: int = 200) -> dict[str, str]:
+        """Set and remove tags of a collection in one transaction; the tags afterwards. More than ``max_tags``
+        afterwards is ServiceQuotaExceededException (nothing changed)."""
 
     @abstractmethod
     def changes_since(self, collection_id: str, generation: str | None, seq: int) -> Changes | None:

@@ -17,13 +17,22 @@ from ..collections.service import (
     check_int,
     check_tags,
 )
+from ..collections.users import (
+    MAX_USER_RESULTS,
+    check_client_request_token,
+    check_user_face_ids,
+    check_user_id,
+)
 from ..engine import check_attributes, check_quality_filter, check_threshold
 from ..errors import FaceCompareError, InvalidParameterException, quote_input
 
 TARGET_PREFIX = "RekognitionService."
 COLLECTION_OPERATIONS = ("CreateCollection", "DeleteCollection", "ListCollections", "DescribeCollection",
                          "IndexFaces", "ListFaces", "DeleteFaces", "SearchFaces", "SearchFacesByImage")
-OPERATIONS = ("CompareFaces", "DetectFaces", *COLLECTION_OPERATIONS)
+USER_OPERATIONS = ("CreateUser", "DeleteUser", "ListUsers", "AssociateFaces", "DisassociateFaces", "SearchUsers",
+                   "SearchUsersByImage")
+TAG_OPERATIONS = ("TagResource", "UntagResource", "ListTagsForResource")
+OPERATIONS = ("CompareFaces", "DetectFaces", *COLLECTION_OPERATIONS, *USER_OPERATIONS, *TAG_OPERATIONS)
 KNOWN_UNSUPPORTED: tuple[str, ...] = ()
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 _BUCKET = re.compile(r"^[0-9A-Za-z.\-_]{3,255}$")
@@ -120,9 +129,6 @@ def parse_detect(body: dict) -> dict:
 
 # -- collections ----------------------------------------------------------------------------------------------------
 
-_USER_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
-
-
 def _optional(body: dict, name: str, check, *args):
     return check(body[name], name, *args) if name in body else None
 
@@ -169,10 +175,7 @@ def parse_index_faces(body: dict) -> dict:
 def parse_list_faces(body: dict) -> dict:
     check_members(body, {"CollectionId", "NextToken", "MaxResults", "UserId", "FaceIds"}, {"CollectionId"},
                   "ListFacesRequest")
-    user_id = body.get("UserId")
-    if user_id is not None and (not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id)):
-        raise InvalidParameterException(f"Request has invalid parameters: UserId {quote_input(user_id)} is not "
-                                        "1-128 characters of a-z, A-Z, 0-9, '_', '.', '-' and ':'.")
+    user_id = check_user_id(body["UserId"]) if "UserId" in body else None
     return {"collection_id": check_collection_id(body["CollectionId"]), "next_token": _token(body),
             "max_results": _optional(body, "MaxResults", check_int, 0, MAX_PAGE_SIZE), "user_id": user_id,
             "face_ids": check_face_ids(body["FaceIds"]) if "FaceIds" in body else None}
@@ -199,3 +202,100 @@ def parse_search_faces_by_image(body: dict) -> dict:
             "max_faces": _optional(body, "MaxFaces", check_int, 1, MAX_MATCHES),
             "threshold": check_threshold(body.get("FaceMatchThreshold", 80.0), "FaceMatchThreshold"),
             "quality_filter": check_quality_filter(body.get("QualityFilter", "NONE"))}
+
+
+# -- users ----------------------------------------------------------------------------------------------------------
+
+def _user_request(body: dict, where: str, members: set[str], required: set[str]) -> dict:
+    check_members(body, {"CollectionId", "UserId", "ClientRequestToken", *members},
+                  {"CollectionId", "UserId", *required}, where)
+    return {"collection_id": check_collection_id(body["CollectionId"]), "user_id": check_user_id(body["UserId"]),
+            "token": check_client_request_token(body.get("ClientRequestToken"))}
+
+
+def parse_create_user(body: dict) -> dict:
+    return _user_request(body, "CreateUserRequest", set(), set())
+
+
+def parse_delete_user(body: dict) -> dict:
+    return _user_request(body, "DeleteUserRequest", set(), set())
+
+
+def parse_list_users(body: dict) -> dict:
+    check_members(body, {"CollectionId", "NextToken", "MaxResults"}, {"CollectionId"}, "ListUsersRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"]), "next_token": _token(body),
+            "max_results": _optional(body, "MaxResults", check_int, 1, MAX_USER_RESULTS)}
+
+
+def parse_associate_faces(body: dict) -> dict:
+    params = _user_request(body, "AssociateFacesRequest", {"FaceIds", "UserMatchThreshold"}, {"FaceIds"})
+    params["face_ids"] = check_user_face_ids(body["FaceIds"])
+    params["threshold"] = check_threshold(body.get("UserMatchThreshold", 75.0), "UserMatchThreshold")
+    return params
+
+
+def parse_disassociate_faces(body: dict) -> dict:
+    params = _user_request(body, "DisassociateFacesRequest", {"FaceIds"}, {"FaceIds"})
+    params["face_ids"] = check_user_face_ids(body["FaceIds"])
+    return params
+
+
+def parse_search_users(body: dict) -> dict:
+    check_members(body, {"CollectionId", "UserId", "FaceId", "UserMatchThreshold", "MaxUsers"}, {"CollectionId"},
+                  "SearchUsersRequest")
+    if ("UserId" in body) == ("FaceId" in body):
+        raise InvalidParameterException("Request has invalid parameters: SearchUsers needs exactly one of UserId or "
+                                        "FaceId.")
+    return {"collection_id": check_collection_id(body["CollectionId"]),
+            "user_id": check_user_id(body["UserId"]) if "UserId" in body else None,
+            "face_id": check_face_id(body["FaceId"]) if "FaceId" in body else None,
+            "threshold": check_threshold(body.get("UserMatchThreshold", 80.0), "UserMatchThreshold"),
+            "max_users": _optional(body, "MaxUsers", check_int, 1, MAX_USER_RESULTS)}
+
+
+def parse_search_users_by_image(body: dict) -> dict:
+    check_members(body, {"CollectionId", "Image", "UserMatchThreshold", "MaxUsers", "QualityFilter"},
+                  {"CollectionId", "Image"}, "SearchUsersByImageRequest")
+    return {"collection_id": check_collection_id(body["CollectionId"]),
+            "image": image_source(body["Image"], "Image"),
+            "threshold": check_threshold(body.get("UserMatchThreshold", 80.0), "UserMatchThreshold"),
+            "max_users": _optional(body, "MaxUsers", check_int, 1, MAX_USER_RESULTS),
+            "quality_filter": check_quality_filter(body.get("QualityFilter", "NONE"))}
+
+
+# -- tags -----------------------------------------------------------------------------------------------------------
+
+_ARN = re.compile(r"arn:aws:rekognition:([a-z0-9\-]{1,64}):([0-9]{12}):([a-z]+)/(.+)")
+
+
+def resource_arn(value: object) -> tuple[str, str, str, str]:
+    """(region, account, resource type, resource id) of a Rekognition ARN; InvalidParameterException otherwise."""
+    if not isinstance(value, str) or not 20 <= len(value) <= 2048:
+        raise InvalidParameterException(f"Request has invalid parameters: ResourceArn must be an ARN of 20-2048 "
+                                        f"characters (got {quote_input(value)}).")
+    match = _ARN.fullmatch(value)
+    if match is None:
+        raise InvalidParameterException(
+            "Request has invalid parameters: ResourceArn must be arn:aws:rekognition:<region>:<account>:collection/"
+            f"<id> (got {quote_input(value)})."
+        )
+    return match.group(1), match.group(2), match.group(3), match.group(4)
+
+
+def parse_tag_resource(body: dict) -> dict:
+    check_members(body, {"ResourceArn", "Tags"}, {"ResourceArn", "Tags"}, "TagResourceRequest")
+    return {"arn": resource_arn(body["ResourceArn"]), "tags": check_tags(body["Tags"])}
+
+
+def parse_untag_resource(body: dict) -> dict:
+    check_members(body, {"ResourceArn", "TagKeys"}, {"ResourceArn", "TagKeys"}, "UntagResourceRequest")
+    keys = body["TagKeys"]
+    if not isinstance(keys, list) or len(keys) > 200 or not all(isinstance(k, str) for k in keys):
+        raise InvalidParameterException("Request has invalid parameters: TagKeys must be a list of at most 200 keys.")
+    check_tags(dict.fromkeys(keys, ""))  # the rules of a key
+    return {"arn": resource_arn(body["ResourceArn"]), "keys": list(keys)}
+
+
+def parse_list_tags_for_resource(body: dict) -> dict:
+    check_members(body, {"ResourceArn"}, {"ResourceArn"}, "ListTagsForResourceRequest")
+    return {"arn": resource_arn(body["ResourceArn"])}

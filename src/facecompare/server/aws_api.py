@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from .. import rekognition as shapes
 from ..engine import MAX_FACES
-from ..errors import FaceCompareError
+from ..errors import FaceCompareError, ResourceNotFoundException, quote_input
 from ..rekognition import compare_faces_response, detect_faces_response
 from . import aws, sigv4
 from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
@@ -81,18 +81,14 @@ def index_faces(pipeline: Pipeline, params: dict) -> dict:
 def list_faces(pipeline: Pipeline, params: dict) -> dict:
     collections = pipeline.collections
     info = collections.describe_collection(params["collection_id"])
-    if params["user_id"] is not None:  # no face is associated to a user here (users are not implemented)
-        collections.list_faces(params["collection_id"], params["next_token"], params["max_results"],
-                               params["face_ids"])  # the token and filters are still checked
-        return shapes.list_faces_response([], None, info.model)
     faces, token = collections.list_faces(params["collection_id"], params["next_token"], params["max_results"],
-                                          params["face_ids"])
+                                          params["face_ids"], user_id=params["user_id"])
     return shapes.list_faces_response(faces, token, info.model)
 
 
 def delete_faces(pipeline: Pipeline, params: dict) -> dict:
-    deleted, not_found = pipeline.collections.delete_faces(params["collection_id"], params["face_ids"])
-    return shapes.delete_faces_response(deleted, not_found)
+    deleted, refused = pipeline.collections.delete_faces_with_reasons(params["collection_id"], params["face_ids"])
+    return shapes.delete_faces_response(deleted, refused)
 
 
 def search_faces(pipeline: Pipeline, params: dict) -> dict:
@@ -111,6 +107,79 @@ def search_faces_by_image(pipeline: Pipeline, params: dict) -> dict:
     return shapes.search_faces_by_image_response(result, collections.model_version)
 
 
+# users
+
+def create_user(pipeline: Pipeline, params: dict) -> dict:
+    pipeline.collections.create_user(params["collection_id"], params["user_id"], params["token"])
+    return {}
+
+
+def delete_user(pipeline: Pipeline, params: dict) -> dict:
+    pipeline.collections.delete_user(params["collection_id"], params["user_id"], params["token"])
+    return {}
+
+
+def list_users(pipeline: Pipeline, params: dict) -> dict:
+    users, token = pipeline.collections.list_users(params["collection_id"], params["next_token"],
+                                                   params["max_results"])
+    return shapes.list_users_response(users, token)
+
+
+def associate_faces(pipeline: Pipeline, params: dict) -> dict:
+    result = pipeline.collections.associate_faces(params["collection_id"], params["user_id"], params["face_ids"],
+                                                  user_match_threshold=params["threshold"],
+                                                  client_request_token=params["token"])
+    return shapes.associate_faces_response(result)
+
+
+def disassociate_faces(pipeline: Pipeline, params: dict) -> dict:
+    change = pipeline.collections.disassociate_faces(params["collection_id"], params["user_id"], params["face_ids"],
+                                                     client_request_token=params["token"])
+    return shapes.disassociate_faces_response(change)
+
+
+def search_users(pipeline: Pipeline, params: dict) -> dict:
+    collections = pipeline.collections
+    matches = collections.search_users(params["collection_id"], user_id=params["user_id"], face_id=params["face_id"],
+                                       user_match_threshold=params["threshold"], max_users=params["max_users"])
+    return shapes.search_users_response(matches, collections.model_version, face_id=params["face_id"],
+                                        user_id=params["user_id"])
+
+
+def search_users_by_image(pipeline: Pipeline, params: dict) -> dict:
+    collections = pipeline.collections
+    collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
+    result = collections.search_users_by_image(params["collection_id"], pipeline.load_image(params["image"]),
+                                               user_match_threshold=params["threshold"],
+                                               max_users=params["max_users"], quality_filter=params["quality_filter"])
+    return shapes.search_users_by_image_response(result, collections.model_version)
+
+
+# tags: a collection's ARN as this service makes it (its region, the account of rekognition.ACCOUNT)
+
+def _tagged_collection(pipeline: Pipeline, arn: tuple[str, str, str, str]) -> str:
+    region, account, kind, resource = arn
+    if kind != "collection" or region != pipeline.config.region or account != shapes.ACCOUNT:
+        raise ResourceNotFoundException(f"The resource {quote_input(f'{kind}/{resource}')} does not exist here: "
+                                        f"this service holds collections of region {pipeline.config.region} and "
+                                        f"account {shapes.ACCOUNT}.")
+    return resource
+
+
+def tag_resource(pipeline: Pipeline, params: dict) -> dict:
+    pipeline.collections.tag_collection(_tagged_collection(pipeline, params["arn"]), params["tags"])
+    return {}
+
+
+def untag_resource(pipeline: Pipeline, params: dict) -> dict:
+    pipeline.collections.untag_collection(_tagged_collection(pipeline, params["arn"]), params["keys"])
+    return {}
+
+
+def list_tags_for_resource(pipeline: Pipeline, params: dict) -> dict:
+    return shapes.list_tags_response(pipeline.collections.collection_tags(_tagged_collection(pipeline, params["arn"])))
+
+
 # operation -> (its parameters from the request body, its handler)
 OPERATIONS: dict[str, tuple[Callable[[dict], dict], Callable[[Pipeline, dict], dict]]] = {
     "CompareFaces": (aws.parse_compare, compare_faces),
@@ -124,6 +193,16 @@ OPERATIONS: dict[str, tuple[Callable[[dict], dict], Callable[[Pipeline, dict], d
     "DeleteFaces": (aws.parse_delete_faces, delete_faces),
     "SearchFaces": (aws.parse_search_faces, search_faces),
     "SearchFacesByImage": (aws.parse_search_faces_by_image, search_faces_by_image),
+    "CreateUser": (aws.parse_create_user, create_user),
+    "DeleteUser": (aws.parse_delete_user, delete_user),
+    "ListUsers": (aws.parse_list_users, list_users),
+    "AssociateFaces": (aws.parse_associate_faces, associate_faces),
+    "DisassociateFaces": (aws.parse_disassociate_faces, disassociate_faces),
+    "SearchUsers": (aws.parse_search_users, search_users),
+    "SearchUsersByImage": (aws.parse_search_users_by_image, search_users_by_image),
+    "TagResource": (aws.parse_tag_resource, tag_resource),
+    "UntagResource": (aws.parse_untag_resource, untag_resource),
+    "ListTagsForResource": (aws.parse_list_tags_for_resource, list_tags_for_resource),
 }
 assert set(OPERATIONS) == set(aws.OPERATIONS)
 

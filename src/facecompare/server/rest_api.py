@@ -35,6 +35,7 @@ from .rest_models import (
     COLLECTION_ID_PATTERN,
     FACE_ID_PATTERN,
     MAX_QUERY_FACE_IDS,
+    USER_ID_PATTERN,
     CollectionCreate,
     CollectionCreated,
     CollectionDeleted,
@@ -55,6 +56,19 @@ from .rest_models import (
     SearchForm,
     SearchJson,
     SearchResult,
+    TagKeysJson,
+    Tags,
+    TagsJson,
+    UserCreate,
+    UserCreated,
+    UserDeleted,
+    UserFacesChanged,
+    UserFacesJson,
+    UserList,
+    UserSearchForm,
+    UserSearchJson,
+    UserSearchResult,
+    UsersQuery,
     Verification,
     VerifyForm,
     VerifyJson,
@@ -98,7 +112,8 @@ def request_body(json_model, form_model) -> dict:
 
 # the REST statuses of errors that AWS answers with a 400: an unknown collection or face is a 404, a collection
 # that exists already a 409
-REST_STATUS = {"ResourceNotFoundException": 404, "ResourceAlreadyExistsException": 409}
+REST_STATUS = {"ResourceNotFoundException": 404, "ResourceAlreadyExistsException": 409, "ConflictException": 409,
+               "IdempotentParameterMismatchException": 409}
 NOT_FOUND_RESPONSES = {
     404: {"model": Error, "description": "no collection of that id (ResourceNotFoundException)"},
 }
@@ -164,12 +179,12 @@ def stored_face_dict(face) -> dict:
     """A :class:`~facecompare.collections.store.StoredFace` as the REST API shows it (never its embedding)."""
     return {"face_id": face.face_id, "image_id": face.image_id, "external_image_id": face.external_image_id,
             "bounding_box": _box(face.bounding_box), "confidence": round(float(face.confidence), 4),
-            "indexed_at": round(float(face.indexed_at), 3)}
+            "indexed_at": round(float(face.indexed_at), 3), "user_id": face.user_id}
 
 
 def collection_dict(info) -> dict:
     return {"collection_id": info.collection_id, "face_model_version": info.model, "face_count": info.face_count,
-            "created_at": round(float(info.created_at), 3), "tags": dict(info.tags)}
+            "created_at": round(float(info.created_at), 3), "tags": dict(info.tags), "user_count": info.user_count}
 
 
 def create_collection(pipeline: Pipeline, params: dict) -> dict:
@@ -208,15 +223,17 @@ def list_faces(pipeline: Pipeline, params: dict) -> dict:
     query: FacesQuery = params["query"]
     collections = pipeline.collections
     faces, token = collections.list_faces(params["collection_id"], query.next_token, query.max_results,
-                                          query.face_ids)
+                                          query.face_ids, user_id=query.user_id)
     return {"faces": [stored_face_dict(f) for f in faces], **({"next_token": token} if token else {}),
             "face_model_version": collections.model_version}
 
 
 def delete_faces(pipeline: Pipeline, params: dict) -> dict:
     body: DeleteFacesJson = params["body"]
-    deleted, not_found = pipeline.collections.delete_faces(params["collection_id"], body.face_ids)
-    return {"deleted": list(deleted), "not_found": list(not_found)}
+    deleted, refused = pipeline.collections.delete_faces_with_reasons(params["collection_id"], body.face_ids)
+    return {"deleted": list(deleted), "not_found": [r.face_id for r in refused if r.reason == "FACE_NOT_FOUND"],
+            "associated": [{"face_id": r.face_id, "user_id": r.user_id} for r in refused
+                           if r.reason == "ASSOCIATED_TO_AN_EXISTING_USER"]}
 
 
 def search_faces(pipeline: Pipeline, params: dict) -> dict:
@@ -237,6 +254,85 @@ def search_faces(pipeline: Pipeline, params: dict) -> dict:
             "face_model_version": collections.model_version}
 
 
+# -- users (Rekognition's Users API) and tags ----------------------------------------------------------------
+
+
+def user_dict(user) -> dict:
+    return {"user_id": user.user_id, "status": user.status}
+
+
+def create_user(pipeline: Pipeline, params: dict) -> dict:
+    body: UserCreate = params["body"]
+    return user_dict(pipeline.collections.create_user(params["collection_id"], body.user_id,
+                                                      body.client_request_token))
+
+
+def list_users(pipeline: Pipeline, params: dict) -> dict:
+    query: UsersQuery = params["query"]
+    users, token = pipeline.collections.list_users(params["collection_id"], query.next_token, query.max_results)
+    return {"users": [user_dict(u) for u in users], **({"next_token": token} if token else {})}
+
+
+def delete_user(pipeline: Pipeline, params: dict) -> dict:
+    pipeline.collections.delete_user(params["collection_id"], params["user_id"])
+    return {"user_id": params["user_id"], "deleted": True}
+
+
+def _refusals(refused, low=()) -> list[dict]:
+    return [{"face_id": r.face_id, "reason": r.reason, "user_id": r.user_id} for r in refused] + [
+        {"face_id": f, "reason": "LOW_MATCH_CONFIDENCE", "similarity": round(float(c), 4)} for f, c in low]
+
+
+def associate_faces(pipeline: Pipeline, params: dict) -> dict:
+    body: UserFacesJson = params["body"]
+    result = pipeline.collections.associate_faces(params["collection_id"], params["user_id"], body.face_ids,
+                                                  user_match_threshold=body.user_match_threshold,
+                                                  client_request_token=body.client_request_token)
+    return {"changed": result.associated, "refused": _refusals(result.refused, result.low_confidence),
+            "user": user_dict(result.user)}
+
+
+def disassociate_faces(pipeline: Pipeline, params: dict) -> dict:
+    body: UserFacesJson = params["body"]
+    change = pipeline.collections.disassociate_faces(params["collection_id"], params["user_id"], body.face_ids,
+                                                     client_request_token=body.client_request_token)
+    return {"changed": change.changed, "refused": _refusals(change.refused), "user": user_dict(change.user)}
+
+
+def search_users(pipeline: Pipeline, params: dict) -> dict:
+    body: UserSearchJson = params["body"]
+    collections = pipeline.collections
+    out: dict = {}
+    if body.image is not None:
+        result = collections.search_users_by_image(params["collection_id"], pipeline.verifier.load(body.image),
+                                                   user_match_threshold=body.threshold, max_users=body.max_users,
+                                                   quality_filter=body.quality_filter)
+        matches = result.matches
+        if result.searched_face is not None:
+            out["searched_face"] = compared_face(result.searched_face)
+        out["unsearched"] = [{"face": compared_face(f), "reasons": list(r)} for f, r in result.unsearched]
+    else:
+        matches = collections.search_users(params["collection_id"], user_id=body.user_id, face_id=body.face_id,
+                                           user_match_threshold=body.threshold, max_users=body.max_users)
+        out["searched_face_id" if body.face_id else "searched_user_id"] = body.face_id or body.user_id
+    return {**out, "matches": [{"similarity": round(float(m.similarity), 4), "user": user_dict(m.user)}
+                               for m in matches], "face_model_version": collections.model_version}
+
+
+def tag_collection(pipeline: Pipeline, params: dict) -> dict:
+    body: TagsJson = params["body"]
+    return {"tags": pipeline.collections.tag_collection(params["collection_id"], body.tags)}
+
+
+def untag_collection(pipeline: Pipeline, params: dict) -> dict:
+    body: TagKeysJson = params["body"]
+    return {"tags": pipeline.collections.untag_collection(params["collection_id"], body.keys)}
+
+
+def list_tags(pipeline: Pipeline, params: dict) -> dict:
+    return {"tags": pipeline.collections.collection_tags(params["collection_id"])}
+
+
 # operation -> (what its parameters come from: "body" (JSON, or multipart with the images), "json" (JSON only),
 # "query" or nothing; its JSON model, its multipart model, its image fields, its handler)
 COLLECTION_OPERATIONS = {
@@ -248,12 +344,24 @@ COLLECTION_OPERATIONS = {
     "list_faces": ("query", FacesQuery, None, (), list_faces),
     "delete_faces": ("json", DeleteFacesJson, None, (), delete_faces),
     "search_faces": ("body", SearchJson, SearchForm, ("image",), search_faces),
+    "create_user": ("json", UserCreate, None, (), create_user),
+    "list_users": ("query", UsersQuery, None, (), list_users),
+    "delete_user": (None, None, None, (), delete_user),
+    "associate_faces": ("json", UserFacesJson, None, (), associate_faces),
+    "disassociate_faces": ("json", UserFacesJson, None, (), disassociate_faces),
+    "search_users": ("body", UserSearchJson, UserSearchForm, ("image",), search_users),
+    "tag_collection": ("json", TagsJson, None, (), tag_collection),
+    "untag_collection": ("json", TagKeysJson, None, (), untag_collection),
+    "list_tags": (None, None, None, (), list_tags),
 }
 
 
 COLLECTION_ID_PARAMETER = {"name": "collection_id", "in": "path", "required": True,
                            "description": "the collection's id (1-255 characters of [a-zA-Z0-9_.-])",
                            "schema": {"type": "string", "pattern": COLLECTION_ID_PATTERN}}
+USER_ID_PARAMETER = {"name": "user_id", "in": "path", "required": True,
+                     "description": "the user's id (1-128 characters of [a-zA-Z0-9_.-:])",
+                     "schema": {"type": "string", "pattern": USER_ID_PATTERN}}
 
 
 def _query_parameters(model) -> dict:
@@ -325,7 +433,8 @@ class RestApi:
                                                                  "(ResourceAlreadyExistsException)"}
             extra = dict(extra or {})
             if "{collection_id}" in path:  # read in the pipeline, after the API key (so not a FastAPI parameter)
-                extra["parameters"] = [COLLECTION_ID_PARAMETER, *extra.get("parameters", [])]
+                extra["parameters"] = [COLLECTION_ID_PARAMETER, *(
+                    [USER_ID_PARAMETER] if "{user_id}" in path else []), *extra.get("parameters", [])]
             router.add_api_route(path, endpoint, methods=[method], response_model=None, operation_id=operation,
                                  summary=summary, responses=responses, openapi_extra=extra, tags=["collections"])
 
@@ -346,6 +455,24 @@ class RestApi:
         route("/v1/collections/{collection_id}/search", "search_faces", "POST", SearchResult,
               "Search a collection with an image's largest face, or with a face of the collection",
               request_body(SearchJson, SearchForm))
+        users = "/v1/collections/{collection_id}/users"
+        route(users, "create_user", "POST", UserCreated, "Create a user (Rekognition's CreateUser)",
+              json_body(UserCreate), conflict=True)
+        route(users, "list_users", "GET", UserList, "List a collection's users, a page at a time",
+              _query_parameters(UsersQuery))
+        route(users + "/search", "search_users", "POST", UserSearchResult,
+              "Search the users with an image's largest face, a face of the collection or a user",
+              request_body(UserSearchJson, UserSearchForm))
+        route(users + "/{user_id}", "delete_user", "DELETE", UserDeleted,
+              "Delete a user (its faces stay in the collection, associated to nobody)")
+        route(users + "/{user_id}/faces", "associate_faces", "POST", UserFacesChanged,
+              "Associate faces to a user (at most 100 per user)", json_body(UserFacesJson))
+        route(users + "/{user_id}/faces", "disassociate_faces", "DELETE", UserFacesChanged,
+              "Disassociate faces from a user", json_body(UserFacesJson))
+        tags = "/v1/collections/{collection_id}/tags"
+        route(tags, "list_tags", "GET", Tags, "A collection's tags")
+        route(tags, "tag_collection", "POST", Tags, "Set tags on a collection (at most 200)", json_body(TagsJson))
+        route(tags, "untag_collection", "DELETE", Tags, "Remove tags from a collection", json_body(TagKeysJson))
 
 
     # the API key parameter only puts the scheme in the document: the check is authenticate(), in the pipeline
@@ -380,6 +507,12 @@ class RestApi:
                                                 f"{quote_input(collection_id)} is not 1-255 characters of "
                                                 "[a-zA-Z0-9_.-].")
             params["collection_id"] = collection_id
+        if "user_id" in request.path_params:
+            user_id = request.path_params["user_id"]
+            if not re.match(USER_ID_PATTERN, user_id):
+                raise InvalidParameterException(f"Request has invalid parameters: user id {quote_input(user_id)} is "
+                                                "not 1-128 characters of [a-zA-Z0-9_.-:].")
+            params["user_id"] = user_id
         if source == "query":
             query = dict(request.query_params)
             unknown = sorted(set(query) - set(json_model.model_fields) - {"face_id"} | ({"face_ids"} & set(query)))

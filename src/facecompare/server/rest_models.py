@@ -215,8 +215,82 @@ class ListQuery(_Body):
 MAX_QUERY_FACE_IDS = 300  # face_id query parameters at most: a request line must fit in h11's 16 KiB
 
 
+USER_ID_PATTERN = r"^[a-zA-Z0-9_.\-:]{1,128}$"
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, description="your id for the user (1-128 characters of "
+                                                                   "[a-zA-Z0-9_.-:])")]
+ClientRequestToken = Annotated[str, Field(pattern=r"^[a-zA-Z0-9\-_]{1,64}$",
+                                          description="makes a retried request safe: the same token with the same "
+                                                      "parameters is a replay (kept a day)")]
+UserMatchThreshold = Annotated[float, Field(ge=0, le=100, description="the Similarity (0-100) from which a user "
+                                                                      "matches")]
+
+
 class FacesQuery(ListQuery):
     face_ids: list[FaceId] | None = Field(None, min_length=1, max_length=MAX_QUERY_FACE_IDS)
+    user_id: UserId | None = Field(None, description="only the faces of this user")
+
+
+class UserCreate(_Body):
+    """``POST /v1/collections/{id}/users``: a new user without faces (Rekognition's CreateUser)."""
+
+    user_id: UserId
+    client_request_token: ClientRequestToken | None = None
+
+
+class UsersQuery(_Body):
+    """The paging query parameters of ``GET /v1/collections/{id}/users``."""
+
+    max_results: Annotated[int, Field(ge=1, le=500, description="page size (default 500)")] | None = None
+    next_token: NextToken | None = None
+
+
+class UserFacesJson(_Body):
+    """``POST`` / ``DELETE /v1/collections/{id}/users/{user_id}/faces``: associate or disassociate faces."""
+
+    face_ids: list[FaceId] = Field(min_length=1, max_length=100)
+    user_match_threshold: UserMatchThreshold = Field(75.0, description="associate: a face must match the user's "
+                                                                       "faces this well (when it has some)")
+    client_request_token: ClientRequestToken | None = None
+
+
+class UserSearchJson(_Body):
+    """``POST /v1/collections/{id}/users/search`` as JSON: an image in base64 (its largest face), a face id or a
+    user id of the collection; exactly one of them."""
+
+    image: Base64Image | None = None
+    face_id: FaceId | None = None
+    user_id: UserId | None = None
+    threshold: UserMatchThreshold = 80.0
+    max_users: Annotated[int, Field(ge=1, le=500, description="at most this many users (default 500)")] | None = None
+    quality_filter: QualityFilter = Field("NONE", description="with an image: do not search a face below this bar")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if sum(x is not None for x in (self.image, self.face_id, self.user_id)) != 1:
+            raise _refuse("Request has invalid parameters: send exactly one of image (a JPEG or PNG), face_id and "
+                          "user_id.")
+        return self
+
+
+class UserSearchForm(UserSearchJson):
+    """``POST /v1/collections/{id}/users/search`` as multipart/form-data: the image as a file."""
+
+    image: FileImage | None = None
+
+
+class TagsJson(_Body):
+    """``POST /v1/collections/{id}/tags``: tags to set (Rekognition's TagResource)."""
+
+    model_config = ConfigDict(extra="ignore", regex_engine="python-re")  # the tag key's look-ahead
+
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^(?!aws:)")],
+               Annotated[str, Field(max_length=256)]] = Field(max_length=200)
+
+
+class TagKeysJson(_Body):
+    """``DELETE /v1/collections/{id}/tags``: tag keys to remove (UntagResource)."""
+
+    keys: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(max_length=200)
 
 
 class IndexJson(_Body):
@@ -279,6 +353,7 @@ class Collection(BaseModel):
     face_count: int
     created_at: float = Field(description="epoch seconds")
     tags: dict[str, str] = Field(default_factory=dict)
+    user_count: int = 0
 
 
 class CollectionCreated(Collection):
@@ -312,6 +387,7 @@ class StoredFace(BaseModel):
     bounding_box: BoundingBox
     confidence: float = Field(description="the detector's confidence, 0-100")
     indexed_at: float = Field(description="epoch seconds")
+    user_id: str | None = Field(None, description="the user the face is associated to")
 
 
 class UnindexedFace(BaseModel):
@@ -344,9 +420,16 @@ class FaceList(BaseModel):
     request_id: str
 
 
+class UserFace(BaseModel):
+    face_id: str
+    user_id: str
+
+
 class FacesDeleted(BaseModel):
     deleted: list[str] = Field(description="ids of the faces erased")
     not_found: list[str] = Field(description="ids that were not in the collection")
+    associated: list[UserFace] = Field(default_factory=list, description="faces kept because a user holds them "
+                                                                         "(disassociate them first)")
     request_id: str
 
 
@@ -362,6 +445,70 @@ class SearchResult(BaseModel):
     searched_face: dict[str, Any] | None = Field(None, description="with an image: its largest face, as in /v1/detect")
     matches: list[FaceMatch]
     face_model_version: str
+    request_id: str
+
+
+class User(BaseModel):
+    user_id: str
+    status: Literal["CREATED", "ACTIVE", "CREATING", "UPDATING"] = Field(
+        description="CREATED: no faces yet; ACTIVE: holds faces")
+
+
+class UserCreated(User):
+    request_id: str
+
+
+class UserDeleted(BaseModel):
+    user_id: str
+    deleted: bool = True
+    request_id: str
+
+
+class UserList(BaseModel):
+    """A page of a collection's users, in id order."""
+
+    users: list[User]
+    next_token: str | None = Field(None, description="pass it as next_token for the next page; absent at the end")
+    request_id: str
+
+
+class FaceRefusal(BaseModel):
+    face_id: str
+    reason: str = Field(description="FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER or LOW_MATCH_CONFIDENCE")
+    user_id: str | None = Field(None, description="the other user, or this one for LOW_MATCH_CONFIDENCE")
+    similarity: float | None = Field(None, description="LOW_MATCH_CONFIDENCE: the face's similarity to the user")
+
+
+class UserFacesChanged(BaseModel):
+    """The faces associated (or disassociated), those refused and why, and the user afterwards."""
+
+    changed: list[str]
+    refused: list[FaceRefusal]
+    user: User
+    request_id: str
+
+
+class UserMatch(BaseModel):
+    similarity: float = Field(description="0-100")
+    user: User
+
+
+class UserSearchResult(BaseModel):
+    """The users that match, highest similarity first."""
+
+    searched_face_id: str | None = None
+    searched_user_id: str | None = None
+    searched_face: dict[str, Any] | None = Field(None, description="with an image: its largest face, as in "
+                                                                   "/v1/detect (absent when it failed the filter)")
+    unsearched: list[UnindexedFace] = Field(default_factory=list, description="with an image: the faces not "
+                                                                              "searched, and why")
+    matches: list[UserMatch]
+    face_model_version: str
+    request_id: str
+
+
+class Tags(BaseModel):
+    tags: dict[str, str]
     request_id: str
 
 
