@@ -89,6 +89,20 @@ def _parser() -> argparse.ArgumentParser:
                           "operating points)")
     evaluate.add_argument("--from-results", metavar="PAIRS.csv", help="re-score the distances in a pairs.csv "
                           "written by an earlier run (e.g. with a new calibration) instead of embedding again")
+    evaluate.add_argument("--all-impostors", action="store_true", help="the strict end: score every genuine and every "
+                          "cross-identity pair of the list's images (CompareFaces' rule: the selfie's largest face "
+                          "against each document face; identities from the person folder, a selfie_identity/"
+                          "document_identity column or synth-kyc's *_source columns) and report TAR at FMR 1e-2 to "
+                          "1e-5 with 95 %% intervals (rule of three, bootstrap over identities), the highest impostors "
+                          "and a DET curve: strict.json, det-strict.png")
+    evaluate.add_argument("--document-faces", choices=["all", "largest"], default="all",
+                          help="with --all-impostors: score the selfie against every document face (CompareFaces, "
+                          "default) or only the largest (verify)")
+    evaluate.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                          help="with --all-impostors: bootstrap replicates over identities (default 200; 0: none)")
+    evaluate.add_argument("--embeddings", metavar="FILE.npz", help="with --all-impostors: read every face's embedding "
+                          "and measurements from FILE if it exists, else write them there (biometric data: keep it "
+                          "private, delete it when done)")
 
     calibrate = sub.add_parser("calibrate", help="fit the distance-to-Similarity mapping on labelled pairs",
                                description="Fit Similarity = 100 / (1 + exp(slope * (distance - midpoint))) on "
@@ -520,6 +534,10 @@ def _calibration_for(model: str, path: str | None):
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import save_json, summarize, write_pair_rows
 
+    if args.all_impostors:
+        from .evaluate_strict_cli import evaluate_all_impostors
+
+        return evaluate_all_impostors(args, _settings(args, tta=args.tta), _load_pairs, _calibration_for)
     out = Path(args.out)
     if args.from_results:
         pairs, distances, model = _read_results(args)
