@@ -18,6 +18,7 @@ import numpy as np
 
 from facecompare.cli import _load_pairs  # the same pair reading as `evaluate`
 from facecompare.evaluation_strict import FEATURES, FaceTable, image_set_from_pairs, score_set, tar_at_fmr
+from facecompare.quality import QUALITY_BARS
 from facecompare.scoring import load_calibration
 
 F = {name: i for i, name in enumerate(FEATURES)}
@@ -36,22 +37,75 @@ def selfie_features(images, table, roles: str = "selfies") -> np.ndarray:
     return rows
 
 
-def gates(f: np.ndarray) -> dict[str, np.ndarray]:
-    """Candidate selfie gates on what the engine measures (True: the selfie goes to REVIEW)."""
+def _low(f: np.ndarray) -> np.ndarray:
+    """Below verify's LOW quality bar or its 40 px minimum (FACE_TOO_SMALL / LOW_QUALITY: REVIEW today)."""
+    conf, px, sharp, (lo, hi), yaw, pitch = QUALITY_BARS["LOW"]
+    return ((f[:, F["confidence"]] < conf) | (f[:, F["width_px"]] < max(px, 40)) | (f[:, F["sharpness"]] < sharp)
+            | (f[:, F["brightness"]] < lo) | (f[:, F["brightness"]] > hi) | (np.abs(f[:, F["yaw"]]) > yaw)
+            | (np.abs(f[:, F["pitch"]]) > pitch))
+
+
+def gates(f: np.ndarray, g: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Candidate gates on what the engine measures: (selfies sent to REVIEW, documents sent to REVIEW), on top of
+    verify's current rules (FACE_TOO_SMALL, LOW_QUALITY)."""
     left, top, w, h = f[:, F["left"]], f[:, F["top"]], f[:, F["box_width"]], f[:, F["box_height"]]
     cut = (left < EDGE) | (top < EDGE) | (left + w > 1 - EDGE) | (top + h > 1 - EDGE)
     yaw, pitch = np.abs(f[:, F["yaw"]]), np.abs(f[:, F["pitch"]])
     sharp, bright = f[:, F["sharpness"]], f[:, F["brightness"]]
-    return {
-        "face cut off by the image edge (box within 1 % of the border)": cut,
-        "|yaw| > 30": yaw > 30,
-        "|pitch| > 25": pitch > 25,
-        "|yaw| > 30 or |pitch| > 25": (yaw > 30) | (pitch > 25),
-        "sharpness < 15 (MEDIUM bar)": sharp < 15,
-        "brightness outside 10-95 (MEDIUM bar)": (bright < 10) | (bright > 95),
-        "face < 80 px wide": f[:, F["width_px"]] < 80,
-        "all of the above but size": cut | (yaw > 30) | (pitch > 25) | (sharp < 15) | (bright < 10) | (bright > 95),
+    base_s, base_d = _low(f), _low(g)
+    selfie = {
+        "selfie face cut off by the image edge (box within 1 % of the border)": cut,
+        "selfie |yaw| > 30": yaw > 30,
+        "selfie |pitch| > 25": pitch > 25,
+        "selfie sharpness < 15 (MEDIUM bar)": sharp < 15,
+        "selfie brightness outside 10-95 (MEDIUM bar)": (bright < 10) | (bright > 95),
+        "selfie face < 80 px wide": f[:, F["width_px"]] < 80,
+        "all selfie gates above but size": cut | (yaw > 30) | (pitch > 25) | (sharp < 15) | (bright < 10) | (bright > 95),
     }
+    out = {"verify's current rules (FACE_TOO_SMALL < 40 px, LOW_QUALITY): the baseline below": (base_s, base_d)}
+    out.update({k: (v | base_s, base_d) for k, v in selfie.items()})
+    out["document sharpness < 15"] = (base_s, base_d | (g[:, F["sharpness"]] < 15))
+    out["document face < 60 px wide"] = (base_s, base_d | (g[:, F["width_px"]] < 60))
+    return out
+
+
+QUALITY = ("sharpness", "yaw", "pitch", "width_px")
+
+
+def quality_terms(f: np.ndarray) -> np.ndarray:
+    """Per face: sharpness / 100, |yaw| / 45, |pitch| / 45, log2 of the width in pixels (missing faces: zeros)."""
+    q = np.stack([f[:, F["sharpness"]] / 100, np.abs(f[:, F["yaw"]]) / 45, np.abs(f[:, F["pitch"]]) / 45,
+                  np.log2(np.maximum(f[:, F["width_px"]], 1.0))], axis=1)
+    return np.nan_to_num(q)
+
+
+def fit_quality_score(scores, sf: np.ndarray, df: np.ndarray, seed: int = 0, impostors: int = 50_000) -> np.ndarray:
+    """Logistic regression of same-person on [distance, selfie quality, document quality] (balanced classes,
+    Newton steps): a quality-aware Similarity. Returns the weights (bias first)."""
+    rng = np.random.default_rng(seed)
+    gi, gj = np.nonzero(scores.genuine & np.isfinite(scores.distance))
+    ii, ij = np.nonzero(scores.impostor & np.isfinite(scores.distance))
+    pick = rng.choice(len(ii), size=min(impostors, len(ii)), replace=False)
+    ii, ij = ii[pick], ij[pick]
+    rows_i, rows_j = np.concatenate([gi, ii]), np.concatenate([gj, ij])
+    x = np.column_stack([np.ones(len(rows_i)), scores.distance[rows_i, rows_j], quality_terms(sf)[rows_i],
+                         quality_terms(df)[rows_j]])
+    y = np.concatenate([np.ones(len(gi)), np.zeros(len(ii))])
+    weight = np.where(y == 1, 0.5 / len(gi), 0.5 / len(ii))
+    w = np.zeros(x.shape[1])
+    for _ in range(30):
+        p = 1 / (1 + np.exp(-x @ w))
+        grad = x.T @ (weight * (p - y)) + 1e-4 * w
+        hess = (x * (weight * p * (1 - p))[:, None]).T @ x + 1e-4 * np.eye(len(w))
+        w -= np.linalg.solve(hess, grad)
+    return w
+
+
+def quality_score_distance(scores, sf: np.ndarray, df: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Minus the fitted log-odds, as a distance (smaller: more likely the same person); failures stay inf."""
+    k = len(QUALITY)
+    z = w[0] + w[1] * scores.distance + (quality_terms(sf) @ w[2:2 + k])[:, None] + (quality_terms(df) @ w[2 + k:])[None, :]
+    return np.where(np.isfinite(scores.distance), -z, np.inf)
 
 
 def measure(dist: np.ndarray, genuine: np.ndarray, impostor: np.ndarray, cal) -> dict:
@@ -78,6 +132,9 @@ def main() -> None:
     ap.add_argument("--root")
     ap.add_argument("--fold", type=int)
     ap.add_argument("--json")
+    ap.add_argument("--fit-on", nargs=2, metavar=("PAIRS", "FACES"), help="fit the quality-aware score on another "
+                    "set (its pair list and face table; LFW lists use --fit-fold)")
+    ap.add_argument("--fit-fold", type=int)
     args = ap.parse_args()
     args.face = None
     pairs, _ = _load_pairs(args)
@@ -91,13 +148,15 @@ def main() -> None:
     results["CompareFaces (every document face)"] = measure(base_all.distance, base_all.genuine, base_all.impostor, cal)
     results["verify (the document's largest face): the baseline below"] = measure(base.distance, base.genuine,
                                                                                   base.impostor, cal)
-    sf = selfie_features(images, table)
-    for name, gated in gates(sf).items():
+    sf, df = selfie_features(images, table), selfie_features(images, table, "documents")
+    for name, (gated_s, gated_d) in gates(sf, df).items():
         d = base.distance.copy()
-        d[gated, :] = np.inf
+        d[gated_s, :] = np.inf
+        d[:, gated_d] = np.inf
         r = measure(d, base.genuine, base.impostor, cal)
-        r["selfies gated"] = float(np.mean(gated))
-        r["genuine pairs sent to review"] = float(base.genuine[gated].sum() / max(1, base.genuine.sum()))
+        review = base.genuine & (gated_s[:, None] | gated_d[None, :])
+        r["selfies gated"] = float(np.mean(gated_s))
+        r["genuine pairs sent to review"] = float(review.sum() / max(1, base.genuine.sum()))
         results[f"gate: {name}"] = r
     print(f"{len(images.selfies)} selfies, {len(images.documents)} documents")
     print("| lever | TAR@1e-3 | TAR@1e-4 | FMR@80 (pairs) | FMR@91.6 (pairs) | FNMR@91.6 | genuine to review |")
@@ -107,6 +166,21 @@ def main() -> None:
         review = f"{100 * r['genuine pairs sent to review']:.1f} %" if "selfies gated" in r else ""
         print(f"| {name} | {100 * r['tar@0.001']:.2f} % | {t4} | {r['fmr@80']:.2e} ({r['fm@80']}) | "
               f"{r['fmr@91.6']:.2e} ({r['fm@91.6']}) | {100 * r['fnmr@91.6']:.2f} % | {review} |")
+    if args.fit_on:
+        fit_args = argparse.Namespace(pairs=args.fit_on[0], format=None, root=None, fold=args.fit_fold, face=None)
+        fit_pairs, _ = _load_pairs(fit_args)
+        fit_images = image_set_from_pairs(fit_pairs, fmt="csv" if args.fit_on[0].lower().endswith(".csv") else "lfw")
+        fit_table = FaceTable.load(args.fit_on[1])
+        fit_scores = score_set(fit_images, fit_table, document_faces="largest")
+        w = fit_quality_score(fit_scores, selfie_features(fit_images, fit_table),
+                              selfie_features(fit_images, fit_table, "documents"))
+        d = quality_score_distance(base, sf, df, w)
+        g = d[base.genuine]
+        imp = np.sort(d[base.impostor])
+        name = f"quality-aware score fitted on {args.fit_on[0]} (weights {np.round(w, 2).tolist()})"
+        r = {f"tar@{f:g}": tar_at_fmr(g, imp, f)[0] for f in (1e-3, 1e-4)}
+        results[name] = r
+        print(f"| {name} | {100 * r['tar@0.001']:.2f} % | {100 * r['tar@0.0001']:.2f} % | | | | |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({k: {a: (None if isinstance(b, float) and not math.isfinite(b) else b) for a, b in v.items()}

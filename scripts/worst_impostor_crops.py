@@ -34,8 +34,8 @@ def main(summary: str, out: str, n: int = 3) -> None:
         sheet.paste(crop(row["selfie"], row["selfie_face"]), (0, 16))
         sheet.paste(crop(row["document"], row["document_face"]), (HEIGHT + 4, 16))
         ImageDraw.Draw(sheet).text((2, 2), f"#{k} Similarity {row.get('similarity', 0):.2f}", fill="black")
-        target = Path(out) / f"impostor-{k}.jpg"
-        sheet.save(target, quality=80)
+        target = Path(out) / f"impostor-{k}.png"
+        sheet.save(target, optimize=True)
         print(target)
 
 
