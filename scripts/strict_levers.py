@@ -124,6 +124,19 @@ def measure(dist: np.ndarray, genuine: np.ndarray, impostor: np.ndarray, cal) ->
     return out
 
 
+def decisions(scores, cal, threshold: float, gated_s: np.ndarray, gated_d: np.ndarray, margin: float = 1.0) -> dict:
+    """verify's decisions at ``threshold``: MATCH below the band (distance), REVIEW inside it or when gated."""
+    d_t = cal.distance_at(threshold)
+    lo, hi = d_t - margin / cal.slope, d_t + margin / cal.slope
+    gated = gated_s[:, None] | gated_d[None, :]
+    match = (scores.distance <= lo) & ~gated
+    review = ~match & ((scores.distance <= hi) | gated) & np.isfinite(scores.distance)
+    g, i = scores.genuine, scores.impostor
+    return {"match_above": cal.similarity(lo), "impostor_matches": int(match[i].sum()),
+            "impostor_match_rate": float(match[i].mean()), "genuine_match": float(match[g].mean()),
+            "genuine_review": float(review[g].mean()), "genuine_no_match": float((~match & ~review)[g].mean())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs")
@@ -166,6 +179,16 @@ def main() -> None:
         review = f"{100 * r['genuine pairs sent to review']:.1f} %" if "selfies gated" in r else ""
         print(f"| {name} | {100 * r['tar@0.001']:.2f} % | {t4} | {r['fmr@80']:.2e} ({r['fm@80']}) | "
               f"{r['fmr@91.6']:.2e} ({r['fm@91.6']}) | {100 * r['fnmr@91.6']:.2f} % | {review} |")
+    print("\n| verify --threshold | MATCH above | impostor MATCH rate (pairs) | genuine MATCH | genuine REVIEW | "
+          "genuine NO_MATCH |")
+    print("|---|---|---|---|---|---|")
+    gated_s, gated_d = next(iter(gates(sf, df).values()))  # verify's current FACE_TOO_SMALL / LOW_QUALITY
+    for t in (80, 90, 94, 95, 97, 99):
+        row = decisions(base, cal, t, gated_s, gated_d)
+        results[f"verify --threshold {t}"] = row
+        print(f"| {t} | {row['match_above']:.2f} | {row['impostor_match_rate']:.2e} ({row['impostor_matches']}) | "
+              f"{100 * row['genuine_match']:.2f} % | {100 * row['genuine_review']:.2f} % | "
+              f"{100 * row['genuine_no_match']:.2f} % |")
     if args.fit_on:
         fit_args = argparse.Namespace(pairs=args.fit_on[0], format=None, root=None, fold=args.fit_fold, face=None)
         fit_pairs, _ = _load_pairs(fit_args)

@@ -2,7 +2,7 @@
 
     python scripts/worst_impostor_crops.py evaluation/strict/SET/strict.json docs/strict/SET --n 3
 
-Each picture: the selfie's face and the document face it matched, 96 px high each, with the Similarity.
+Each picture (one per pair of people): the selfie's face and the document face it matched, 96 px high each, with the Similarity.
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ def crop(path: str, face: dict) -> Image.Image:
 
 
 def main(summary: str, out: str, n: int = 3) -> None:
-    rows = json.loads(Path(summary).read_text())["highest_impostors"][:n]
+    rows, seen = [], set()
+    for row in json.loads(Path(summary).read_text())["highest_impostors"]:
+        people = (row["selfie_identity"], row["document_identity"])
+        if people not in seen and len(rows) < n:  # one picture per pair of people
+            seen.add(people)
+            rows.append(row)
     Path(out).mkdir(parents=True, exist_ok=True)
     for k, row in enumerate(rows, 1):
         sheet = Image.new("RGB", (2 * HEIGHT + 4, HEIGHT + 16), "white")
