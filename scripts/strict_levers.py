@@ -164,6 +164,23 @@ def snorm_distance(images, table, scores, cohort: FaceTable, k: int = 100) -> np
     return np.where(np.isfinite(scores.distance), -z, np.inf), len(keep)
 
 
+def by_document_condition(pairs, images, scores, cal, similarity: float = 80.0) -> None:
+    """FMR at ``similarity`` of the impostor pairs, by each condition column of the document (synth-kyc's)."""
+    conditions = {p.second: dict(p.conditions) for p in pairs}
+    names = sorted({k for c in conditions.values() for k in c if not k.endswith(("_source", "_identity"))})
+    hit = scores.distance <= cal.distance_at(similarity)
+    for name in names:
+        values = np.array([conditions.get(d, {}).get(name, "") for d in images.documents])
+        if len(set(values)) > 12:
+            continue
+        cells = []
+        for v in sorted(set(values)):
+            cols = values == v
+            imp = scores.impostor[:, cols]
+            cells.append(f"{v}: {hit[:, cols][imp].sum()} of {imp.sum():,} ({hit[:, cols][imp].mean():.1e})")
+        print(f"FMR at {similarity:g} by document {name}: " + "; ".join(cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs")
@@ -240,6 +257,7 @@ def main() -> None:
         r = {f"tar@{f:g}": tar_at_fmr(g, imp, f)[0] for f in (1e-3, 1e-4)}
         results[name] = r
         print(f"| {name} | {100 * r['tar@0.001']:.2f} % | {100 * r['tar@0.0001']:.2f} % | | | | |")
+    by_document_condition(pairs, images, base, cal)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({k: {a: (None if isinstance(b, float) and not math.isfinite(b) else b) for a, b in v.items()}
