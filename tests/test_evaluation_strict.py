@@ -224,3 +224,21 @@ def test_all_impostors_csv_scores_every_document_face(tmp_path, fixtures):
     assert main([*base, "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "strict.json").read_text())
     assert again["tar_at_fmr"] == s["tar_at_fmr"] and again["operating_points"] == s["operating_points"]
+
+
+def test_an_image_labelled_as_two_people_is_refused():
+    pairs = [Pair("s.jpg", "d0.jpg", True, conditions=(("selfie_identity", "p"), ("document_identity", "p"))),
+             Pair("s.jpg", "d1.jpg", False, conditions=(("selfie_identity", "q"), ("document_identity", "r")))]
+    from facecompare.errors import InvalidParameterException
+
+    with pytest.raises(InvalidParameterException, match="two identities"):
+        image_set_from_pairs(pairs, fmt="csv")
+
+
+@pytest.mark.parametrize("extra, message", [(["--from-results", "x.csv"], "cannot reuse a pairs.csv"),
+                                            (["--bootstrap", "-1"], "--bootstrap must be 0 or more")])
+def test_all_impostors_refuses_bad_flags_before_any_work(tmp_path, fixtures, capsys, extra, message):
+    pairs, root = _lfw_layout(tmp_path, fixtures)
+    code = main(["evaluate", str(pairs), "--root", str(root), "--all-impostors", "--out", str(tmp_path / "o"), *extra])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
