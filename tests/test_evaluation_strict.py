@@ -242,3 +242,18 @@ def test_all_impostors_refuses_bad_flags_before_any_work(tmp_path, fixtures, cap
     code = main(["evaluate", str(pairs), "--root", str(root), "--all-impostors", "--out", str(tmp_path / "o"), *extra])
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_face_tables_merge_and_score_as_one():
+    rng = np.random.default_rng(3)
+    names = ["a/a_1.jpg", "a/a_2.jpg", "b/b_1.jpg", "c/c_1.jpg"]
+    vectors = [[v] for v in rng.normal(size=(2, 8))] + [list(rng.normal(size=(2, 8))), []]
+    whole = _table(names, vectors)
+    merged = _table(names[:2], vectors[:2]).merged(_table(names[2:], vectors[2:]))
+    images = image_set_from_pairs([Pair(n, n, True) for n in names], fmt="lfw")
+    np.testing.assert_array_equal(score_set(images, merged).distance, score_set(images, whole).distance)
+    assert merged.reasons == ["", "", "", "NO_FACE"] and merged.first_face().tolist() == [0, 1, 2, -1]
+    from facecompare.errors import InvalidParameterException
+
+    with pytest.raises(InvalidParameterException, match="share images"):
+        merged.merged(_table(names[:1], vectors[:1]))

@@ -101,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bootstrap", type=int, default=200, metavar="N",
                           help="with --all-impostors: bootstrap replicates over identities (default 200; 0: none)")
     evaluate.add_argument("--embeddings", metavar="FILE.npz", help="with --all-impostors: read every face's embedding "
-                          "and measurements from FILE if it exists, else write them there (biometric data: keep it "
-                          "private, delete it when done)")
+                          "and measurements from FILE if it exists (images it lacks are embedded and added), else write "
+                          "them there (biometric data: keep it private, delete it when done)")
 
     calibrate = sub.add_parser("calibrate", help="fit the distance-to-Similarity mapping on labelled pairs",
                                description="Fit Similarity = 100 / (1 + exp(slope * (distance - midpoint))) on "

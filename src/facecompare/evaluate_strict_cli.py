@@ -37,14 +37,17 @@ def evaluate_all_impostors(args, settings, load_pairs, calibration_for) -> int:
     started = time.perf_counter()
     table = None
     cache = Path(args.embeddings) if args.embeddings else None
+    overrides = {k: v for k, v in (("tta", args.tta), ("recognizer", args.recognizer)) if v}
     if cache is not None and cache.is_file():
         table = FaceTable.load(cache)
         if table.model != model:
             raise InvalidParameterException(f"{cache} holds embeddings of {table.model}, not of {model}.")
-        if set(images.images) - set(table.paths):
-            table = None  # another image list: embed again (and overwrite)
+        missing = sorted(set(images.images) - set(table.paths))
+        if missing:  # embed only the images the file does not hold yet, and add them to it
+            table = table.merged(embed_all_faces(missing, workers=args.workers, settings_kwargs=overrides,
+                                                 progress=not args.no_progress, model=model, metric=metric))
+            table.save(cache)
     if table is None:
-        overrides = {k: v for k, v in (("tta", args.tta), ("recognizer", args.recognizer)) if v}
         table = embed_all_faces(images.images, workers=args.workers, settings_kwargs=overrides,
                                 progress=not args.no_progress, model=model, metric=metric)
         if cache is not None:

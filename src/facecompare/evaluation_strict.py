@@ -132,6 +132,18 @@ class FaceTable:
         return cls([str(p) for p in z["paths"]], z["owner"], z["vectors"], z["features"],
                    [str(r) for r in z["reasons"]], str(z["model"]), str(z["metric"]))
 
+    def merged(self, other: FaceTable) -> FaceTable:
+        """This table and ``other``'s images (of the same recognizer) in one."""
+        if (other.model, other.metric) != (self.model, self.metric):
+            raise InvalidParameterException(f"Cannot merge faces of {other.model} into a table of {self.model}.")
+        if set(other.paths) & set(self.paths):
+            raise InvalidParameterException("The two face tables share images.")
+        dim = self.vectors.shape[1] if len(self.vectors) else other.vectors.shape[1]
+        return FaceTable(self.paths + other.paths, np.concatenate([self.owner, other.owner + len(self.paths)]),
+                         np.concatenate([self.vectors.reshape(-1, dim), other.vectors.reshape(-1, dim)]),
+                         np.concatenate([self.features, other.features]), self.reasons + other.reasons,
+                         self.model, self.metric)
+
     def first_face(self) -> np.ndarray:
         """Per image, the index of its largest face, or -1."""
         first = np.full(len(self.paths), -1, dtype=np.int64)
