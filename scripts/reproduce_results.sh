@@ -36,3 +36,30 @@ facecompare evaluate "$PAIRS" --fold 0 --tta none --out evaluation/lfw-fold1-non
 facecompare evaluate "$PAIRS" --fold 0 --face largest --out evaluation/lfw-fold1-flip-largest
 # the faster detector on the synthetic benchmark
 FACECOMPARE_DETECTOR=yunet facecompare evaluate "$SYNTH/pairs.csv" --out evaluation/yunet/synth-kyc
+
+# the strict end (README "The strict end"): every cross-identity pair of LFW folds 1-2, of the first 280 synthetic
+# pairs (the same images as the first 280 of --n 2000), of 200 pairs on real specimen artwork and of the specimens;
+# the levers measured on the saved face tables; crops of the highest impostors
+STRICT=${STRICT:-/tmp/facecompare-strict}
+mkdir -p "$STRICT"
+python scripts/lfw_image_list.py "$PAIRS" 0,1 "$STRICT/lfw-2folds.csv" "$FACES"
+facecompare evaluate "$STRICT/lfw-2folds.csv" --all-impostors --embeddings "$STRICT/lfw-faces.npz" --out evaluation/strict/lfw-2folds
+[ -f "$STRICT/synth/pairs.csv" ] || facecompare synth-kyc --faces "$FACES" --n 280 --seed 1 --out "$STRICT/synth"
+[ -f "$STRICT/synth-specimens/pairs.csv" ] || facecompare synth-kyc --faces "$FACES" --specimens "$SHARED/id_specimens" \
+    --n 200 --seed 1 --out "$STRICT/synth-specimens"
+facecompare evaluate "$STRICT/synth/pairs.csv" --all-impostors --embeddings "$STRICT/synth-faces.npz" \
+    --out evaluation/strict/synth-kyc-280
+facecompare evaluate "$STRICT/synth-specimens/pairs.csv" --all-impostors --embeddings "$STRICT/synth-specimens-faces.npz" \
+    --out evaluation/strict/synth-kyc-specimens-200
+python scripts/specimen_pairs.py "$SHARED/id_specimens" "$STRICT/specimens.csv"
+facecompare evaluate "$STRICT/specimens.csv" --all-impostors --embeddings "$STRICT/specimen-faces.npz" \
+    --out evaluation/strict/id-specimens
+python scripts/strict_levers.py "$STRICT/lfw-2folds.csv" "$STRICT/lfw-faces.npz" --fit-on "$STRICT/synth/pairs.csv" \
+    "$STRICT/synth-faces.npz" --json evaluation/strict/lfw-2folds/levers.json
+for SET in synth:synth-kyc-280 synth-specimens:synth-kyc-specimens-200; do
+    python scripts/strict_levers.py "$STRICT/${SET%%:*}/pairs.csv" "$STRICT/${SET%%:*}-faces.npz" --fit-on "$STRICT/lfw-2folds.csv" \
+        "$STRICT/lfw-faces.npz" --cohort "$STRICT/lfw-faces.npz" --json "evaluation/strict/${SET#*:}/levers.json"
+done
+for SET in lfw-2folds synth-kyc-280 synth-kyc-specimens-200 id-specimens; do
+    python scripts/worst_impostor_crops.py "evaluation/strict/$SET/strict.json" "docs/strict/$SET" 4
+done

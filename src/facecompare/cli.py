@@ -89,6 +89,20 @@ def _parser() -> argparse.ArgumentParser:
                           "operating points)")
     evaluate.add_argument("--from-results", metavar="PAIRS.csv", help="re-score the distances in a pairs.csv "
                           "written by an earlier run (e.g. with a new calibration) instead of embedding again")
+    evaluate.add_argument("--all-impostors", action="store_true", help="the strict end: score every genuine and every "
+                          "cross-identity pair of the list's images (CompareFaces' rule: the selfie's largest face "
+                          "against each document face; identities from the person folder, a selfie_identity/"
+                          "document_identity column or synth-kyc's *_source columns) and report TAR at FMR 1e-2 to "
+                          "1e-5 with 95 %% intervals (rule of three, bootstrap over identities), the highest impostors "
+                          "and a DET curve: strict.json, det-strict.png")
+    evaluate.add_argument("--document-faces", choices=["all", "largest"], default="all",
+                          help="with --all-impostors: score the selfie against every document face (CompareFaces, "
+                          "default) or only the largest (verify)")
+    evaluate.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                          help="with --all-impostors: bootstrap replicates over identities (default 200; 0: none)")
+    evaluate.add_argument("--embeddings", metavar="FILE.npz", help="with --all-impostors: read every face's embedding "
+                          "and measurements from FILE if it exists (images it lacks are embedded and added), else write "
+                          "them there (biometric data: keep it private, delete it when done)")
 
     calibrate = sub.add_parser("calibrate", help="fit the distance-to-Similarity mapping on labelled pairs",
                                description="Fit Similarity = 100 / (1 + exp(slope * (distance - midpoint))) on "
@@ -202,6 +216,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="also pair each document with K selfies of other people, reusing the rendered images "
                        "(default 10: about 10*n impostor pairs, enough to measure a false-match rate of 1e-3; "
                        "0 for the rendered pairs only)")
+    synth.add_argument("--specimens", metavar="DIR",
+                       help="specimen mode: paste each face into the portrait box of a real document specimen "
+                       "listed in DIR/labels.csv (e.g. ../shared/data/id_specimens; at the printed face's size, "
+                       "grayscale where the printed portrait is, its ghost portrait too) instead of drawing a card, "
+                       "then photograph it the same way; pairs.csv gains a specimen column")
     synth.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -595,6 +614,10 @@ def _calibration_for(model: str, path: str | None):
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import save_json, summarize, write_pair_rows
 
+    if args.all_impostors:
+        from .evaluate_strict_cli import evaluate_all_impostors
+
+        return evaluate_all_impostors(args, _settings(args, tta=args.tta), _load_pairs, _calibration_for)
     out = Path(args.out)
     if args.from_results:
         pairs, distances, model = _read_results(args)
@@ -997,9 +1020,12 @@ def _synth(args: argparse.Namespace) -> int:
         raise InvalidParameterException("--n must be at least 1.")
     if args.impostors_per_document < 0:
         raise InvalidParameterException("--impostors-per-document must be 0 or more.")
+    if args.specimens is not None and not Path(args.specimens).is_dir():
+        raise InvalidParameterException(f"--specimens {args.specimens} is not a folder.")
     try:
         path = generate_kyc_set(args.faces, args.n, args.seed, args.out, workers=args.workers or os.cpu_count() or 1,
-                                progress=not args.no_progress, impostors_per_document=args.impostors_per_document)
+                                progress=not args.no_progress, impostors_per_document=args.impostors_per_document,
+                                specimens_dir=args.specimens)
     except ValueError as exc:
         raise InvalidParameterException(str(exc)) from None
     with open(path) as handle:
