@@ -243,6 +243,29 @@ class SqlReviewStore(ReviewStore):
                 "at > ? AND seq > COALESCE((SELECT MAX(seq) FROM facecompare_review_audit WHERE actor = ? AND "
                 "action = 'SIGN_IN'), 0)", (username, since, username)).fetchone()[0])
 
+    def count_sign_in_attempt(self, key: str, now: float, since: float) -> int:
+        table = "facecompare_review_sign_in_attempts"
+        with self._tx() as db:
+            return int(db.execute(
+                f"INSERT INTO {table} (attempt_key, failures, window_start) VALUES (?, 1, ?) "
+                f"ON CONFLICT (attempt_key) DO UPDATE SET "
+                f"failures = CASE WHEN {table}.window_start <= ? THEN 1 ELSE {table}.failures + 1 END, "
+                f"window_start = CASE WHEN {table}.window_start <= ? THEN excluded.window_start "
+                f"ELSE {table}.window_start END RETURNING failures", (key, now, since, since)).fetchone()[0])
+
+    def forget_sign_in_attempts(self, forget: Iterable[str] = (), undo: Iterable[str] = ()) -> None:
+        with self._tx() as db:
+            for key in forget:
+                db.execute("DELETE FROM facecompare_review_sign_in_attempts WHERE attempt_key = ?", (key,))
+            for key in undo:
+                db.execute("UPDATE facecompare_review_sign_in_attempts SET failures = failures - 1 "
+                           "WHERE attempt_key = ? AND failures > 0", (key,))
+
+    def delete_sign_in_attempts(self, before: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM facecompare_review_sign_in_attempts WHERE window_start < ?",
+                              (before,)).rowcount
+
     def audit_log(self, case_id: str | None = None, before_seq: int | None = None,
                   limit: int = 200) -> list[AuditEntry]:
         clauses, params = [], []

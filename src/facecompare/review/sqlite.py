@@ -83,6 +83,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX facecompare_review_audit_actor ON facecompare_review_audit (actor, action, seq);
     """,
+    # 3: sign-in attempts counted before the password is checked, per name, client and both (digests as keys)
+    """
+    CREATE TABLE facecompare_review_sign_in_attempts (
+        attempt_key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        window_start REAL NOT NULL
+    );
+    """,
 )
 
 

@@ -176,6 +176,20 @@ class ReviewStore(ABC):
         lockout's count, read from the log so that every process and every restart sees the same)."""
 
     @abstractmethod
+    def count_sign_in_attempt(self, key: str, now: float, since: float) -> int:
+        """Count one sign-in attempt under ``key`` and return the key's count, atomically (concurrent attempts of
+        every process each get their own number). A count whose window began at or before ``since`` starts again
+        at 1 with its window at ``now``."""
+
+    @abstractmethod
+    def forget_sign_in_attempts(self, forget: Iterable[str] = (), undo: Iterable[str] = ()) -> None:
+        """After a successful sign-in: drop the counts of ``forget``, take the attempt back from ``undo``."""
+
+    @abstractmethod
+    def delete_sign_in_attempts(self, before: float) -> int:
+        """Drop the counts whose window began before ``before`` (they have ended)."""
+
+    @abstractmethod
     def audit_log(self, case_id: str | None = None, before_seq: int | None = None,
                   limit: int = 200) -> list[AuditEntry]:
         """Entries newest first (all, or one case's), those numbered below ``before_seq``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ class ServerConfig:
     #: the origins (scheme://host[:port]) the console's forms may be posted from (FACECOMPARE_CONSOLE_ORIGINS,
     #: comma-separated); empty: the request's own Host
     console_origins: frozenset[str] = frozenset()
+    #: console password checks (argon2id, 64 MiB each) at once per worker (FACECOMPARE_CONSOLE_MAX_SIGN_INS);
+    #: a sign-in beyond them is a 429 before anything is hashed
+    console_max_sign_ins: int = 2
+    #: the proxies whose X-Forwarded-For is believed (FACECOMPARE_TRUSTED_PROXIES: addresses or networks,
+    #: comma-separated); empty (the default): the client is the connection's peer address, headers are ignored
+    trusted_proxies: tuple = ()
 
     @property
     def queue_limit(self) -> int:
@@ -91,6 +98,8 @@ class ServerConfig:
             console_secure_cookies=environ.get("FACECOMPARE_CONSOLE_SECURE_COOKIES", "on").strip().lower()
             not in ("off", "0", "false", "no"),
             console_origins=console_origins(environ.get("FACECOMPARE_CONSOLE_ORIGINS", "")),
+            console_max_sign_ins=env_number(environ, "FACECOMPARE_CONSOLE_MAX_SIGN_INS", 2, int, minimum=1),
+            trusted_proxies=trusted_proxies(environ.get("FACECOMPARE_TRUSTED_PROXIES", "")),
         )
         for k, v in overrides.items():
             if v is not None:
@@ -108,6 +117,38 @@ def console_origins(value: str) -> frozenset[str]:
                              "(scheme://host[:port], e.g. https://review.example.com, no path)")
         origins.add(item.lower())
     return frozenset(origins)
+
+
+def trusted_proxies(value: str) -> tuple:
+    """FACECOMPARE_TRUSTED_PROXIES: IP addresses or networks (``10.0.0.0/8``) separated by commas."""
+    networks = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SystemExit(f"facecompare serve: FACECOMPARE_TRUSTED_PROXIES: {item[:80]!r} is not an IP address "
+                             "or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, proxies: tuple) -> str:
+    """Who a request comes from, for per-client budgets: the connection's peer, or, when the peer is a trusted
+    proxy, the nearest address in X-Forwarded-For that is not one (a client can prepend anything to the header,
+    so it is read from the right, and only through proxies the operator named)."""
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in proxies)
+
+    peer = peer or "-"
+    if not proxies or not trusted(peer) or not forwarded_for:
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")][:32]):
+        if hop and not trusted(hop):
+            return hop[:64]
+    return peer
 
 
 def hash_api_key(key: str) -> str:

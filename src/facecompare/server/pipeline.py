@@ -163,7 +163,8 @@ class Pipeline:
                     from ..review.store import open_review_store
 
                     self._review = ReviewQueue(open_review_store(self.config.collections_url),
-                                               self.config.review_retention_days)
+                                               self.config.review_retention_days,
+                                               max_concurrent_hashes=self.config.console_max_sign_ins)
         return self._review
 
     def purge_expired_reviews(self) -> int:

@@ -29,12 +29,14 @@ import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
 from ...errors import FaceCompareError, InvalidParameterException, ResourceNotFoundException
-from ...review.service import SESSION_IDLE_SECONDS, ReviewQueue, iso
+from ...review.service import SESSION_IDLE_SECONDS, ReviewQueue, SignInBusy, iso
 from ...review.store import ACTIONS, ROLES, CaseConflict, ReviewCase, Session
+from ..config import client_address
+from ..limits import OVER_CAPACITY, RETRY_AFTER_SECONDS
 from . import render
 
 HERE = Path(__file__).parent
@@ -109,7 +111,7 @@ class Console:
         return self.pipeline.review
 
     def mount(self) -> Mount:
-        return Mount("/console", routes=[
+        router = Router(routes=[
             Route("/", self.home, methods=["GET"]),
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
@@ -123,6 +125,19 @@ class Console:
             Route("/export.csv", self.export, methods=["GET"]),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="console-static"),
         ])
+
+        async def console(scope, receive, send) -> None:
+            # the worker's connection cap (FACECOMPARE_MAX_CONNECTIONS) holds for the console as for the APIs: a
+            # request over it is a 503 page before any session lookup or password check
+            if scope["type"] == "http" and scope.get(OVER_CAPACITY):
+                self.pipeline.metrics.throttled.labels("connections").inc()
+                response = self.error_page(503, "The service has too many connections open; try again in a second.")
+                response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                await response(scope, receive, send)
+                return
+            await router(scope, receive, send)
+
+        return Mount("/console", app=console)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -203,7 +218,15 @@ class Console:
         cookie = request.cookies.get(LOGIN_COOKIE, "")
         if not self.same_origin(request) or not tokens_match(cookie, fields.get("csrf")):
             return await self.login_page(request, "The sign-in form expired; please try again.", 403)
-        signed = await self.run(self.queue.sign_in, fields.get("username", ""), fields.get("password", ""))
+        client = client_address(request.client.host if request.client else None,
+                                request.headers.get("x-forwarded-for"), self.pipeline.config.trusted_proxies)
+        try:
+            signed = await self.run(self.queue.sign_in, fields.get("username", ""), fields.get("password", ""), client)
+        except SignInBusy:
+            response = await self.login_page(request, "The console is busy checking other sign-ins; try again in a "
+                                             "second.", 429)
+            response.headers["Retry-After"] = "1"
+            return response
         if signed is None:
             return await self.login_page(request, "Wrong name or password, or the account is disabled or locked "
                                          "after repeated failures.", 401)
