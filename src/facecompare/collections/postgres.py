@@ -106,6 +106,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         deleted_at    timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (collection_id, seq)
     )"""),
+    # 2: the key that signs pagination tokens: random (two gen_random_uuid()s, from the server's strong random
+    # source), made once with the schema, shared by every replica on the database whatever URL it uses
+    ("CREATE TABLE facecompare_secrets (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
+     "INSERT INTO facecompare_secrets (name, value) VALUES ('pagination', "
+     "uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))"),
 ]
 
 _FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
@@ -230,6 +235,10 @@ class PostgresStore(CollectionStore):
                 cur.execute("UPDATE facecompare_schema_version SET version = %s", (len(MIGRATIONS),))
 
         self._run(work)
+
+    def pagination_key(self) -> bytes:
+        return bytes(self._run(lambda cur: cur.execute(
+            "SELECT value FROM facecompare_secrets WHERE name = 'pagination'").fetchone()[0], transaction=False))
 
     def schema_version(self) -> int:
         return self._run(lambda cur: cur.execute("SELECT version FROM facecompare_schema_version").fetchone()[0])

@@ -86,6 +86,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deletions_by_coll ON deletions (coll, seq);
     """,
+    # 2: the key that signs pagination tokens: random, made once with the schema, shared by every process on the file
+    """
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    INSERT INTO secrets (name, value) VALUES ('pagination', randomblob(32));
+    """,
 )
 
 _FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
@@ -172,6 +180,10 @@ class SqliteStore(CollectionStore):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def pagination_key(self) -> bytes:
+        with self._read() as db:
+            return bytes(db.execute("SELECT value FROM secrets WHERE name = 'pagination'").fetchone()[0])
 
     def _write(self):
         """A write transaction (see :func:`transaction`)."""

@@ -108,6 +108,11 @@ class CollectionStore(ABC):
     def all_embeddings(self, collection_id: str) -> tuple[str, int, list[str], np.ndarray]:
         """(generation, seq, face ids, float32 matrix of their embeddings, one row per id) in one snapshot."""
 
+    @abstractmethod
+    def pagination_key(self) -> bytes:
+        """The random key that signs pagination tokens: made with the schema and kept in the store, so that every
+        process and replica on one database shares it (whatever URL each reaches it by) and no one can derive it."""
+
     def close(self) -> None:  # noqa: B027 - engines without resources need not override
         """Release connections."""
 
