@@ -37,7 +37,6 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -48,7 +47,7 @@ from ..errors import (
     ResourceNotFoundException,
     quote_input,
 )
-from .store import Changes, CollectionInfo, CollectionStore, StoredFace
+from .store import Changes, CollectionInfo, CollectionStore, StoredFace, redact_url
 
 try:  # the `postgres` extra: pip install 'facecompare[postgres]'
     import psycopg
@@ -115,19 +114,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
 
 _FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
                  "embedding, image_sha256, indexed_at")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (for ``store.url``, messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://..."
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def open_pool(url: str, name: str, max_connections: int, connect_timeout: float, unreachable) -> ConnectionPool:

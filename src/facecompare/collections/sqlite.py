@@ -34,7 +34,7 @@ from ..errors import (
     ResourceNotFoundException,
     quote_input,
 )
-from .store import Changes, CollectionInfo, CollectionStore, StoredFace
+from .store import Changes, CollectionInfo, CollectionStore, StoredFace, redact_url
 
 #: deletions kept for changes_since (older callers rebuild their index from all_embeddings)
 DELETION_LOG_ENTRIES = 100_000
@@ -105,7 +105,7 @@ def path_from_url(url: str) -> str:
     if not url.startswith("sqlite:///"):
         raise InvalidParameterException(
             f"A SQLite collection store URL is sqlite:///relative/path.db or sqlite:////absolute/path.db; got "
-            f"{quote_input(url)}."
+            f"{quote_input(redact_url(url))}."
         )
     path = url[len("sqlite:///"):].split("?", 1)[0]
     if not path or path == ":memory:":

@@ -247,5 +247,5 @@ def open_review_store(url: str | None = None) -> ReviewStore:
             raise ModelNotAvailableError("Review cases on PostgreSQL need psycopg 3 and psycopg_pool: pip install "
                                          "'facecompare[postgres]'.") from None
         return PostgresReviewStore(url)
-    raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; got "
-                                    f"{url[:40]!r}.")
+    raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; the value "
+                                    "set is neither (it is not quoted here: it may hold a password).")
