@@ -39,7 +39,9 @@ def review_result(similarity: float = 60.0) -> dict:
 def make_console(tmp_path, fixtures, cases: int = 3, **config):
     clock = Clock()
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    app = create_app(Settings(), ServerConfig(auth=False, warm=False, collections_url=url, **config), s3=S3Reader())
+    app = create_app(Settings(), ServerConfig(auth=False, warm=False, collections_url=url,
+                                              allowed_hosts=frozenset({"console.test"}),
+                                              **config), s3=S3Reader())
     queue = ReviewQueue(open_review_store(url), 30, clock)
     app.state.pipeline._review = queue
     queue.add_reviewer("alice", PASSWORD)

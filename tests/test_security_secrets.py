@@ -49,7 +49,7 @@ def test_a_sqlite_url_with_a_secret_is_quoted_redacted():
 def test_api_clients_never_see_the_store_url(tmp_path):
     url = f"postgresq://kyc:{SECRET}@db/faces?password={SECRET}"
     app = create_app(Settings(), ServerConfig(auth=False, warm=False, collections_url=url), s3=S3Reader())
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1:8080")
     for method, path, body in (("GET", "/v1/collections", None), ("POST", "/v1/collections", {"collection_id": "a"})):
         response = client.request(method, path, json=body)
         assert 400 <= response.status_code < 600 and response.status_code != 500, response.text

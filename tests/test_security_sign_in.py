@@ -152,7 +152,9 @@ def test_the_pipeline_takes_the_bound_from_the_configuration(tmp_path):
 
 def make_app(tmp_path, **config):
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    app = create_app(Settings(), ServerConfig(auth=False, warm=False, collections_url=url, **config), s3=S3Reader())
+    app = create_app(Settings(), ServerConfig(auth=False, warm=False, collections_url=url,
+                                              allowed_hosts=frozenset({"console.test"}),
+                                              **config), s3=S3Reader())
     app.state.pipeline.review.add_reviewer("alice", PASSWORD)
     return app
 

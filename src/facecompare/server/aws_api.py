@@ -162,6 +162,10 @@ class AwsApi:
         body = await self.pipeline.read_body(request)
         if pending is not None:
             pending.verify_payload(body)
+            if self.pipeline.config.refuse_replays:  # stricter than AWS: a signature is good for one request
+                if not self.pipeline.replays.first_use(pending.signature):
+                    raise sigv4.AuthError("InvalidSignatureException", sigv4.REPLAY_MESSAGE)
+                context["signature"] = pending.signature  # forgotten again if the request fails (a retry may follow)
         operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
         payload = parse_json(body)
         if payload is NOT_JSON:

@@ -21,6 +21,10 @@ class ServerConfig:
     access_keys: dict[str, str] = field(default_factory=dict)  # SigV4 access key -> secret
     region: str = sigv4.DEFAULT_REGION  # the region SigV4 credential scopes must name (FACECOMPARE_REGION)
     api_key_hashes: set[str] = field(default_factory=set)  # sha256 hex of the /v1 API keys
+    api_key_names: dict[str, str] = field(default_factory=dict)  # sha256 hex -> the name beside it in the file
+    #: the Host names the service answers to besides IP addresses and localhost (FACECOMPARE_ALLOWED_HOSTS,
+    #: comma-separated; DNS rebinding). Empty: any name with authentication on, none with it off
+    allowed_hosts: frozenset[str] = frozenset()
     max_body_bytes: int = 16 * 1024 * 1024  # two 5 MiB images in base64 fit
     request_timeout: float = 60.0
     concurrency: int = 2  # engine calls at once (the rest wait)
@@ -54,6 +58,9 @@ class ServerConfig:
     #: the proxies whose X-Forwarded-For is believed (FACECOMPARE_TRUSTED_PROXIES: addresses or networks,
     #: comma-separated); empty (the default): the client is the connection's peer address, headers are ignored
     trusted_proxies: tuple = ()
+    #: refuse a second use of an accepted SigV4 signature within the clock-skew window (FACECOMPARE_SIGV4_REPLAY=
+    #: refuse, the default; allow: as AWS, which accepts replays within the window)
+    refuse_replays: bool = True
 
     @property
     def queue_limit(self) -> int:
@@ -64,7 +71,7 @@ class ServerConfig:
         environ = os.environ if environ is None else environ
         try:  # a missing or malformed keys file stops the server with a message, not a traceback
             access_keys = sigv4.load_keys(environ)
-            api_key_hashes = load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE"))
+            api_key_names = load_api_keys(environ.get("FACECOMPARE_API_KEYS_FILE"))
         except ValueError as exc:
             raise SystemExit(f"facecompare serve: {exc}.") from None
         from ..errors import InvalidParameterException
@@ -78,7 +85,10 @@ class ServerConfig:
             auth=environ.get("FACECOMPARE_AUTH", "on").lower() not in ("off", "none", "0", "false"),
             access_keys=access_keys,
             region=(environ.get("FACECOMPARE_REGION") or "").strip() or sigv4.DEFAULT_REGION,
-            api_key_hashes=api_key_hashes,
+            api_key_hashes=set(api_key_names),
+            api_key_names=api_key_names,
+            allowed_hosts=frozenset(name.strip().lower().rstrip(".") for name in
+                                    environ.get("FACECOMPARE_ALLOWED_HOSTS", "").split(",") if name.strip()),
             max_body_bytes=env_number(environ, "FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024, int, minimum=1),
             request_timeout=env_number(environ, "FACECOMPARE_REQUEST_TIMEOUT", 60.0, float, minimum=0.1),
             concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
@@ -100,6 +110,7 @@ class ServerConfig:
             console_origins=console_origins(environ.get("FACECOMPARE_CONSOLE_ORIGINS", "")),
             console_max_sign_ins=env_number(environ, "FACECOMPARE_CONSOLE_MAX_SIGN_INS", 2, int, minimum=1),
             trusted_proxies=trusted_proxies(environ.get("FACECOMPARE_TRUSTED_PROXIES", "")),
+            refuse_replays=replay_setting(environ.get("FACECOMPARE_SIGV4_REPLAY", "")),
         )
         for k, v in overrides.items():
             if v is not None:
@@ -117,6 +128,14 @@ def console_origins(value: str) -> frozenset[str]:
                              "(scheme://host[:port], e.g. https://review.example.com, no path)")
         origins.add(item.lower())
     return frozenset(origins)
+
+
+def replay_setting(value: str) -> bool:
+    value = value.strip().lower()
+    if value not in ("", "refuse", "allow"):
+        raise SystemExit(f"facecompare serve: FACECOMPARE_SIGV4_REPLAY={value[:40]!r} is not valid: refuse (the "
+                         "default) or allow.")
+    return value != "allow"
 
 
 def trusted_proxies(value: str) -> tuple:
@@ -160,22 +179,29 @@ def load_api_key_hashes(path: str | None) -> set[str]:
 
     Raises ValueError for a file that cannot be read or a line that is not a digest (a key pasted instead of
     its hash would otherwise be accepted and never match)."""
+    return set(load_api_keys(path))
+
+
+def load_api_keys(path: str | None) -> dict[str, str]:
+    """The API keys file as {digest: name} (the name before the last ':', empty when the line has none): the name
+    is what the request log says made a call. Errors as :func:`load_api_key_hashes`."""
     if not path:
-        return set()
+        return {}
     where = f"FACECOMPARE_API_KEYS_FILE={path[:200]!r}"
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{where}: cannot read it ({type(exc).__name__})") from None
-    hashes = set()
+    keys: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if line and not line.startswith("#"):
-            digest = line.rsplit(":", 1)[-1].strip().lower()
+            name, _, digest = line.rpartition(":")
+            digest = digest.strip().lower()
             if not _SHA256_HEX.match(digest):
                 raise ValueError(f"{where} line {number}: expected 'name:sha256' as `facecompare api-key` prints "
                                  "it (64 hexadecimal digits after the last ':'), not the key itself")
-            hashes.add(digest)
-    return hashes
+            keys[digest] = "".join(c for c in name.strip() if c.isprintable())[:64]
+    return keys
 
 

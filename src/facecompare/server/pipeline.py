@@ -135,6 +135,9 @@ class Pipeline:
     def __post_init__(self) -> None:
         self.engine = EngineQueue(self.config.concurrency, self.config.queue_limit)
         self.metrics.watch_engine(self.engine)
+        from .sigv4 import ReplayGuard
+
+        self.replays = ReplayGuard()  # SigV4 signatures accepted in the skew window (aws_api refuses a second use)
 
     @property
     def collections(self):
@@ -254,6 +257,8 @@ class Pipeline:
 
         async def work(request_id: str, context: dict) -> Response:
             auth = surface.authenticate(request)  # 1. authentication, from the headers
+            # who called, for the log line: the REST key's name or the SigV4 access key id (never a key itself)
+            context["key"] = auth if isinstance(auth, str) else getattr(auth, "access_key", None)
             try:  # 2. capacity, before the body
                 self.check_capacity(request)
             except ThrottlingError:
@@ -288,6 +293,8 @@ class Pipeline:
             if error is None:  # a bug: answer in the surface's error shape, keep serving, log without request data
                 json_log(logging.ERROR, event="internal_error", request_id=request_id, **exception_fields(exc))
                 error = InternalServerError()
+            if "signature" in context:  # a request that failed may be retried with the same signature
+                self.replays.forget(context["signature"])
             response = error_response(error, request_id)
             context["status"] = response.status_code  # a surface's own status (REST: 429 for throttling)
             context["error"] = error.code
@@ -299,4 +306,4 @@ class Pipeline:
             self.metrics.latency.labels(context["operation"]).observe(elapsed)
             json_log(request_id=request_id, surface=surface, operation=context["operation"],
                      status=context["status"], **({"error": context["error"]} if "error" in context else {}),
-                     ms=round(1000 * elapsed, 1))
+                     key=context.get("key"), ms=round(1000 * elapsed, 1))
