@@ -443,7 +443,7 @@ def test_every_sign_in_failure_and_decision_is_audited(queue, clock, result, mod
     clock.now += 1
     queue.decide(case.case_id, "ESCALATE", "ann", "two people in the selfie", 1)
     clock.now += 1
-    queue.decide(case.case_id, "NO_MATCH", "ann", "the main face differs", 2)
+    queue.decide(case.case_id, "NO_MATCH", "bea", "the main face differs", 2)  # not who escalated it
     clock.now += 1
     queue.sign_out(signed.session)
     entries = list(reversed(queue.store.audit_log()))
@@ -453,7 +453,7 @@ def test_every_sign_in_failure_and_decision_is_audited(queue, clock, result, mod
         ("ann", "SIGN_IN_FAILED", None, None, None, None, T0 + 1),
         ("ann", "SIGN_IN", None, None, None, None, T0 + 2),
         ("ann", "ESCALATE", case.case_id, "OPEN", "ESCALATED", "two people in the selfie", T0 + 3),
-        ("ann", "NO_MATCH", case.case_id, "ESCALATED", "NO_MATCH", "the main face differs", T0 + 4),
+        ("bea", "NO_MATCH", case.case_id, "ESCALATED", "NO_MATCH", "the main face differs", T0 + 4),
         ("ann", "SIGN_OUT", None, None, None, None, T0 + 5),
     ]
 

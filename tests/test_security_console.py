@@ -184,3 +184,17 @@ def test_queue_pages_beyond_the_first_hundred_and_its_links(tmp_path, fixtures):
         assert listed(client.get(href.replace("&amp;", "&"))) == ids[100:200]
     queue.store.close()
     app.state.pipeline.close()
+
+
+def test_an_escalated_case_is_decided_by_another_reviewer(console):
+    """The README's rule for ESCALATE: someone else decides the case (the one who escalated it cannot)."""
+    case = console.cases[0]
+    escalated = console.queue.decide(case.case_id, "ESCALATE", "alice", "two people in the selfie", case.version)
+    sign_in(console)  # alice
+    page = console.get(f"/console/cases/{case.case_id}")
+    form = {"csrf": csrf_of(page), "version": str(escalated.version), "action": "MATCH", "comment": "it is her"}
+    refused = console.post(f"/console/cases/{case.case_id}/decision", data=form)
+    assert refused.status_code == 409 and "another reviewer must decide it" in refused.text
+    assert console.queue.store.get_case(case.case_id).status == "ESCALATED"
+    decided = console.queue.decide(case.case_id, "MATCH", "bob", "same ears", escalated.version)
+    assert (decided.status, decided.reviewed_by) == ("MATCH", "bob")

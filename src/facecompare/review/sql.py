@@ -176,6 +176,8 @@ class SqlReviewStore(ReviewStore):
                                    "look at it again before deciding.", current)
             if current.status == ESCALATED and status == ESCALATED:
                 raise CaseConflict("This case is already escalated.", current)
+            if current.status == ESCALATED and actor == current.reviewed_by:  # four eyes: not who escalated it
+                raise CaseConflict("You escalated this case: another reviewer must decide it.", current)
             updated = db.execute("UPDATE facecompare_review_cases SET status = ?, reviewed_by = ?, reviewed_at = ?, "
                                  "comment = ?, version = version + 1 WHERE case_id = ? AND version = ?",
                                  (status, actor, now, comment, case_id, version)).rowcount
