@@ -172,6 +172,15 @@ class ReviewQueue:
         self.store.delete_sign_in_attempts(before=now - LOCKOUT_SECONDS)
         return erased
 
+    def erase_reference(self, reference: str) -> tuple[list[str], list[str]]:
+        """Erase now, before retention ends, the images of every case of ``reference`` (a data subject's erasure
+        request); audited as IMAGES_ERASED by ``system:cli``. Returns (all its case ids, those erased now)."""
+        reference = check_label(reference, "reference")
+        if reference is None:
+            raise InvalidParameterException("Name the reference whose cases are to be erased.")
+        return self.store.erase_reference(reference, "system:cli", self.clock(),
+                                          "erasure request (facecompare review erase)")
+
     def purge_if_due(self, every: float = 60.0) -> None:
         if self.clock() - self._last_purge >= every:
             self.purge()

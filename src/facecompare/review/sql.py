@@ -187,15 +187,25 @@ class SqlReviewStore(ReviewStore):
             return self._case(db, case_id)
 
     def erase_images(self, created_before: float, actor: str, now: float) -> list[str]:
+        return self._erase("created_at < ?", (created_before,), actor, now, None)
+
+    def erase_reference(self, reference: str, actor: str, now: float, comment: str) -> tuple[list[str], list[str]]:
+        with self._tx(write=False) as db:
+            all_ids = [row[0] for row in db.execute(
+                "SELECT case_id FROM facecompare_review_cases WHERE reference = ? ORDER BY created_at, case_id",
+                (reference,)).fetchall()]
+        return all_ids, self._erase("reference = ?", (reference,), actor, now, comment)
+
+    def _erase(self, where: str, params: tuple, actor: str, now: float, comment: str | None) -> list[str]:
         with self._tx() as db:
             ids = [row[0] for row in db.execute(
-                "SELECT case_id FROM facecompare_review_cases WHERE created_at < ? AND images_erased_at IS NULL "
-                "ORDER BY created_at", (created_before,)).fetchall()]
+                f"SELECT case_id FROM facecompare_review_cases WHERE {where} AND images_erased_at IS NULL "
+                "ORDER BY created_at", params).fetchall()]
             for case_id in ids:
                 db.execute("DELETE FROM facecompare_review_images WHERE case_id = ?", (case_id,))
                 db.execute("UPDATE facecompare_review_cases SET images_erased_at = ?, version = version + 1 "
                            "WHERE case_id = ?", (now, case_id))
-                self._audit(db, actor, "IMAGES_ERASED", now, case_id, None, None, None)
+                self._audit(db, actor, "IMAGES_ERASED", now, case_id, None, None, comment)
         if ids:
             self._after_erase()
         return ids

@@ -152,6 +152,11 @@ class ReviewStore(ABC):
         return their ids. The case rows (the decision records) stay."""
 
     @abstractmethod
+    def erase_reference(self, reference: str, actor: str, now: float, comment: str) -> tuple[list[str], list[str]]:
+        """A data subject's erasure: delete the images of every case of ``reference`` now (IMAGES_ERASED audited
+        with ``comment``); returns (the ids of all its cases, those whose images were erased now)."""
+
+    @abstractmethod
     def reviewed_counts(self) -> dict[str, dict[str, int]]:
         """For each model: how many cases have each status."""
 
