@@ -3,6 +3,8 @@ the images of every case of that reference now, audited, and their bytes are gon
 
 from __future__ import annotations
 
+import sqlite3
+
 from facecompare.cli import main
 from facecompare.review.service import ReviewQueue
 from facecompare.review.store import open_review_store
@@ -24,9 +26,17 @@ def test_review_erase_deletes_one_references_images_now_and_audits_it(tmp_path, 
             queue.queue(review_result(), "sface", document, selfie, source="api", reference="cust-1")[0]]
     theirs, _ = queue.queue(review_result(), "sface", other, other_document, source="api",
                             reference="cust-2")
+    # another process has the file open (idle, no transaction): the erasure must not wait for its last connection to
+    # close to reach the file (SQLite checkpoints a WAL by itself only then)
     queue.store.close()
+    keeper = sqlite3.connect(path)
+    keeper.execute("SELECT count(*) FROM facecompare_review_cases").fetchone()
 
     assert main(["review", "erase", "--store", url, "--reference", "cust-1"]) == 0
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("store.db"))
+    assert selfie[1000:1400] not in on_disk
+    assert document[1000:1400] not in on_disk
+    keeper.close()
     assert "2 cases of that reference; erased the images of 2 now" in capsys.readouterr().out
     queue = ReviewQueue(open_review_store(url), 30)
     try:
