@@ -61,6 +61,10 @@ class ServerConfig:
     #: refuse a second use of an accepted SigV4 signature within the clock-skew window (FACECOMPARE_SIGV4_REPLAY=
     #: refuse, the default; allow: as AWS, which accepts replays within the window)
     refuse_replays: bool = True
+    #: which S3 objects each caller may have read (FACECOMPARE_S3_ACCESS): caller name (a REST key's name, a SigV4
+    #: access key id, or * for any) -> (bucket, key prefix) pairs. None (unset): every caller reads whatever the
+    #: service's own S3 credentials reach; once set, a caller or object without a rule is refused
+    s3_access: dict[str, tuple[tuple[str, str], ...]] | None = None
 
     @property
     def queue_limit(self) -> int:
@@ -111,6 +115,7 @@ class ServerConfig:
             console_max_sign_ins=env_number(environ, "FACECOMPARE_CONSOLE_MAX_SIGN_INS", 2, int, minimum=1),
             trusted_proxies=trusted_proxies(environ.get("FACECOMPARE_TRUSTED_PROXIES", "")),
             refuse_replays=replay_setting(environ.get("FACECOMPARE_SIGV4_REPLAY", "")),
+            s3_access=s3_access_rules(environ.get("FACECOMPARE_S3_ACCESS", "")),
         )
         for k, v in overrides.items():
             if v is not None:
@@ -128,6 +133,37 @@ def console_origins(value: str) -> frozenset[str]:
                              "(scheme://host[:port], e.g. https://review.example.com, no path)")
         origins.add(item.lower())
     return frozenset(origins)
+
+
+def s3_access_rules(value: str) -> dict[str, tuple[tuple[str, str], ...]] | None:
+    """FACECOMPARE_S3_ACCESS: ``caller=bucket[/prefix][,bucket[/prefix]...]`` rules separated by ``;``. Empty:
+    None (no rules: everything the service's credentials reach). Anything malformed stops the server."""
+    if not value.strip():
+        return None
+    rules: dict[str, list[tuple[str, str]]] = {}
+    for rule in filter(None, (part.strip() for part in value.split(";"))):
+        caller, sep, objects = rule.partition("=")
+        caller = caller.strip()
+        places = [item.strip() for item in objects.split(",") if item.strip()]
+        if not sep or not caller or not places:
+            raise SystemExit("facecompare serve: FACECOMPARE_S3_ACCESS: each rule is caller=bucket[/prefix][,...] "
+                             f"(rules separated by ';'); got {rule[:60]!r}")
+        for place in places:
+            bucket, _, prefix = place.partition("/")
+            if not re.match(r"^[a-z0-9][a-z0-9.-]{1,62}\Z", bucket):
+                raise SystemExit(f"facecompare serve: FACECOMPARE_S3_ACCESS: {bucket[:64]!r} is not a bucket name")
+            rules.setdefault(caller, []).append((bucket, prefix))
+    return {caller: tuple(places) for caller, places in rules.items()}
+
+
+def s3_allowed(rules: dict[str, tuple[tuple[str, str], ...]] | None, caller: str | None, bucket: str,
+               key: str) -> bool:
+    """Whether ``caller`` may have ``s3://bucket/key`` read: no rules at all, or a rule of its own (or of ``*``)
+    naming the bucket and a prefix of the key."""
+    if rules is None:
+        return True
+    places = (*rules.get(caller or "", ()), *rules.get("*", ())) if caller else rules.get("*", ())
+    return any(bucket == b and key.startswith(prefix) for b, prefix in places)
 
 
 def replay_setting(value: str) -> bool:

@@ -14,6 +14,7 @@ Rekognition protocol, ``rest_api`` for the native API."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -31,11 +32,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ..engine import Verifier
-from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError
+from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError, InvalidS3ObjectException
 from ..memory import released_after_large_work
 from ..storage import S3Reader
 from . import aws
-from .config import ServerConfig
+from .config import ServerConfig, s3_allowed
 from .limits import OVER_CAPACITY, EngineQueue, OverCapacityError, ThrottlingError
 from .logs import exception_fields, json_log
 from .metrics import Metrics
@@ -77,6 +78,10 @@ class Surface(Protocol):
 
     def respond(self, result: dict, request_id: str) -> Response:
         """The response to a handler's result."""
+
+
+#: who makes the current request (the REST key's name or the SigV4 access key id; None with authentication off)
+CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("facecompare_caller", default=None)
 
 
 def parse_json(body: bytes) -> object:
@@ -233,12 +238,20 @@ class Pipeline:
             raise InternalServerError(f"Internal server error: the request took longer than "
                                       f"{self.config.request_timeout:g} s.") from None
 
+    def check_s3_access(self, bucket: str, key: str) -> None:
+        """FACECOMPARE_S3_ACCESS: the caller of this request (CALLER) may have this object read, or the answer is
+        what Rekognition says when the caller lacks the permission (nothing tells whether the object exists)."""
+        if not s3_allowed(self.config.s3_access, CALLER.get(), bucket, key):
+            raise InvalidS3ObjectException("Unable to get object metadata from S3. Check object key, region and/or "
+                                           "access permissions.")
+
     def image_bytes(self, source: tuple[str, object]) -> bytes:
         """The encoded bytes of a parsed source (IndexFaces hashes them for its idempotent ids)."""
         kind, value = source
         if kind == "bytes":
             return value
         bucket, key, version = value
+        self.check_s3_access(bucket, key)
         return self.s3.read(bucket, key, version)
 
     def load_image(self, source: tuple[str, object]):
@@ -247,6 +260,7 @@ class Pipeline:
         if kind == "bytes":
             return self.verifier.load(value)
         bucket, key, version = value
+        self.check_s3_access(bucket, key)
         return self.verifier.load(self.s3.read(bucket, key, version), max_bytes=self.s3.max_bytes)
 
     # -- the path --------------------------------------------------------------------------------------------
@@ -259,6 +273,7 @@ class Pipeline:
             auth = surface.authenticate(request)  # 1. authentication, from the headers
             # who called, for the log line: the REST key's name or the SigV4 access key id (never a key itself)
             context["key"] = auth if isinstance(auth, str) else getattr(auth, "access_key", None)
+            CALLER.set(context["key"])  # for FACECOMPARE_S3_ACCESS (read in the engine thread: contexts are copied)
             try:  # 2. capacity, before the body
                 self.check_capacity(request)
             except ThrottlingError:
