@@ -131,3 +131,17 @@ def test_every_request_log_line_names_the_key_never_the_key(tmp_path, caplog):
     text = caplog.text
     assert "key-of-fraud" not in text and "unnamed-key" not in text and "wrong" not in text
     app.state.pipeline.close()
+
+
+def test_told_twice_it_warns_loudly(tmp_path):
+    """With --allow-unauthenticated-network the refusal gives way to a loud warning (the bind itself then fails here:
+    192.0.2.1 is a documentation address no machine has)."""
+    import os
+
+    done = subprocess.run([sys.executable, "-m", "facecompare.cli", "serve", "--no-auth", "--host", "192.0.2.1",
+                           "--allow-unauthenticated-network", "--port", "8080"],
+                          env={**os.environ, "FACECOMPARE_COLLECTIONS": f"sqlite:///{tmp_path / 'c.db'}"},
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.stderr.count("WARNING") >= 2 and "authentication is OFF" in done.stderr, done.stderr[-2000:]
+    assert "FACECOMPARE_ALLOWED_HOSTS" in done.stderr
+    assert done.returncode != 0  # the address cannot be bound: nothing listens anywhere

@@ -842,7 +842,8 @@ def _serve(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         print("WARNING " + "!" * 60 + "\nWARNING: authentication is OFF and the service listens on "
               f"{args.host[:80]}: anyone who can reach port {args.port} can compare faces, read, change and delete "
-              "every collection and queue reviews.\nWARNING " + "!" * 60, file=sys.stderr)
+              "every collection and queue reviews. Clients reaching it by a name other than localhost need that name in "
+              "FACECOMPARE_ALLOWED_HOSTS (IP addresses always work).\nWARNING " + "!" * 60, file=sys.stderr)
     if config.auth and not config.access_keys and not config.api_key_hashes:
         print("error: authentication is on but no keys are configured: set FACECOMPARE_AUTH_KEYS=AKID:SECRET "
               "and/or FACECOMPARE_API_KEYS_FILE, or pass --no-auth for local development", file=sys.stderr)
