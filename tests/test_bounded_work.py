@@ -31,6 +31,7 @@ import pytest
 from PIL import Image
 
 import facecompare
+from conftest import skip_or_fail
 from facecompare import ImageTooLargeException, Settings
 from facecompare.faces import distance
 from facecompare.images import load_image
@@ -374,7 +375,7 @@ _CHILD = textwrap.dedent("""
 def _measure(operation: str, *paths: Path) -> dict:
     """Peak and retained RSS growth of one call in a fresh, warmed process using this facecompare."""
     if not os.access("/proc/self/clear_refs", os.W_OK):
-        pytest.skip("needs Linux /proc/self/clear_refs to reset the peak RSS")
+        skip_or_fail("needs Linux /proc/self/clear_refs to reset the peak RSS")
     env = dict(os.environ, PYTHONPATH=str(Path(facecompare.__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-c", _CHILD, operation, *map(str, paths)], env=env, capture_output=True,
                          text=True, timeout=600, check=True)

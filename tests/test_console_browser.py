@@ -464,23 +464,24 @@ def test_concurrent_decisions(browser, server, alice, data):
 
 
 def test_stale_version_is_a_conflict(browser, server, alice, data):
-    """The second reviewer escalates on a version the first one has changed: refused with the conflict message."""
+    """The second reviewer escalates on a version the first one has changed: refused with the conflict message.
+    (bob escalates: alice, who did not, decides the case in the CSRF test below; who escalates cannot decide.)"""
     context, bob = _signed_in(browser, server, "bob")
     try:
         alice.goto(_case_url(data, "obama-biden"))
         bob.goto(_case_url(data, "obama-biden"))
-        _decide_with_keys(alice, "e", "check the date of birth")
-        bob.keyboard.press("e")
-        bob.keyboard.type("escalating too")
-        with bob.expect_navigation() as navigation:
-            bob.keyboard.press("Control+Enter")
+        _decide_with_keys(bob, "e", "check the date of birth")
+        alice.keyboard.press("e")
+        alice.keyboard.type("escalating too")
+        with alice.expect_navigation() as navigation:
+            alice.keyboard.press("Control+Enter")
         assert navigation.value.status == 409
-        assert bob.locator("#case-error").inner_text().startswith("This case changed while you were looking at it")
-        assert bob.locator("#case-status").inner_text() == "ESCALATED"
+        assert alice.locator("#case-error").inner_text().startswith("This case changed while you were looking at it")
+        assert alice.locator("#case-status").inner_text() == "ESCALATED"
     finally:
         context.close()
     assert [(e.actor, e.action) for e in _audit(data, "obama-biden") if e.action == "ESCALATE"] == [
-        ("alice", "ESCALATE")]
+        ("bob", "ESCALATE")]
     assert _case(data, "obama-biden").status == "ESCALATED"
 
 

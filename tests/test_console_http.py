@@ -25,6 +25,8 @@ from facecompare.storage import S3Reader
 
 PASSWORD = "correct horse battery staple"
 BASE = "https://console.test"
+#: the console's names in these tests: with authentication off, a name must be allowed (DNS rebinding, issue 22)
+CONFIG = {"auth": False, "warm": False, "allowed_hosts": frozenset({"console.test", "lan.test"})}
 AMBER = np.array([255, 170, 0])
 
 
@@ -56,7 +58,7 @@ def console(tmp_path, verifier, pairs):
     """An app on a fresh SQLite store with three queued cases, a reviewer, and a clock the test can move."""
     clock = Clock()
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    app = create_app(verifier.settings, ServerConfig(auth=False, warm=False, collections_url=url), verifier=verifier,
+    app = create_app(verifier.settings, ServerConfig(**CONFIG, collections_url=url), verifier=verifier,
                      s3=S3Reader())
     queue = ReviewQueue(open_review_store(url), 30, clock)
     app.state.pipeline._review = queue
@@ -125,7 +127,7 @@ def test_sign_in_sets_a_safe_cookie_and_pages_have_safe_headers(console):
 
 def test_the_cookie_loses_secure_only_when_the_operator_says_so(tmp_path, verifier):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    app = create_app(verifier.settings, ServerConfig(auth=False, warm=False, collections_url=url,
+    app = create_app(verifier.settings, ServerConfig(**CONFIG, collections_url=url,
                                                      console_secure_cookies=False), verifier=verifier, s3=S3Reader())
     app.state.pipeline.review.add_reviewer("carol", PASSWORD)
     with TestClient(app, base_url="http://lan.test", follow_redirects=False) as client:
@@ -363,7 +365,7 @@ def test_the_service_erases_expired_images_by_itself_and_creates_no_store(tmp_pa
     case, _ = queue.queue(result, verifier.recognizer.name, s, d, source="api")
     queue.store.close()
     time.sleep(1.0)
-    config = ServerConfig(auth=False, warm=False, collections_url=url, review_retention_days=0.5 / 86400)
+    config = ServerConfig(**CONFIG, collections_url=url, review_retention_days=0.5 / 86400)
     app = create_app(verifier.settings, config, verifier=verifier, s3=S3Reader())
     with TestClient(app, base_url=BASE):  # the lifespan's first sweep runs as the service starts
         deadline = time.time() + 20
@@ -373,7 +375,7 @@ def test_the_service_erases_expired_images_by_itself_and_creates_no_store(tmp_pa
         assert app.state.pipeline.review.store.get_case(case.case_id).images_erased_at is not None
     # a service whose store file does not exist yet does not create it for the sweep
     absent = tmp_path / "none.db"
-    app = create_app(verifier.settings, ServerConfig(auth=False, warm=False, collections_url=f"sqlite:///{absent}"),
+    app = create_app(verifier.settings, ServerConfig(**CONFIG, collections_url=f"sqlite:///{absent}"),
                      verifier=verifier, s3=S3Reader())
     with TestClient(app, base_url=BASE) as client:
         assert client.get("/healthz").status_code == 200
@@ -384,7 +386,7 @@ def test_the_service_erases_expired_images_by_itself_and_creates_no_store(tmp_pa
 def test_the_console_on_postgresql(postgres_url, verifier, pairs):
     """The same console on the PostgreSQL engine: queue, sign in, decide, audit, export, retention."""
     clock = Clock()
-    app = create_app(verifier.settings, ServerConfig(auth=False, warm=False, collections_url=postgres_url),
+    app = create_app(verifier.settings, ServerConfig(**CONFIG, collections_url=postgres_url),
                      verifier=verifier, s3=S3Reader())
     queue = ReviewQueue(open_review_store(postgres_url), 30, clock)
     app.state.pipeline._review = queue

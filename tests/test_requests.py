@@ -237,7 +237,7 @@ def test_readyz_is_503_until_the_warm_up_is_done(verifier):
         lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
                                            inbox.get, outbox.put))
         await inbox.put({"type": "lifespan.startup"})
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
             before = await client.get("/readyz")
             alive = await client.get("/healthz")
             gate.set()

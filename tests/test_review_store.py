@@ -605,3 +605,32 @@ def test_failed_sign_ins_are_counted_from_the_audit_log(store):
     assert store.failed_sign_ins("ann", 0.0) == 0
     store.append_audit("ann", "SIGN_IN_FAILED", 500.0)
     assert store.failed_sign_ins("ann", 0.0) == 1
+
+
+def test_sign_in_attempts_are_counted_atomically_per_key_and_window(store):
+    """The sign-in budgets' counters (issue 22): one count per attempt, concurrent ones each get their own number, a
+    window that has ended starts again at 1, a success forgets or takes back, ended windows are deleted."""
+    import threading
+
+    counts, lock = [], threading.Lock()
+
+    def attempt():
+        n = store.count_sign_in_attempt("k", 100.0, 0.0)
+        with lock:
+            counts.append(n)
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(counts) == list(range(1, 13))
+    assert store.count_sign_in_attempt("other", 100.0, 0.0) == 1
+    assert store.count_sign_in_attempt("k", 150.0, 99.0) == 13  # its window (from 100) has not ended at 99
+    assert store.count_sign_in_attempt("k", 200.0, 100.0) == 1  # it has: a new window from 200
+    store.forget_sign_in_attempts(undo=["k"])
+    assert store.count_sign_in_attempt("k", 201.0, 100.0) == 1
+    store.forget_sign_in_attempts(forget=["k"])
+    assert store.count_sign_in_attempt("k", 300.0, 250.0) == 1  # forgotten: a new window from 300
+    assert store.delete_sign_in_attempts(before=250.0) == 1  # "other", from 100
+    assert store.count_sign_in_attempt("other", 301.0, 250.0) == 1

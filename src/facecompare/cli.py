@@ -134,7 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes, each with its own models "
                        "(default 1; each uses about two cores at full load)")
     serve.add_argument("--no-auth", action="store_true", help="accept unsigned requests and no API key: local "
-                       "development only")
+                       "development only (loopback addresses only, unless --allow-unauthenticated-network)")
+    serve.add_argument("--allow-unauthenticated-network", action="store_true",
+                       help="with authentication off (--no-auth or FACECOMPARE_AUTH=off), listen on a --host beyond "
+                       "loopback anyway: anyone who can reach the port can use and change every collection")
     add_recognizer_argument(serve)
     add_calibration_argument(serve)
 
@@ -982,6 +985,16 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.app import UVICORN_LOG_CONFIG, ServerConfig
 
     config = ServerConfig.from_env()
+    if not config.auth and not loopback_host(args.host):
+        if not args.allow_unauthenticated_network:
+            print(f"error: authentication is off and --host {args.host[:80]} is reachable beyond this machine: anyone "
+                  "on the network could read, change and delete every collection. Listen on 127.0.0.1, turn "
+                  "authentication on, or say so twice with --allow-unauthenticated-network", file=sys.stderr)
+            return EXIT_ERROR
+        print("WARNING " + "!" * 60 + "\nWARNING: authentication is OFF and the service listens on "
+              f"{args.host[:80]}: anyone who can reach port {args.port} can compare faces, read, change and delete "
+              "every collection and queue reviews. Clients reaching it by a name other than localhost need that name in "
+              "FACECOMPARE_ALLOWED_HOSTS (IP addresses always work).\nWARNING " + "!" * 60, file=sys.stderr)
     if config.auth and not config.access_keys and not config.api_key_hashes:
         print("error: authentication is on but no keys are configured: set FACECOMPARE_AUTH_KEYS=AKID:SECRET "
               "and/or FACECOMPARE_API_KEYS_FILE, or pass --no-auth for local development", file=sys.stderr)
@@ -995,6 +1008,18 @@ def _serve(args: argparse.Namespace) -> int:
                 timeout_graceful_shutdown=30, limit_concurrency=config.max_connections,
                 timeout_keep_alive=config.keepalive_timeout)
     return 0
+
+
+def loopback_host(host: str) -> bool:
+    """Whether ``--host`` listens on this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _api_key(args: argparse.Namespace) -> int:

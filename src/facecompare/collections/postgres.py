@@ -37,7 +37,6 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -60,6 +59,7 @@ from .store import (
     StoredFace,
     StoredUser,
     UserChange,
+    redact_url,
 )
 
 try:  # the `postgres` extra: pip install 'facecompare[postgres]'
@@ -141,6 +141,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         PRIMARY KEY (collection_id, token)
     )""",
      "CREATE INDEX facecompare_user_requests_time ON facecompare_user_requests (created_at)"),
+    # 3: the key that signs pagination tokens: random (two gen_random_uuid()s, from the server's strong random
+    # source), made once with the schema, shared by every replica on the database whatever URL it uses
+    ("CREATE TABLE facecompare_secrets (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
+     "INSERT INTO facecompare_secrets (name, value) VALUES ('pagination', "
+     "uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))"),
 ]
 
 #: seconds a ClientRequestToken's digest is kept (a retry comes within seconds; boto3 makes a new one per call)
@@ -148,19 +153,6 @@ REQUEST_TOKEN_SECONDS = 24 * 3600.0
 
 _FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
                  "embedding, image_sha256, indexed_at, user_id")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (for ``store.url``, messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://..."
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def open_pool(url: str, name: str, max_connections: int, connect_timeout: float, unreachable) -> ConnectionPool:
@@ -268,6 +260,10 @@ class PostgresStore(CollectionStore):
                 cur.execute("UPDATE facecompare_schema_version SET version = %s", (len(MIGRATIONS),))
 
         self._run(work)
+
+    def pagination_key(self) -> bytes:
+        return bytes(self._run(lambda cur: cur.execute(
+            "SELECT value FROM facecompare_secrets WHERE name = 'pagination'").fetchone()[0], transaction=False))
 
     def schema_version(self) -> int:
         return self._run(lambda cur: cur.execute("SELECT version FROM facecompare_schema_version").fetchone()[0])

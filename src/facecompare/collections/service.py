@@ -18,9 +18,9 @@ Choices where Rekognition's documentation is silent or where this engine differs
   the threshold, not the count, is what bounds a search.
 * Pagination tokens are ``v1:<kind>:<mac>:<position>``: the last id of the page (a collection id longer than
   fits is cut and followed by a hash of the whole id) and an HMAC over the kind, the collection and the
-  position, keyed by the store's URL. The key is not a secret (so that replicas sharing a store accept each
-  other's tokens): the MAC catches tokens that were edited, cut, or carried to another collection; a forged
-  token could only list from a position the caller could reach anyway.
+  position, keyed by a random secret kept in the store (:meth:`CollectionStore.pagination_key`, made with the
+  schema): replicas sharing a store accept each other's tokens, and no one without the database can forge one.
+  The MAC catches tokens that were edited, cut, or carried to another collection.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ class Collections(UserOperations):
         self._indexes: dict[str, _Entry] = {}
         self._indexes_lock = threading.Lock()
         self._swept = time.monotonic()
-        self._token_key = hashlib.sha256(b"facecompare-pagination\0" + store.url.encode()).digest()
+        self._token_key = store.pagination_key()
 
     @property
     def model_version(self) -> str:
@@ -461,6 +461,8 @@ class Collections(UserOperations):
         check_collection_id(collection_id)
         wanted = list(dict.fromkeys(check_face_ids(list(face_ids))))
         deleted = self.store.delete_faces(collection_id, wanted)
+        if deleted:
+            self._forget(collection_id)
         gone = set(deleted)
         kept = [f for f in wanted if f not in gone]
         owners = {f.face_id: f.user_id for f in self.store.get_faces(collection_id, kept)} if kept else {}
@@ -555,6 +557,26 @@ class Collections(UserOperations):
                 self._apply(entry, changes)
             finally:
                 entry.lock.release()
+
+    def _forget(self, collection_id: str) -> None:
+        """After a deletion: this process's index of the collection catches up with the store at once (the deleted
+        embeddings leave memory now, not at the next search or sweep). Through changes_since, not by removing ids
+        directly, so that a face indexed again in between by another process stays."""
+        with self._indexes_lock:
+            entry = self._indexes.get(collection_id)
+        if entry is None:
+            return
+        with entry.lock:
+            if entry.index is None:
+                return
+            try:
+                changes = self.store.changes_since(collection_id, entry.generation, entry.seq)
+            except ResourceNotFoundException:
+                changes = None
+            if changes is None:
+                entry.index = None  # rebuilt by the next search
+            else:
+                self._apply(entry, changes)
 
     @staticmethod
     def _apply(entry: _Entry, changes: Changes) -> None:

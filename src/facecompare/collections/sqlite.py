@@ -6,8 +6,9 @@
 * WAL journal (readers never wait for the writer), a busy timeout so that several processes (``serve`` replicas,
   the CLI) can share one file, and ``BEGIN IMMEDIATE`` for every write so two writers queue instead of failing.
 * ``PRAGMA secure_delete=ON``: a deleted row's bytes are overwritten with zeros in the file, not just unlinked;
-  after a delete the WAL is checkpointed and truncated (best effort: a reader in another process can postpone
-  it to the next checkpoint), so an erased embedding is gone from the file and its WAL.
+  after a delete the WAL is checkpointed and truncated without waiting for readers (a reader in another process
+  postpones it to the next search or listing), so an erased embedding is gone from the file and its WAL once no
+  reader holds an older snapshot, and a reader never stalls a deletion.
 * Embeddings are float32 BLOBs (512 bytes for 128-d). Every add and every delete takes a number from one counter
   per database (``meta.seq``); deletions are logged (the face id and that number, nothing else) so that an index
   in another process can catch up (:meth:`SqliteStore.changes_since`). The log keeps the last
@@ -46,6 +47,7 @@ from .store import (
     StoredFace,
     StoredUser,
     UserChange,
+    redact_url,
 )
 
 #: deletions kept for changes_since (older callers rebuild their index from all_embeddings)
@@ -119,6 +121,14 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX user_requests_by_time ON user_requests (created_at);
     """,
+    # 3: the key that signs pagination tokens: random, made once with the schema, shared by every process on the file
+    """
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    INSERT INTO secrets (name, value) VALUES ('pagination', randomblob(32));
+    """,
 )
 
 #: seconds a ClientRequestToken's digest is kept (a retry comes within seconds; boto3 makes a new one per call)
@@ -133,7 +143,7 @@ def path_from_url(url: str) -> str:
     if not url.startswith("sqlite:///"):
         raise InvalidParameterException(
             f"A SQLite collection store URL is sqlite:///relative/path.db or sqlite:////absolute/path.db; got "
-            f"{quote_input(url)}."
+            f"{quote_input(redact_url(url))}."
         )
     path = url[len("sqlite:///"):].split("?", 1)[0]
     if not path or path == ":memory:":
@@ -156,6 +166,18 @@ def connect(url: str) -> tuple[Path, sqlite3.Connection]:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL's usual setting
     return path, db
+
+
+def checkpoint_now(db: sqlite3.Connection) -> bool:
+    """Copy the WAL into the file and truncate it, without waiting: a TRUNCATE checkpoint waits (the busy timeout,
+    30 s) for every reader in any process to finish, and every request on the store would wait with it. Here it
+    gives up at once when a reader holds an older snapshot (having copied what it could); True when complete."""
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return busy == 0
 
 
 @contextmanager
@@ -191,6 +213,7 @@ class SqliteStore(CollectionStore):
         self.url = url
         self.path, self._db = connect(url)
         self._lock = threading.RLock()
+        self._checkpoint_pending = False  # a deletion's checkpoint was kept from completing by a reader
         self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------------------------
@@ -208,6 +231,10 @@ class SqliteStore(CollectionStore):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def pagination_key(self) -> bytes:
+        with self._read() as db:
+            return bytes(db.execute("SELECT value FROM secrets WHERE name = 'pagination'").fetchone()[0])
 
     def _write(self):
         """A write transaction (see :func:`transaction`)."""
@@ -247,10 +274,17 @@ class SqliteStore(CollectionStore):
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the file and truncate it (what makes a deletion's zeros reach the main file and the
-        WAL's older copies of the pages vanish). False when a reader elsewhere kept it from completing."""
+        WAL's older copies of the pages vanish), without waiting for readers (:func:`checkpoint_now`). False when
+        a reader elsewhere kept it from completing: it is tried again before the next search or listing
+        (``_checkpoint_pending``), so the erased bytes go once no reader holds them."""
         with self._lock:
-            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return busy == 0
+            done = checkpoint_now(self._db)
+            self._checkpoint_pending = not done
+        return done
+
+    def _checkpoint_if_pending(self) -> None:
+        if self._checkpoint_pending:
+            self.checkpoint()
 
     # -- collections ------------------------------------------------------------------------------------------
 
@@ -285,6 +319,7 @@ class SqliteStore(CollectionStore):
             return self._info(self._collection_row(db, collection_id))
 
     def list_collections(self, after: str | None = None, limit: int = 1000) -> list[CollectionInfo]:
+        self._checkpoint_if_pending()
         with self._read() as db:
             rows = db.execute("SELECT id, collection_id, model, metric, dimension, created_at, generation, face_count, "
                               "tags, user_count FROM collections WHERE collection_id > ? ORDER BY collection_id "
@@ -559,6 +594,7 @@ class SqliteStore(CollectionStore):
     # -- keeping an index in step -------------------------------------------------------------------------------
 
     def changes_since(self, collection_id: str, generation: str | None, seq: int) -> Changes | None:
+        self._checkpoint_if_pending()
         with self._read() as db:
             row = self._collection_row(db, collection_id)
             coll, current_generation = row[0], row[6]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -196,8 +197,38 @@ class CollectionStore(ABC):
     def all_embeddings(self, collection_id: str) -> tuple[str, int, list[str], np.ndarray]:
         """(generation, seq, face ids, float32 matrix of their embeddings, one row per id) in one snapshot."""
 
+    @abstractmethod
+    def pagination_key(self) -> bytes:
+        """The random key that signs pagination tokens: made with the schema and kept in the store, so that every
+        process and replica on one database shares it (whatever URL each reaches it by) and no one can derive it."""
+
     def close(self) -> None:  # noqa: B027 - engines without resources need not override
         """Release connections."""
+
+
+#: query parameters of a database URL whose values are secrets (libpq's password, sslpassword, and the like)
+_SECRET_PARAMETER_WORDS = ("password", "secret", "token", "key")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its secrets, for ``store.url``, messages and logs: the password of ``user:pass@`` and the value
+    of every query parameter that names a password, secret, token or key (``?password=``, ``sslpassword=``,
+    ``sslkey=``) become ``***``. A URL that does not parse is reduced to its scheme."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return url.split(":", 1)[0][:20] + "://..."
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(word in name.lower() for name, _ in pairs for word in _SECRET_PARAMETER_WORDS):
+            query = urlencode([(name, "***" if any(word in name.lower() for word in _SECRET_PARAMETER_WORDS)
+                                else value) for name, value in pairs], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def open_store(url: str | None = None) -> CollectionStore:
@@ -218,5 +249,6 @@ def open_store(url: str | None = None) -> CollectionStore:
             raise ModelNotAvailableError("Collections on PostgreSQL need psycopg 3 and psycopg_pool: pip install "
                                          "'facecompare[postgres]'.") from None
         return PostgresStore(url)
-    raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; got "
-                                    f"{url[:40]!r}.")
+    # the value is not quoted: it may hold a password, and this message can reach an API client
+    raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; the value "
+                                    "set is neither (it is not quoted here: it may hold a password).")

@@ -1,5 +1,5 @@
 """``facecompare reviewer ...`` (console accounts) and ``facecompare review ...`` (the queue from a terminal: list,
-export, purge), and the ``--queue-review`` options that ``compare`` and ``batch`` share."""
+export, purge, erase), and the ``--queue-review`` options that ``compare`` and ``batch`` share."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def add_parsers(sub) -> None:
     actions.add_parser("list", parents=[common], help="list the accounts", description="List the accounts.")
 
     review = sub.add_parser(
-        "review", help="the review queue from a terminal: list, export decisions as CSV, purge expired images",
+        "review", help="the review queue from a terminal: list, export decisions as CSV, purge expired images, "
+        "erase one reference's images",
         description="Cases queued with --queue-review (compare, batch) or queue_review (REST /v1/verify) are "
         "decided in the console at /console. These commands list them, export the decisions, and erase the images "
         "of cases older than FACECOMPARE_REVIEW_RETENTION_DAYS (the console and the service also do that by "
@@ -82,6 +83,12 @@ def add_parsers(sub) -> None:
     actions.add_parser("purge", parents=[common], help="erase the images of cases past the retention period",
                        description="Erase the images of the cases queued more than FACECOMPARE_REVIEW_RETENTION_DAYS "
                        "(default 30) days ago; their decision records stay.")
+    erase = actions.add_parser("erase", parents=[common], help="erase now the images of one reference's cases "
+                               "(a data subject's erasure request)",
+                               description="Erase now, before the retention period ends, the images of every case "
+                               "queued under --reference (the caller's reference, or a batch row's id); their "
+                               "decision records stay. Audited (IMAGES_ERASED by system:cli).")
+    erase.add_argument("--reference", metavar="REF", required=True, help="the reference whose cases are erased")
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -129,6 +136,11 @@ def run_review(args: argparse.Namespace) -> int:
             erased = queue.purge()
             print(f"Erased the images of {len(erased)} case{'s' if len(erased) != 1 else ''} older than "
                   f"{queue.retention_days:g} days.")
+            return 0
+        if args.action == "erase":
+            cases, erased = queue.erase_reference(args.reference)
+            print(f"{len(cases)} case{'s' if len(cases) != 1 else ''} of that reference; erased the images of "
+                  f"{len(erased)} now ({len(cases) - len(erased)} were erased already).")
             return 0
         where = queue.case_filter(args.status, args.reason, args.batch)
         if args.action == "export":

@@ -103,6 +103,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # 2: the sign-in lockout counts a name's recent failures in the audit log
     ("CREATE INDEX facecompare_review_audit_actor ON facecompare_review_audit (actor, action, seq)",),
+    # 3: sign-in attempts counted before the password is checked, per name, client and both (digests as keys)
+    ("CREATE TABLE facecompare_review_sign_in_attempts (attempt_key text COLLATE \"C\" PRIMARY KEY, "
+     "failures integer NOT NULL, window_start double precision NOT NULL)",),
 ]
 
 

@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -43,9 +44,15 @@ MAX_COMMENT_LENGTH = 2000
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 MAX_LABEL_LENGTH = 200  # a batch label or a reference: printable text (a batch row's id is a reference)
 REASON_PATTERN = re.compile(r"^[A-Z0-9_]{1,64}\Z")
-#: failed sign-ins per reviewer name within LOCKOUT_SECONDS before further attempts are refused for that long
+#: failed sign-ins within LOCKOUT_SECONDS (of the first) before further attempts are refused until it ends: of one
+#: name from one client, of one client under any names, of one name from all clients
 MAX_FAILED_SIGN_INS = 5
+MAX_FAILED_SIGN_INS_PER_CLIENT = 20
+MAX_FAILED_SIGN_INS_PER_NAME = 50
 LOCKOUT_SECONDS = 15 * 60
+#: password checks (argon2id: 64 MiB and tens of ms of CPU each) running at once per process, by default
+#: (FACECOMPARE_CONSOLE_MAX_SIGN_INS)
+DEFAULT_CONCURRENT_HASHES = 2
 #: a case id made from a batch label and a row id: a resumed batch queues a row once (uuid5 namespace)
 CASE_NAMESPACE = uuid.UUID("6f1b0d2e-6a7c-4c1e-9d0a-6a1f2b3c4d5e")
 
@@ -85,6 +92,23 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class SignInBusy(Exception):
+    """Too many sign-ins are being checked at once in this process (the console answers 429 with Retry-After)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def attempt_keys(username: str, client: str) -> dict[str, str]:
+    """The sign-in budgets an attempt counts against, as digests (the store keeps no name or address in clear)."""
+    def digest(*parts: str) -> str:
+        return hashlib.sha256("\x00".join(("facecompare-sign-in", *parts)).encode("utf-8", "surrogatepass")).hexdigest()
+
+    return {"client": digest("client", client), "name": digest("name", username),
+            "name_from_client": digest("name+client", username, client)}
+
+
 @dataclass(frozen=True)
 class SignIn:
     token: str  # for the cookie; only its hash is stored
@@ -94,7 +118,8 @@ class SignIn:
 class ReviewQueue:
     """Queueing, retention, decisions, accounts and sessions. ``clock`` is injectable for retention tests."""
 
-    def __init__(self, store: ReviewStore, retention_days: float = DEFAULT_RETENTION_DAYS, clock=time.time) -> None:
+    def __init__(self, store: ReviewStore, retention_days: float = DEFAULT_RETENTION_DAYS, clock=time.time,
+                 max_concurrent_hashes: int = DEFAULT_CONCURRENT_HASHES) -> None:
         if not retention_days > 0:
             raise InvalidParameterException("FACECOMPARE_REVIEW_RETENTION_DAYS must be a positive number of days.")
         self.store = store
@@ -105,6 +130,8 @@ class ReviewQueue:
         self._hasher = PasswordHasher()  # argon2id, the library's current recommended parameters
         self._dummy_hash: str | None = None  # for unknown names (the same time spent); made at the first sign-in
         self._last_purge = 0.0
+        self.max_concurrent_hashes = max(1, int(max_concurrent_hashes))
+        self._hash_slots = threading.BoundedSemaphore(self.max_concurrent_hashes)
 
     # -- queueing ---------------------------------------------------------------------------------------------
 
@@ -142,7 +169,17 @@ class ReviewQueue:
         self._last_purge = now
         erased = self.store.erase_images(now - self.retention_days * 86400, "system:retention", now)
         self.store.delete_sessions(idle_before=now - SESSION_IDLE_SECONDS, created_before=now - SESSION_MAX_SECONDS)
+        self.store.delete_sign_in_attempts(before=now - LOCKOUT_SECONDS)
         return erased
+
+    def erase_reference(self, reference: str) -> tuple[list[str], list[str]]:
+        """Erase now, before retention ends, the images of every case of ``reference`` (a data subject's erasure
+        request); audited as IMAGES_ERASED by ``system:cli``. Returns (all its case ids, those erased now)."""
+        reference = check_label(reference, "reference")
+        if reference is None:
+            raise InvalidParameterException("Name the reference whose cases are to be erased.")
+        return self.store.erase_reference(reference, "system:cli", self.clock(),
+                                          "erasure request (facecompare review erase)")
 
     def purge_if_due(self, every: float = 60.0) -> None:
         if self.clock() - self._last_purge >= every:
@@ -214,39 +251,77 @@ class ReviewQueue:
         self.store.append_audit("system:cli", "REVIEWER_DISABLED" if disabled else "REVIEWER_ENABLED", self.clock(),
                                 new_state=username)
 
-    def sign_in(self, username: str, password: str) -> SignIn | None:
-        """A new session for a right name and password of an enabled reviewer; None otherwise (and the attempt is
-        audited). After MAX_FAILED_SIGN_INS failures within LOCKOUT_SECONDS a name is refused for that long."""
+    def sign_in(self, username: str, password: str, client: str = "-") -> SignIn | None:
+        """A new session for a right name and password of an enabled reviewer; None otherwise.
+
+        What an attacker can make this cost (issue 22):
+
+        * at most ``max_concurrent_hashes`` password checks run at once in this process; beyond that
+          :class:`SignInBusy` is raised before anything is hashed or written (the console answers 429);
+        * every attempt is counted *before* its password is checked, atomically in the store, under three keys: the
+          name from this client (MAX_FAILED_SIGN_INS), the client over all names (MAX_FAILED_SIGN_INS_PER_CLIENT) and
+          the name over all clients (MAX_FAILED_SIGN_INS_PER_NAME), each within LOCKOUT_SECONDS of its first
+          failure. An attempt over any budget is refused without a hash. So concurrent guesses cannot pass the
+          limit, and one client cannot lock a reviewer out of the console for others (only a distributed attack
+          on the name's own budget can);
+        * the audit log gets a row for a failure of a *known* reviewer name only (SIGN_IN_FAILED), and one row when
+          a lock begins (SIGN_IN_REFUSED for a known name; SIGN_IN_THROTTLED, actor ``system:console``, when a client
+          has spent its budget); unknown names are only counted. So the log grows by at most about
+          MAX_FAILED_SIGN_INS_PER_CLIENT + 2 rows per client and window, and no typed name can look like an actor
+          of the service itself (``system:...``: reviewer names cannot contain a colon)."""
         from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-        now = self.clock()
-        username = (username or "")[:64]
-        if self._locked_out(username, now):
-            self.store.append_audit(username or "-", "SIGN_IN_REFUSED", now, comment="too many failed attempts")
-            return None
-        found = self.store.reviewer(username) if USERNAME_PATTERN.match(username) else None
-        ok = False
+        if not self._hash_slots.acquire(blocking=False):
+            raise SignInBusy(f"{self.max_concurrent_hashes} sign-ins are being checked; try again in a second.")
         try:
-            if found is None and self._dummy_hash is None:
-                self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
-            ok = self._hasher.verify(found[1] if found else self._dummy_hash, password or "") and found is not None
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            now = self.clock()
+            username = (username or "")[:64]
+            known = self.store.reviewer(username) if USERNAME_PATTERN.match(username) else None
+            keys = attempt_keys(username, client)
+            refused = self._count_attempt(keys, username if known else None, now)
+            if refused:
+                return None
             ok = False
-        if not ok or found[0].disabled:
-            self.store.append_audit(username or "-", "SIGN_IN_FAILED", now)
-            return None
-        if self._hasher.check_needs_rehash(found[1]):
-            self.store.update_reviewer(username, password_hash=self._hasher.hash(password))
+            try:
+                if known is None and self._dummy_hash is None:
+                    self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+                ok = self._hasher.verify(known[1] if known else self._dummy_hash, password or "") and known is not None
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                ok = False
+            if not ok or known[0].disabled:
+                if known is not None:
+                    self.store.append_audit(username, "SIGN_IN_FAILED", now)
+                return None
+            self.store.forget_sign_in_attempts(forget=(keys["name"], keys["name_from_client"]),
+                                               undo=(keys["client"],))
+            if self._hasher.check_needs_rehash(known[1]):
+                self.store.update_reviewer(username, password_hash=self._hasher.hash(password))
+        finally:
+            self._hash_slots.release()
         token = secrets.token_urlsafe(32)
         session = Session(token_hash(token), username, secrets.token_urlsafe(32), now, now)
         self.store.add_session(session)
         self.store.append_audit(username, "SIGN_IN", now)
         return SignIn(token, session)
 
-    def _locked_out(self, username: str, now: float) -> bool:
-        """MAX_FAILED_SIGN_INS failures of the name within LOCKOUT_SECONDS, since its last sign-in. Counted in the
-        audit log, so that every worker process and every restart sees the same count."""
-        return self.store.failed_sign_ins(username or "-", now - LOCKOUT_SECONDS) >= MAX_FAILED_SIGN_INS
+    def _count_attempt(self, keys: dict[str, str], known_name: str | None, now: float) -> bool:
+        """Count one attempt under each key (client first: a client over its budget adds no rows for new names);
+        True when it is over a budget and must be refused unhashed. A lock's first refusal is audited once."""
+        since = now - LOCKOUT_SECONDS
+        count = self.store.count_sign_in_attempt(keys["client"], now, since)
+        if count > MAX_FAILED_SIGN_INS_PER_CLIENT:
+            if count == MAX_FAILED_SIGN_INS_PER_CLIENT + 1:
+                self.store.append_audit("system:console", "SIGN_IN_THROTTLED", now,
+                                        comment=f"a client failed {MAX_FAILED_SIGN_INS_PER_CLIENT} sign-ins within "
+                                                f"{LOCKOUT_SECONDS // 60} minutes; its further attempts are refused")
+            return True
+        for key, limit in ((keys["name_from_client"], MAX_FAILED_SIGN_INS), (keys["name"], MAX_FAILED_SIGN_INS_PER_NAME)):
+            count = self.store.count_sign_in_attempt(key, now, since)
+            if count > limit:
+                if count == limit + 1 and known_name is not None:
+                    self.store.append_audit(known_name, "SIGN_IN_REFUSED", now, comment="too many failed attempts")
+                return True
+        return False
 
     def session(self, token: str | None) -> Session | None:
         """The live session of a cookie's token (its idle time refreshed), or None."""

@@ -176,6 +176,8 @@ class SqlReviewStore(ReviewStore):
                                    "look at it again before deciding.", current)
             if current.status == ESCALATED and status == ESCALATED:
                 raise CaseConflict("This case is already escalated.", current)
+            if current.status == ESCALATED and actor == current.reviewed_by:  # four eyes: not who escalated it
+                raise CaseConflict("You escalated this case: another reviewer must decide it.", current)
             updated = db.execute("UPDATE facecompare_review_cases SET status = ?, reviewed_by = ?, reviewed_at = ?, "
                                  "comment = ?, version = version + 1 WHERE case_id = ? AND version = ?",
                                  (status, actor, now, comment, case_id, version)).rowcount
@@ -185,15 +187,25 @@ class SqlReviewStore(ReviewStore):
             return self._case(db, case_id)
 
     def erase_images(self, created_before: float, actor: str, now: float) -> list[str]:
+        return self._erase("created_at < ?", (created_before,), actor, now, None)
+
+    def erase_reference(self, reference: str, actor: str, now: float, comment: str) -> tuple[list[str], list[str]]:
+        with self._tx(write=False) as db:
+            all_ids = [row[0] for row in db.execute(
+                "SELECT case_id FROM facecompare_review_cases WHERE reference = ? ORDER BY created_at, case_id",
+                (reference,)).fetchall()]
+        return all_ids, self._erase("reference = ?", (reference,), actor, now, comment)
+
+    def _erase(self, where: str, params: tuple, actor: str, now: float, comment: str | None) -> list[str]:
         with self._tx() as db:
             ids = [row[0] for row in db.execute(
-                "SELECT case_id FROM facecompare_review_cases WHERE created_at < ? AND images_erased_at IS NULL "
-                "ORDER BY created_at", (created_before,)).fetchall()]
+                f"SELECT case_id FROM facecompare_review_cases WHERE {where} AND images_erased_at IS NULL "
+                "ORDER BY created_at", params).fetchall()]
             for case_id in ids:
                 db.execute("DELETE FROM facecompare_review_images WHERE case_id = ?", (case_id,))
                 db.execute("UPDATE facecompare_review_cases SET images_erased_at = ?, version = version + 1 "
                            "WHERE case_id = ?", (now, case_id))
-                self._audit(db, actor, "IMAGES_ERASED", now, case_id, None, None, None)
+                self._audit(db, actor, "IMAGES_ERASED", now, case_id, None, None, comment)
         if ids:
             self._after_erase()
         return ids
@@ -242,6 +254,29 @@ class SqlReviewStore(ReviewStore):
                 "SELECT COUNT(*) FROM facecompare_review_audit WHERE actor = ? AND action = 'SIGN_IN_FAILED' AND "
                 "at > ? AND seq > COALESCE((SELECT MAX(seq) FROM facecompare_review_audit WHERE actor = ? AND "
                 "action = 'SIGN_IN'), 0)", (username, since, username)).fetchone()[0])
+
+    def count_sign_in_attempt(self, key: str, now: float, since: float) -> int:
+        table = "facecompare_review_sign_in_attempts"
+        with self._tx() as db:
+            return int(db.execute(
+                f"INSERT INTO {table} (attempt_key, failures, window_start) VALUES (?, 1, ?) "
+                f"ON CONFLICT (attempt_key) DO UPDATE SET "
+                f"failures = CASE WHEN {table}.window_start <= ? THEN 1 ELSE {table}.failures + 1 END, "
+                f"window_start = CASE WHEN {table}.window_start <= ? THEN excluded.window_start "
+                f"ELSE {table}.window_start END RETURNING failures", (key, now, since, since)).fetchone()[0])
+
+    def forget_sign_in_attempts(self, forget: Iterable[str] = (), undo: Iterable[str] = ()) -> None:
+        with self._tx() as db:
+            for key in forget:
+                db.execute("DELETE FROM facecompare_review_sign_in_attempts WHERE attempt_key = ?", (key,))
+            for key in undo:
+                db.execute("UPDATE facecompare_review_sign_in_attempts SET failures = failures - 1 "
+                           "WHERE attempt_key = ? AND failures > 0", (key,))
+
+    def delete_sign_in_attempts(self, before: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM facecompare_review_sign_in_attempts WHERE window_start < ?",
+                              (before,)).rowcount
 
     def audit_log(self, case_id: str | None = None, before_seq: int | None = None,
                   limit: int = 200) -> list[AuditEntry]:

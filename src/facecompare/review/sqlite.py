@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 
-from ..collections.sqlite import connect, transaction
+from ..collections.sqlite import checkpoint_now, connect, transaction
 from ..errors import InvalidParameterException
 from .sql import SqlReviewStore
 
@@ -83,6 +83,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX facecompare_review_audit_actor ON facecompare_review_audit (actor, action, seq);
     """,
+    # 3: sign-in attempts counted before the password is checked, per name, client and both (digests as keys)
+    """
+    CREATE TABLE facecompare_review_sign_in_attempts (
+        attempt_key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        window_start REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -130,7 +138,7 @@ class SqliteReviewStore(SqlReviewStore):
 
     def _after_erase(self) -> None:
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            checkpoint_now(self._db)  # without waiting for readers (a reader elsewhere postpones it)
 
     def close(self) -> None:
         with self._lock:

@@ -152,6 +152,11 @@ class ReviewStore(ABC):
         return their ids. The case rows (the decision records) stay."""
 
     @abstractmethod
+    def erase_reference(self, reference: str, actor: str, now: float, comment: str) -> tuple[list[str], list[str]]:
+        """A data subject's erasure: delete the images of every case of ``reference`` now (IMAGES_ERASED audited
+        with ``comment``); returns (the ids of all its cases, those whose images were erased now)."""
+
+    @abstractmethod
     def reviewed_counts(self) -> dict[str, dict[str, int]]:
         """For each model: how many cases have each status."""
 
@@ -174,6 +179,20 @@ class ReviewStore(ABC):
     def failed_sign_ins(self, username: str, since: float) -> int:
         """How many SIGN_IN_FAILED entries ``username`` has at or after ``since`` and after its last SIGN_IN (the
         lockout's count, read from the log so that every process and every restart sees the same)."""
+
+    @abstractmethod
+    def count_sign_in_attempt(self, key: str, now: float, since: float) -> int:
+        """Count one sign-in attempt under ``key`` and return the key's count, atomically (concurrent attempts of
+        every process each get their own number). A count whose window began at or before ``since`` starts again
+        at 1 with its window at ``now``."""
+
+    @abstractmethod
+    def forget_sign_in_attempts(self, forget: Iterable[str] = (), undo: Iterable[str] = ()) -> None:
+        """After a successful sign-in: drop the counts of ``forget``, take the attempt back from ``undo``."""
+
+    @abstractmethod
+    def delete_sign_in_attempts(self, before: float) -> int:
+        """Drop the counts whose window began before ``before`` (they have ended)."""
 
     @abstractmethod
     def audit_log(self, case_id: str | None = None, before_seq: int | None = None,
@@ -233,5 +252,5 @@ def open_review_store(url: str | None = None) -> ReviewStore:
             raise ModelNotAvailableError("Review cases on PostgreSQL need psycopg 3 and psycopg_pool: pip install "
                                          "'facecompare[postgres]'.") from None
         return PostgresReviewStore(url)
-    raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; got "
-                                    f"{url[:40]!r}.")
+    raise InvalidParameterException("FACECOMPARE_COLLECTIONS must be sqlite:///path or postgresql://...; the value "
+                                    "set is neither (it is not quoted here: it may hold a password).")

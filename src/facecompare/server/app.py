@@ -36,6 +36,7 @@ from ..storage import S3Reader
 from .aws_api import AwsApi
 from .config import ServerConfig, hash_api_key, load_api_key_hashes
 from .console import Console
+from .edges import HostGuard
 from .limits import BodyGuard
 from .logs import UVICORN_LOG_CONFIG, JsonLogFormatter, capture_warnings, configure_logging, json_log
 from .ops import Ops
@@ -117,7 +118,8 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
                   openapi_url="/openapi.json", docs_url=None, redoc_url=None,
                   routes=[*AwsApi(pipeline).routes(), ops.assets(), Console(pipeline).mount()],
                   exception_handlers={HTTPException: plain_http_error, RequestValidationError: validation_error},
-                  middleware=[Middleware(BodyGuard, max_body_bytes=config.max_body_bytes,
+                  middleware=[Middleware(HostGuard, allowed_hosts=config.allowed_hosts, auth=config.auth),
+                              Middleware(BodyGuard, max_body_bytes=config.max_body_bytes,
                                          body_timeout=config.body_timeout)])
     app.include_router(RestApi(pipeline).router())
     app.include_router(ops.router())

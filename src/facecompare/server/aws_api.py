@@ -32,6 +32,13 @@ def aws_error(exc: FaceCompareError, request_id: str) -> Response:
                     headers={"x-amzn-RequestId": request_id, **retry_headers(exc)})
 
 
+def changes_state(operation: str) -> bool:
+    """Whether an operation writes (IndexFaces, DeleteFaces, Create/DeleteCollection, and any Create*, Delete*,
+    Put*, Update*, Associate*, Disassociate* added later); replayed signatures are refused for these."""
+    return operation == "IndexFaces" or operation.startswith(
+        ("Create", "Delete", "Put", "Update", "Associate", "Disassociate", "Tag", "Untag"))
+
+
 # -- one handler per operation: parsed parameters in, the response shape out (run in an engine thread) ----------
 
 def compare_faces(pipeline: Pipeline, params: dict) -> dict:
@@ -242,6 +249,12 @@ class AwsApi:
         if pending is not None:
             pending.verify_payload(body)
         operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
+        if pending is not None and self.pipeline.config.refuse_replays and changes_state(operation):
+            # stricter than AWS: a signature that changes state is good for one request (a replayed IndexFaces must
+            # not undo an erasure); reads may repeat (identical calls within a second carry one signature)
+            if not self.pipeline.replays.first_use(pending.signature):
+                raise sigv4.AuthError("InvalidSignatureException", sigv4.REPLAY_MESSAGE)
+            context["signature"] = pending.signature  # forgotten again if the request fails (a retry may follow)
         payload = parse_json(body)
         if payload is NOT_JSON:
             raise aws.ProtocolError("SerializationException", NOT_JSON_MESSAGE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ class ServerConfig:
     access_keys: dict[str, str] = field(default_factory=dict)  # SigV4 access key -> secret
     region: str = sigv4.DEFAULT_REGION  # the region SigV4 credential scopes must name (FACECOMPARE_REGION)
     api_key_hashes: set[str] = field(default_factory=set)  # sha256 hex of the /v1 API keys
+    api_key_names: dict[str, str] = field(default_factory=dict)  # sha256 hex -> the name beside it in the file
+    #: the Host names the service answers to besides IP addresses and localhost (FACECOMPARE_ALLOWED_HOSTS,
+    #: comma-separated; DNS rebinding). Empty: any name with authentication on, none with it off
+    allowed_hosts: frozenset[str] = frozenset()
     max_body_bytes: int = 16 * 1024 * 1024  # two 5 MiB images in base64 fit
     request_timeout: float = 60.0
     concurrency: int = 2  # engine calls at once (the rest wait)
@@ -47,6 +52,19 @@ class ServerConfig:
     #: the origins (scheme://host[:port]) the console's forms may be posted from (FACECOMPARE_CONSOLE_ORIGINS,
     #: comma-separated); empty: the request's own Host
     console_origins: frozenset[str] = frozenset()
+    #: console password checks (argon2id, 64 MiB each) at once per worker (FACECOMPARE_CONSOLE_MAX_SIGN_INS);
+    #: a sign-in beyond them is a 429 before anything is hashed
+    console_max_sign_ins: int = 2
+    #: the proxies whose X-Forwarded-For is believed (FACECOMPARE_TRUSTED_PROXIES: addresses or networks,
+    #: comma-separated); empty (the default): the client is the connection's peer address, headers are ignored
+    trusted_proxies: tuple = ()
+    #: refuse a second use of an accepted SigV4 signature within the clock-skew window (FACECOMPARE_SIGV4_REPLAY=
+    #: refuse, the default; allow: as AWS, which accepts replays within the window)
+    refuse_replays: bool = True
+    #: which S3 objects each caller may have read (FACECOMPARE_S3_ACCESS): caller name (a REST key's name, a SigV4
+    #: access key id, or * for any) -> (bucket, key prefix) pairs. None (unset): every caller reads whatever the
+    #: service's own S3 credentials reach; once set, a caller or object without a rule is refused
+    s3_access: dict[str, tuple[tuple[str, str], ...]] | None = None
 
     @property
     def queue_limit(self) -> int:
@@ -57,7 +75,7 @@ class ServerConfig:
         environ = os.environ if environ is None else environ
         try:  # a missing or malformed keys file stops the server with a message, not a traceback
             access_keys = sigv4.load_keys(environ)
-            api_key_hashes = load_api_key_hashes(environ.get("FACECOMPARE_API_KEYS_FILE"))
+            api_key_names = load_api_keys(environ.get("FACECOMPARE_API_KEYS_FILE"))
         except ValueError as exc:
             raise SystemExit(f"facecompare serve: {exc}.") from None
         from ..errors import InvalidParameterException
@@ -71,7 +89,10 @@ class ServerConfig:
             auth=environ.get("FACECOMPARE_AUTH", "on").lower() not in ("off", "none", "0", "false"),
             access_keys=access_keys,
             region=(environ.get("FACECOMPARE_REGION") or "").strip() or sigv4.DEFAULT_REGION,
-            api_key_hashes=api_key_hashes,
+            api_key_hashes=set(api_key_names),
+            api_key_names=api_key_names,
+            allowed_hosts=frozenset(name.strip().lower().rstrip(".") for name in
+                                    environ.get("FACECOMPARE_ALLOWED_HOSTS", "").split(",") if name.strip()),
             max_body_bytes=env_number(environ, "FACECOMPARE_MAX_BODY_BYTES", 16 * 1024 * 1024, int, minimum=1),
             request_timeout=env_number(environ, "FACECOMPARE_REQUEST_TIMEOUT", 60.0, float, minimum=0.1),
             concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
@@ -91,6 +112,10 @@ class ServerConfig:
             console_secure_cookies=environ.get("FACECOMPARE_CONSOLE_SECURE_COOKIES", "on").strip().lower()
             not in ("off", "0", "false", "no"),
             console_origins=console_origins(environ.get("FACECOMPARE_CONSOLE_ORIGINS", "")),
+            console_max_sign_ins=env_number(environ, "FACECOMPARE_CONSOLE_MAX_SIGN_INS", 2, int, minimum=1),
+            trusted_proxies=trusted_proxies(environ.get("FACECOMPARE_TRUSTED_PROXIES", "")),
+            refuse_replays=replay_setting(environ.get("FACECOMPARE_SIGV4_REPLAY", "")),
+            s3_access=s3_access_rules(environ.get("FACECOMPARE_S3_ACCESS", "")),
         )
         for k, v in overrides.items():
             if v is not None:
@@ -110,6 +135,77 @@ def console_origins(value: str) -> frozenset[str]:
     return frozenset(origins)
 
 
+def s3_access_rules(value: str) -> dict[str, tuple[tuple[str, str], ...]] | None:
+    """FACECOMPARE_S3_ACCESS: ``caller=bucket[/prefix][,bucket[/prefix]...]`` rules separated by ``;``. Empty:
+    None (no rules: everything the service's credentials reach). Anything malformed stops the server."""
+    if not value.strip():
+        return None
+    rules: dict[str, list[tuple[str, str]]] = {}
+    for rule in filter(None, (part.strip() for part in value.split(";"))):
+        caller, sep, objects = rule.partition("=")
+        caller = caller.strip()
+        places = [item.strip() for item in objects.split(",") if item.strip()]
+        if not sep or not caller or not places:
+            raise SystemExit("facecompare serve: FACECOMPARE_S3_ACCESS: each rule is caller=bucket[/prefix][,...] "
+                             f"(rules separated by ';'); got {rule[:60]!r}")
+        for place in places:
+            bucket, _, prefix = place.partition("/")
+            if not re.match(r"^[a-z0-9][a-z0-9.-]{1,62}\Z", bucket):
+                raise SystemExit(f"facecompare serve: FACECOMPARE_S3_ACCESS: {bucket[:64]!r} is not a bucket name")
+            rules.setdefault(caller, []).append((bucket, prefix))
+    return {caller: tuple(places) for caller, places in rules.items()}
+
+
+def s3_allowed(rules: dict[str, tuple[tuple[str, str], ...]] | None, caller: str | None, bucket: str,
+               key: str) -> bool:
+    """Whether ``caller`` may have ``s3://bucket/key`` read: no rules at all, or a rule of its own (or of ``*``)
+    naming the bucket and a prefix of the key."""
+    if rules is None:
+        return True
+    places = (*rules.get(caller or "", ()), *rules.get("*", ())) if caller else rules.get("*", ())
+    return any(bucket == b and key.startswith(prefix) for b, prefix in places)
+
+
+def replay_setting(value: str) -> bool:
+    value = value.strip().lower()
+    if value not in ("", "refuse", "allow"):
+        raise SystemExit(f"facecompare serve: FACECOMPARE_SIGV4_REPLAY={value[:40]!r} is not valid: refuse (the "
+                         "default) or allow.")
+    return value != "allow"
+
+
+def trusted_proxies(value: str) -> tuple:
+    """FACECOMPARE_TRUSTED_PROXIES: IP addresses or networks (``10.0.0.0/8``) separated by commas."""
+    networks = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SystemExit(f"facecompare serve: FACECOMPARE_TRUSTED_PROXIES: {item[:80]!r} is not an IP address "
+                             "or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, proxies: tuple) -> str:
+    """Who a request comes from, for per-client budgets: the connection's peer, or, when the peer is a trusted
+    proxy, the nearest address in X-Forwarded-For that is not one (a client can prepend anything to the header,
+    so it is read from the right, and only through proxies the operator named)."""
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in proxies)
+
+    peer = peer or "-"
+    if not proxies or not trusted(peer) or not forwarded_for:
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")][:32]):
+        if hop and not trusted(hop):
+            return hop[:64]
+    return peer
+
+
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -119,22 +215,29 @@ def load_api_key_hashes(path: str | None) -> set[str]:
 
     Raises ValueError for a file that cannot be read or a line that is not a digest (a key pasted instead of
     its hash would otherwise be accepted and never match)."""
+    return set(load_api_keys(path))
+
+
+def load_api_keys(path: str | None) -> dict[str, str]:
+    """The API keys file as {digest: name} (the name before the last ':', empty when the line has none): the name
+    is what the request log says made a call. Errors as :func:`load_api_key_hashes`."""
     if not path:
-        return set()
+        return {}
     where = f"FACECOMPARE_API_KEYS_FILE={path[:200]!r}"
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{where}: cannot read it ({type(exc).__name__})") from None
-    hashes = set()
+    keys: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if line and not line.startswith("#"):
-            digest = line.rsplit(":", 1)[-1].strip().lower()
+            name, _, digest = line.rpartition(":")
+            digest = digest.strip().lower()
             if not _SHA256_HEX.match(digest):
                 raise ValueError(f"{where} line {number}: expected 'name:sha256' as `facecompare api-key` prints "
                                  "it (64 hexadecimal digits after the last ':'), not the key itself")
-            hashes.add(digest)
-    return hashes
+            keys[digest] = "".join(c for c in name.strip() if c.isprintable())[:64]
+    return keys
 
 

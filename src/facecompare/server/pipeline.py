@@ -14,6 +14,7 @@ Rekognition protocol, ``rest_api`` for the native API."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -31,11 +32,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ..engine import Verifier
-from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError
+from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError, InvalidS3ObjectException
 from ..memory import released_after_large_work
 from ..storage import S3Reader
 from . import aws
-from .config import ServerConfig
+from .config import ServerConfig, s3_allowed
 from .limits import OVER_CAPACITY, EngineQueue, OverCapacityError, ThrottlingError
 from .logs import exception_fields, json_log
 from .metrics import Metrics
@@ -77,6 +78,10 @@ class Surface(Protocol):
 
     def respond(self, result: dict, request_id: str) -> Response:
         """The response to a handler's result."""
+
+
+#: who makes the current request (the REST key's name or the SigV4 access key id; None with authentication off)
+CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("facecompare_caller", default=None)
 
 
 def parse_json(body: bytes) -> object:
@@ -135,6 +140,9 @@ class Pipeline:
     def __post_init__(self) -> None:
         self.engine = EngineQueue(self.config.concurrency, self.config.queue_limit)
         self.metrics.watch_engine(self.engine)
+        from .sigv4 import ReplayGuard
+
+        self.replays = ReplayGuard()  # SigV4 signatures accepted in the skew window (aws_api refuses a second use)
 
     @property
     def collections(self):
@@ -163,7 +171,8 @@ class Pipeline:
                     from ..review.store import open_review_store
 
                     self._review = ReviewQueue(open_review_store(self.config.collections_url),
-                                               self.config.review_retention_days)
+                                               self.config.review_retention_days,
+                                               max_concurrent_hashes=self.config.console_max_sign_ins)
         return self._review
 
     def purge_expired_reviews(self) -> int:
@@ -229,12 +238,20 @@ class Pipeline:
             raise InternalServerError(f"Internal server error: the request took longer than "
                                       f"{self.config.request_timeout:g} s.") from None
 
+    def check_s3_access(self, bucket: str, key: str) -> None:
+        """FACECOMPARE_S3_ACCESS: the caller of this request (CALLER) may have this object read, or the answer is
+        what Rekognition says when the caller lacks the permission (nothing tells whether the object exists)."""
+        if not s3_allowed(self.config.s3_access, CALLER.get(), bucket, key):
+            raise InvalidS3ObjectException("Unable to get object metadata from S3. Check object key, region and/or "
+                                           "access permissions.")
+
     def image_bytes(self, source: tuple[str, object]) -> bytes:
         """The encoded bytes of a parsed source (IndexFaces hashes them for its idempotent ids)."""
         kind, value = source
         if kind == "bytes":
             return value
         bucket, key, version = value
+        self.check_s3_access(bucket, key)
         return self.s3.read(bucket, key, version)
 
     def load_image(self, source: tuple[str, object]):
@@ -243,6 +260,7 @@ class Pipeline:
         if kind == "bytes":
             return self.verifier.load(value)
         bucket, key, version = value
+        self.check_s3_access(bucket, key)
         return self.verifier.load(self.s3.read(bucket, key, version), max_bytes=self.s3.max_bytes)
 
     # -- the path --------------------------------------------------------------------------------------------
@@ -253,6 +271,9 @@ class Pipeline:
 
         async def work(request_id: str, context: dict) -> Response:
             auth = surface.authenticate(request)  # 1. authentication, from the headers
+            # who called, for the log line: the REST key's name or the SigV4 access key id (never a key itself)
+            context["key"] = auth if isinstance(auth, str) else getattr(auth, "access_key", None)
+            CALLER.set(context["key"])  # for FACECOMPARE_S3_ACCESS (read in the engine thread: contexts are copied)
             try:  # 2. capacity, before the body
                 self.check_capacity(request)
             except ThrottlingError:
@@ -287,6 +308,8 @@ class Pipeline:
             if error is None:  # a bug: answer in the surface's error shape, keep serving, log without request data
                 json_log(logging.ERROR, event="internal_error", request_id=request_id, **exception_fields(exc))
                 error = InternalServerError()
+            if "signature" in context:  # a request that failed may be retried with the same signature
+                self.replays.forget(context["signature"])
             response = error_response(error, request_id)
             context["status"] = response.status_code  # a surface's own status (REST: 429 for throttling)
             context["error"] = error.code
@@ -298,4 +321,4 @@ class Pipeline:
             self.metrics.latency.labels(context["operation"]).observe(elapsed)
             json_log(request_id=request_id, surface=surface, operation=context["operation"],
                      status=context["status"], **({"error": context["error"]} if "error" in context else {}),
-                     ms=round(1000 * elapsed, 1))
+                     key=context.get("key"), ms=round(1000 * elapsed, 1))

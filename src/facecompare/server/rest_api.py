@@ -30,6 +30,7 @@ from ..rekognition import compared_face, detect_faces_response
 from ..review.service import queue_mode
 from . import sigv4
 from .config import hash_api_key
+from .edges import check_browser_request
 from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
 from .rest_models import (
     COLLECTION_ID_PATTERN,
@@ -484,8 +485,11 @@ class RestApi:
 
     error = staticmethod(rest_error)
 
-    def authenticate(self, request: Request) -> None:
-        self.check_api_key(request)
+    def authenticate(self, request: Request) -> str | None:
+        """The API key's name (for the log line), after the checks against forged browser requests (edges.py)."""
+        check_browser_request(request.method, request.headers, request.url.scheme,
+                              self.pipeline.config.console_origins)
+        return self.check_api_key(request)
 
     def operation_hint(self, request: Request) -> str | None:
         return None  # the route named it
@@ -535,7 +539,7 @@ class RestApi:
         result["request_id"] = request_id
         return JSONResponse(result, headers={"x-request-id": request_id})
 
-    def check_api_key(self, request: Request) -> None:
+    def check_api_key(self, request: Request) -> str | None:
         config = self.pipeline.config
         if not config.auth:
             return
@@ -543,8 +547,10 @@ class RestApi:
         bearer = request.headers.get("authorization", "")
         if not key and bearer.lower().startswith("bearer "):
             key = bearer[7:].strip()
-        if not key or hash_api_key(key) not in config.api_key_hashes:
+        digest = hash_api_key(key) if key else ""
+        if not key or digest not in config.api_key_hashes:
             raise sigv4.AuthError("UnauthorizedException", "Missing or invalid API key (header X-API-Key).", 401)
+        return config.api_key_names.get(digest) or f"key-{digest[:8]}"
 
     async def params(self, request: Request, json_model, form_model, images: tuple[str, ...]):
         """The request's parameters as the operation's model: multipart/form-data (files for the images), or

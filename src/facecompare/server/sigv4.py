@@ -19,7 +19,9 @@ import hmac
 import json
 import os
 import re
-from collections import Counter
+import threading
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +183,49 @@ class PendingSignature:
                             "The provided x-amz-content-sha256 header does not match what was computed.")
         self._check(payload_hash)
         return self.access_key
+
+
+class ReplayGuard:
+    """The signatures this process accepted within the last ``window_seconds`` (the span in which SigV4's clock-skew
+    check still accepts them: twice MAX_SKEW), so that a second use of one is refused (a replayed IndexFaces must not
+    re-create an erased face). At most ``max_entries`` are kept, the oldest dropped first: far more than the
+    requests a worker serves in the window (about 600 at 2 a second), and only signed requests can add any.
+    Per process: a replay sent to another worker or replica is not caught (README, "Operating the service")."""
+
+    def __init__(self, window_seconds: float = 2 * MAX_SKEW.total_seconds(), max_entries: int = 100_000) -> None:
+        self.window = float(window_seconds)
+        self.max_entries = max(1, int(max_entries))
+        self._seen: OrderedDict[str, float] = OrderedDict()  # signature -> when it is forgotten, oldest first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def first_use(self, signature: str, now: float | None = None) -> bool:
+        """True (and remembered) the first time ``signature`` is seen within the window; False for a replay."""
+        now = time.time() if now is None else now
+        with self._lock:
+            while self._seen:
+                oldest, until = next(iter(self._seen.items()))
+                if until > now:
+                    break
+                del self._seen[oldest]
+            if signature in self._seen:
+                return False
+            self._seen[signature] = now + self.window
+            while len(self._seen) > self.max_entries:
+                self._seen.popitem(last=False)
+            return True
+
+    def forget(self, signature: str) -> None:
+        """A request whose handling failed may be sent again (boto3 retries within one second re-send the same
+        signature)."""
+        with self._lock:
+            self._seen.pop(signature, None)
+
+
+REPLAY_MESSAGE = ("This signature was already used: the request was received before (a replay). Sign every request "
+                  "anew.")
 
 
 def verify_headers(method: str, path: str, headers: Iterable[tuple[bytes | str, bytes | str]],

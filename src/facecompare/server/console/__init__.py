@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import secrets
 import time
 from pathlib import Path
@@ -28,18 +29,24 @@ import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
 from ...errors import FaceCompareError, InvalidParameterException, ResourceNotFoundException
-from ...review.service import SESSION_IDLE_SECONDS, ReviewQueue, iso
+from ...review.service import SESSION_IDLE_SECONDS, ReviewQueue, SignInBusy, iso
 from ...review.store import ACTIONS, ROLES, CaseConflict, ReviewCase, Session
+from ..config import client_address
+from ..limits import OVER_CAPACITY, RETRY_AFTER_SECONDS
 from . import render
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "facecompare_console"
 LOGIN_COOKIE = "facecompare_console_login"
 PAGE_SIZE = 100
+#: the largest offset (queue) or sequence number (audit log) a query string may give: beyond any real store, and
+#: far inside SQLite's and PostgreSQL's 64-bit integers (a larger number is a 400, not an overflow and a 500)
+MAX_QUERY_NUMBER = 10**12
+CASE_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 #: what each reason code means, for the case page
 REASON_TEXT = {
     "SIMILARITY_IN_REVIEW_BAND": "The similarity is inside the review band around the threshold: the model is unsure.",
@@ -68,6 +75,23 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.0f} d"
 
 
+def query_number(value: str | None, name: str) -> int | None:
+    """A whole number from a query string: ASCII digits only, at most MAX_QUERY_NUMBER; None when absent or empty.
+    Anything else (1e20, -5, full-width digits, a 30-digit number) is an InvalidParameterException (a 400 page)."""
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 13 or int(value) > MAX_QUERY_NUMBER:
+        raise InvalidParameterException(f"{name} must be a whole number from 0 to {MAX_QUERY_NUMBER:,}.")
+    return int(value)
+
+
+def tokens_match(expected: str | None, given: str | None) -> bool:
+    """A CSRF token check in constant time, on bytes: a token of any text (non-ASCII included) is just wrong."""
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
+
+
 def _number(value, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -87,7 +111,7 @@ class Console:
         return self.pipeline.review
 
     def mount(self) -> Mount:
-        return Mount("/console", routes=[
+        router = Router(routes=[
             Route("/", self.home, methods=["GET"]),
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
@@ -101,6 +125,19 @@ class Console:
             Route("/export.csv", self.export, methods=["GET"]),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="console-static"),
         ])
+
+        async def console(scope, receive, send) -> None:
+            # the worker's connection cap (FACECOMPARE_MAX_CONNECTIONS) holds for the console as for the APIs: a
+            # request over it is a 503 page before any session lookup or password check
+            if scope["type"] == "http" and scope.get(OVER_CAPACITY):
+                self.pipeline.metrics.throttled.labels("connections").inc()
+                response = self.error_page(503, "The service has too many connections open; try again in a second.")
+                response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                await response(scope, receive, send)
+                return
+            await router(scope, receive, send)
+
+        return Mount("/console", app=console)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -179,9 +216,17 @@ class Console:
         except InvalidParameterException as exc:
             return await self.login_page(request, exc.message, 400)
         cookie = request.cookies.get(LOGIN_COOKIE, "")
-        if not self.same_origin(request) or not cookie or not hmac.compare_digest(cookie, fields.get("csrf", "")):
+        if not self.same_origin(request) or not tokens_match(cookie, fields.get("csrf")):
             return await self.login_page(request, "The sign-in form expired; please try again.", 403)
-        signed = await self.run(self.queue.sign_in, fields.get("username", ""), fields.get("password", ""))
+        client = client_address(request.client.host if request.client else None,
+                                request.headers.get("x-forwarded-for"), self.pipeline.config.trusted_proxies)
+        try:
+            signed = await self.run(self.queue.sign_in, fields.get("username", ""), fields.get("password", ""), client)
+        except SignInBusy:
+            response = await self.login_page(request, "The console is busy checking other sign-ins; try again in a "
+                                             "second.", 429)
+            response.headers["Retry-After"] = "1"
+            return response
         if signed is None:
             return await self.login_page(request, "Wrong name or password, or the account is disabled or locked "
                                          "after repeated failures.", 401)
@@ -191,11 +236,18 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
+        """Sign out: only with the session's CSRF token from the console's own origin. A forged sign-out (another
+        site's form, a wrong token) ends nothing and leaves the cookie in place (403)."""
         session = await self.session(request)
         if session is not None:
-            fields = await self.form(request)
-            if self.same_origin(request) and hmac.compare_digest(session.csrf_token, fields.get("csrf", "")):
-                await self.run(self.queue.sign_out, session)
+            try:
+                fields = await self.form(request)
+            except InvalidParameterException as exc:
+                return self.error_page(400, exc.message, session)
+            if not self.same_origin(request) or not tokens_match(session.csrf_token, fields.get("csrf")):
+                return self.error_page(403, "This sign-out did not come from your console session; use the "
+                                       "console's own button.", session)
+            await self.run(self.queue.sign_out, session)
         response = RedirectResponse("/console/login", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
@@ -226,9 +278,9 @@ class Console:
         filters = self.filters(request)
         try:
             where = self.case_filter(filters)
-            offset = max(0, int(request.query_params.get("offset", "0") or 0))
-        except (InvalidParameterException, ValueError) as exc:
-            return self.error_page(400, getattr(exc, "message", "offset must be a whole number."), session)
+            offset = query_number(request.query_params.get("offset"), "offset") or 0
+        except InvalidParameterException as exc:
+            return self.error_page(400, exc.message, session)
 
         def load():
             self.queue.purge_if_due()
@@ -237,10 +289,24 @@ class Console:
 
         cases, total, batches, counts = await self.run(load)
         query = self.filter_query(filters)
+        done = await self.decided(request)
         return self.page("queue.html", session=session, cases=cases, total=total, batches=batches, counts=counts,
                          filters=filters, query=query, offset=offset, page_size=PAGE_SIZE, now=self.queue.clock(),
-                         done=request.query_params.get("done"),
+                         done=done,
                          reasons=sorted(REASON_TEXT))
+
+    async def decided(self, request: Request) -> str | None:
+        """What the flash after a decision says, from the store, never from the request: ``done`` only names the
+        case ("STATUS case-id", as the decision's redirect writes it); it is shown when that case exists and has
+        that status (decided or escalated), and otherwise not at all."""
+        parts = (request.query_params.get("done") or "").split(" ")
+        if len(parts) != 2 or parts[0] not in (*ACTIONS.values(),) or not CASE_ID_PATTERN.match(parts[1]):
+            return None
+        try:
+            case = await self.run(self.queue.store.get_case, parts[1])
+        except ResourceNotFoundException:
+            return None
+        return f"{case.status} {case.case_id}" if case.status == parts[0] else None
 
     # -- a case -----------------------------------------------------------------------------------------------
 
@@ -261,7 +327,7 @@ class Console:
         query = self.filter_query(filters)
         return self.page("case.html", status, session=session, case=case, audit=audit, previous=before, next=after,
                          query=query, message=message, now=self.queue.clock(), erases_at=self.queue.erases_at(case),
-                         done=request.query_params.get("done"),
+                         done=await self.decided(request),
                          faces={role: case.evidence.get(f"{role}_face") for role in ROLES}, roles=ROLES,
                          boxes={role: render.face_box(case, role) for role in ROLES},
                          scale=self.scale(case))
@@ -281,7 +347,7 @@ class Console:
             fields = await self.form(request)
         except InvalidParameterException as exc:
             return self.error_page(400, exc.message, session)
-        if not self.same_origin(request) or not hmac.compare_digest(session.csrf_token, fields.get("csrf", "")):
+        if not self.same_origin(request) or not tokens_match(session.csrf_token, fields.get("csrf")):
             return self.error_page(403, "This form did not come from your console session; reload the case and "
                                    "decide again.", session)
         case_id = request.path_params["case_id"]
@@ -346,10 +412,9 @@ class Console:
         if session is None:
             return self.to_login(request)
         try:
-            before = request.query_params.get("before")
-            before_seq = int(before) if before else None
-        except ValueError:
-            return self.error_page(400, "before must be a whole number.", session)
+            before_seq = query_number(request.query_params.get("before"), "before")
+        except InvalidParameterException as exc:
+            return self.error_page(400, exc.message, session)
         case_id = request.query_params.get("case") or None
         entries = await self.run(lambda: self.queue.store.audit_log(case_id=case_id, before_seq=before_seq,
                                                                     limit=PAGE_SIZE))
