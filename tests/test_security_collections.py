@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from facecompare.collections.service import Collections
+from facecompare.collections.sqlite import MIGRATIONS
 from facecompare.collections.store import StoredFace, open_store
 from facecompare.errors import InvalidPaginationTokenException
 
@@ -86,9 +87,9 @@ def test_an_existing_sqlite_store_gets_a_secret_when_opened(tmp_path):
     path = tmp_path / "old.db"
     store = open_store(f"sqlite:///{path}")
     store.close()
-    with sqlite3.connect(path) as db:  # the file as the release before made it: schema version 1, no secret
+    with sqlite3.connect(path) as db:  # the file as the release before made it: every migration but the secret's
         db.execute("DROP TABLE secrets")
-        db.execute("PRAGMA user_version = 1")
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
     store = open_store(f"sqlite:///{path}")
     key = store.pagination_key()
     store.close()
