@@ -374,7 +374,8 @@ def _compare(args: argparse.Namespace) -> int:
     if args.annotate:
         from .draw import annotate_verification, panel, save_png
 
-        save_png(annotate_verification(panel(selfie), panel(document), verification), args.annotate)
+        save_png(annotate_verification(panel(selfie, verification.selfie), panel(document, verification.document),
+                                        verification), args.annotate)
     if args.json:
         out = {"verification": verification_dict(verification)}
         if queued is not None:
@@ -424,7 +425,7 @@ def _detect(args: argparse.Namespace) -> int:
     if args.annotate:
         from .draw import annotate_detection, panel, save_png
 
-        save_png(annotate_detection(panel(decoded), analyzed), args.annotate)
+        save_png(annotate_detection(panel(decoded, analyzed), analyzed), args.annotate)
     if args.json:
         print(json.dumps(detect_faces_response(analyzed), indent=2))
     else:

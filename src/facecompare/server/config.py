@@ -47,6 +47,10 @@ class ServerConfig:
     #: the origins (scheme://host[:port]) the console's forms may be posted from (FACECOMPARE_CONSOLE_ORIGINS,
     #: comma-separated); empty: the request's own Host
     console_origins: frozenset[str] = frozenset()
+    #: the AWS endpoint accepts HEIC/HEIF, WebP, AVIF and PDF too (FACECOMPARE_AWS_EXTRA_FORMATS=on); off (the
+    #: default), it keeps Rekognition's contract: JPEG and PNG, InvalidImageFormatException for the others.
+    #: The REST API, the CLI and the library accept them all
+    aws_extra_formats: bool = False
 
     @property
     def queue_limit(self) -> int:
@@ -91,11 +95,24 @@ class ServerConfig:
             console_secure_cookies=environ.get("FACECOMPARE_CONSOLE_SECURE_COOKIES", "on").strip().lower()
             not in ("off", "0", "false", "no"),
             console_origins=console_origins(environ.get("FACECOMPARE_CONSOLE_ORIGINS", "")),
+            aws_extra_formats=on_off(environ, "FACECOMPARE_AWS_EXTRA_FORMATS", False),
         )
         for k, v in overrides.items():
             if v is not None:
                 setattr(config, k, v)
         return config
+
+
+def on_off(environ, name: str, default: bool) -> bool:
+    """An on/off variable (on, true, yes, 1 / off, false, no, 0); anything else stops the server naming it."""
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "yes", "1"):
+        return True
+    if raw in ("off", "false", "no", "0"):
+        return False
+    raise SystemExit(f"facecompare serve: {name}={raw[:40]!r}: use on or off")
 
 
 def console_origins(value: str) -> frozenset[str]:

@@ -134,7 +134,8 @@ def verify(pipeline: Pipeline, params: VerifyJson | VerifyForm) -> dict:
     if params.annotate:
         from ..draw import annotate_verification, panel
 
-        result["annotated_png"] = png_b64(annotate_verification(panel(s), panel(d), verification))
+        result["annotated_png"] = png_b64(annotate_verification(panel(s, verification.selfie), panel(d, verification.document),
+                                                                        verification))
     return result
 
 
@@ -147,7 +148,7 @@ def detect(pipeline: Pipeline, params: DetectJson | DetectForm) -> dict:
     if params.annotate:
         from ..draw import annotate_detection, panel
 
-        result["annotated_png"] = png_b64(annotate_detection(panel(decoded), analyzed))
+        result["annotated_png"] = png_b64(annotate_detection(panel(decoded, analyzed), analyzed))
     return result
 
 
