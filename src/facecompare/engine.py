@@ -181,7 +181,7 @@ class Verifier:
             decoded.release_views()  # freed now, even when the caller keeps the image (they decode again)
         # a PDF: every page is searched (one after the other, each freed after), and the page with the largest
         # usable face is the document; the first such page wins a tie
-        for number in range(1, decoded.pages + 1):
+        for number in range(1, decoded.pages + 1 if decoded.page is not None else 1):
             if number == decoded.page:
                 continue
             with _stage("read, check, decode for detection"):

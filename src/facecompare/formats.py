@@ -9,11 +9,12 @@ Each format's header is read and checked against the pixel limits before any pix
   transforms and pillow-heif resets the EXIF orientation to 1, so the result is upright as the phone showed it.
 - WebP, AVIF (Pillow's own plugins): the canvas size, then the first frame only (an animated file is never
   played); the EXIF orientation (Pillow's AVIF plugin turns ``irot``/``imir`` into it) is applied as for JPEG.
-- PDF (``pypdfium2``, PDFium): the page count (at most ``Settings.max_pdf_pages``), each page's size, and the
-  page's objects walked (at most :data:`MAX_PDF_OBJECTS`, forms included, and at most ``Settings.max_pixels``
-  pixels of embedded images) before it is rendered. A page is rendered at ``Settings.pdf_dpi`` (a smaller DPI
-  when the page would be over ``Settings.max_working_pixels``: PDFium renders at any scale, so a large page is
-  never rendered at full size first). PDFium is not thread-safe: every call into it holds :data:`_PDFIUM_LOCK`.
+- PDF (``pypdfium2``, PDFium), in a child process bounded in time and memory (:data:`PDF_RENDER_TIMEOUT`,
+  :mod:`facecompare.pdf_worker`): the page count (at most ``Settings.max_pdf_pages``) and every page's size
+  before any page is loaded, then each page's objects walked (at most :data:`MAX_PDF_OBJECTS`, forms included,
+  and at most ``Settings.max_pixels`` pixels of embedded images) before it is rendered. A page is rendered at
+  ``Settings.pdf_dpi`` (a smaller DPI when the page would be over ``Settings.max_working_pixels``: PDFium renders
+  at any scale, so a large page is never rendered at full size first).
 
 None of these libraries can decode HEIF, WebP or AVIF at a reduced size the way libjpeg can (``Image.draft``), so
 those are decoded once at full size (within ``max_pixels``) and reduced band by band, as PNG is.
@@ -21,8 +22,11 @@ those are decoded once at full size (within ``max_pixels``) and reduced band by 
 
 from __future__ import annotations
 
-import threading
+import json
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from PIL import Image
 
@@ -49,9 +53,6 @@ _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b
 #: PDF page may have. A scanned page has one image, a printed form a few thousand; every object costs parsing and
 #: rendering time, and a form drawn 1,000 times that draws another 1,000 times is a million (a PDF "billion laughs")
 MAX_PDF_OBJECTS = 20_000
-
-#: PDFium may be called from one thread at a time in the whole process (pypdfium2's documentation)
-_PDFIUM_LOCK = threading.Lock()
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -117,134 +118,60 @@ def open_heif(data: bytes, check_size: Callable[[int, int], None]) -> Image.Imag
 
 # -- PDF -------------------------------------------------------------------------------------------------------
 
+#: a PDF is rendered in a child process (:mod:`facecompare.pdf_worker`) given at most this long (seconds) and
+#: this much address space: PDFium parses a page's whole content before anything can be counted (a form drawn 100
+#: times that draws another 100 times, three levels deep, kept it busy over 300 s), and a crash in it must not take
+#: the server down. Starting the child costs about 0.5 s (measured on 2 shared cores)
+PDF_RENDER_TIMEOUT = 10.0
+PDF_RENDER_MEMORY = 2 * 1024 ** 3
+_WORKER = str(Path(__file__).with_name("pdf_worker.py"))
+_ERRORS = {"ImageTooLargeException": ImageTooLargeException, "InvalidParameterException": InvalidParameterException,
+           "InvalidImageFormatException": InvalidImageFormatException}
+
+
 class PdfPages:
-    """A PDF's pages, checked from its structure; each rendered on demand (:meth:`render`)."""
+    """Every page of a PDF, checked (page count, page sizes, objects and embedded images; see the module
+    docstring) and rendered to RGB in a bounded child process."""
 
     def __init__(self, data: bytes, *, max_pages: int, dpi: float, max_pixels: int, max_working_pixels: int,
                  min_side: int) -> None:
-        self.data = data
-        self.dpi = float(dpi)
-        self.max_pixels = max_pixels
-        self.max_working_pixels = max_working_pixels
-        self.min_side = min_side
-        import pypdfium2 as pdfium
-
-        self._pdfium = pdfium
-        with _PDFIUM_LOCK:
-            document = self._open()
-            try:
-                self.count = len(document)
-                if self.count == 0:
-                    raise _invalid("PDF", "the PDF has no pages")
-                if self.count > max_pages:
-                    raise ImageTooLargeException(
-                        f"Image size is too large: the PDF has {self.count:,} pages; at most {max_pages} are read "
-                        "(FACECOMPARE_MAX_PDF_PAGES). Send the pages that show the document (its photo page)."
-                    )
-                self.sizes = [self._page_size(document, i) for i in range(self.count)]
-            finally:
-                document.close()
-
-    def _open(self):
+        limits = {"max_pages": max_pages, "dpi": float(dpi), "max_pixels": max_pixels,
+                  "max_working_pixels": max_working_pixels, "min_side": min_side, "max_objects": MAX_PDF_OBJECTS,
+                  "max_memory": PDF_RENDER_MEMORY}
         try:
-            return self._pdfium.PdfDocument(self.data)
-        except self._pdfium.PdfiumError as exc:
-            reason = "it is password-protected" if "password" in str(exc).lower() else f"cannot read it ({_short(exc)})"
-            raise _invalid("PDF", f"the PDF cannot be opened: {reason}") from None
-
-    def _page_size(self, document, index: int) -> tuple[int, int]:
-        """The page's size in pixels at ``dpi``, checked against the limits (from the page tree, not its content)."""
-        try:
-            w_pt, h_pt = document.get_page_size(index)
-        except (self._pdfium.PdfiumError, ValueError, OSError) as exc:
-            raise _invalid("PDF", f"page {index + 1} of the PDF cannot be read ({_short(exc)})") from None
-        if not (w_pt > 0 and h_pt > 0):
-            raise _invalid("PDF", f"page {index + 1} of the PDF has no size")
-        width, height = round(w_pt * self.dpi / 72), round(h_pt * self.dpi / 72)
-        if width * height > self.max_pixels:
+            done = subprocess.run([sys.executable, "-I", _WORKER, json.dumps(limits)], input=data,
+                                  capture_output=True, timeout=PDF_RENDER_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
             raise ImageTooLargeException(
-                f"Image size is too large: page {index + 1} of the PDF is {w_pt / 72:.0f}x{h_pt / 72:.0f} inches, "
-                f"{width}x{height} pixels at {self.dpi:g} DPI, over the limit of {self.max_pixels / 1e6:.0f} "
-                "megapixels. Scan the document on a page of normal size."
+                f"Image size is too large: the PDF took more than {PDF_RENDER_TIMEOUT:g} s to render. Send a scan of "
+                "the document (an image per page) or a JPEG."
+            ) from None
+        head, _, pixels = done.stdout.partition(b"\n")
+        try:
+            result = json.loads(head)
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):  # killed (memory), crashed: PDFium's stderr is dropped, never logged
+            raise InvalidImageFormatException(
+                "Request has invalid image format: the PDF could not be rendered (the renderer stopped). Send a "
+                "complete, uncorrupted PDF file, or convert it to JPEG or PNG."
             )
-        if min(width, height) < self.min_side:
-            raise InvalidParameterException(
-                f"Request has invalid parameters: page {index + 1} of the PDF is {width}x{height} pixels at "
-                f"{self.dpi:g} DPI; both sides must be at least {self.min_side} pixels."
-            )
-        return width, height
-
-    def render_scale(self, index: int) -> float:
-        """Pixels per point the page is rendered at: ``dpi``, or less to fit ``max_working_pixels``."""
-        width, height = self.sizes[index]
-        scale = self.dpi / 72
-        if self.max_working_pixels > 0 and width * height > self.max_working_pixels:
-            scale *= (self.max_working_pixels / (width * height)) ** 0.5
-        return scale
+        if "error" in result:
+            kind = _ERRORS.get(result["error"], InvalidImageFormatException)
+            prefix = {ImageTooLargeException: "Image size is too large", InvalidParameterException:
+                      "Request has invalid parameters"}.get(kind, "Request has invalid image format")
+            raise kind(f"{prefix}: {result['message']}.")
+        self.count = int(result["pages"])
+        self.pages: list[Image.Image] = []
+        at = 0
+        for w, h in result["sizes"]:
+            size = 3 * w * h
+            self.pages.append(Image.frombytes("RGB", (w, h), pixels[at:at + size]))
+            at += size
 
     def render(self, index: int) -> Image.Image:
-        """Page ``index`` (0-based) as an RGB image, its objects checked first (see the module docstring)."""
-        pdfium = self._pdfium
-        with _PDFIUM_LOCK:
-            document = self._open()
-            try:
-                try:
-                    page = document[index]
-                except (pdfium.PdfiumError, ValueError, OSError) as exc:
-                    raise _invalid("PDF", f"page {index + 1} of the PDF cannot be read ({_short(exc)})") from None
-                try:
-                    self._check_objects(page, index)
-                    try:
-                        bitmap = page.render(scale=self.render_scale(index), may_draw_forms=False)
-                        image = bitmap.to_pil().convert("RGB")
-                    except MemoryError:
-                        raise ImageTooLargeException("Image size is too large: not enough memory to render the PDF "
-                                                     "page.") from None
-                    except (pdfium.PdfiumError, ValueError, OSError) as exc:
-                        raise _invalid("PDF", f"page {index + 1} of the PDF cannot be rendered ({_short(exc)})") from None
-                finally:
-                    page.close()
-            finally:
-                document.close()
-        return image
-
-    def _check_objects(self, page, index: int) -> None:
-        """Walk the page's objects (forms' contents too, each time a form is used), refusing more than
-        :data:`MAX_PDF_OBJECTS` of them or more than ``max_pixels`` pixels of embedded images."""
-        raw = self._pdfium.raw
-        pending = [(page.raw, raw.FPDFPage_CountObjects, raw.FPDFPage_GetObject)]
-        objects, pixels = 0, 0
-        while pending:
-            parent, count_of, get = pending.pop()
-            count = count_of(parent)
-            objects += max(0, count)
-            if objects > MAX_PDF_OBJECTS:
-                raise ImageTooLargeException(
-                    f"Image size is too large: page {index + 1} of the PDF has more than {MAX_PDF_OBJECTS:,} "
-                    "objects to draw, and each costs time. Send a scan of the document (an image per page)."
-                )
-            for i in range(count):
-                obj = get(parent, i)
-                kind = raw.FPDFPageObj_GetType(obj)
-                if kind == raw.FPDF_PAGEOBJ_FORM:
-                    pending.append((obj, raw.FPDFFormObj_CountObjects, raw.FPDFFormObj_GetObject))
-                elif kind == raw.FPDF_PAGEOBJ_IMAGE:
-                    w, h = self._image_pixels(obj)
-                    pixels += w * h
-                    if pixels > self.max_pixels:
-                        raise ImageTooLargeException(
-                            f"Image size is too large: page {index + 1} of the PDF holds images of more than "
-                            f"{self.max_pixels / 1e6:.0f} megapixels (one is {w}x{h}). Scan at a lower resolution."
-                        )
-
-    def _image_pixels(self, obj) -> tuple[int, int]:
-        import ctypes
-
-        raw = self._pdfium.raw
-        w, h = ctypes.c_uint(0), ctypes.c_uint(0)
-        if raw.FPDFImageObj_GetImagePixelSize(obj, ctypes.byref(w), ctypes.byref(h)):
-            return int(w.value), int(h.value)
-        return 0, 0
+        """Page ``index`` (0-based), rendered."""
+        return self.pages[index]
 
 
 def _short(exc: BaseException) -> str:
