@@ -123,7 +123,7 @@ def open_heif(data: bytes, check_size: Callable[[int, int], None]) -> Image.Imag
 #: times that draws another 100 times, three levels deep, kept it busy over 300 s), and a crash in it must not take
 #: the server down. Starting the child costs about 0.5 s (measured on 2 shared cores)
 PDF_RENDER_TIMEOUT = 10.0
-PDF_RENDER_MEMORY = 2 * 1024 ** 3
+PDF_RENDER_MEMORY = 1024 ** 3
 _WORKER = str(Path(__file__).with_name("pdf_worker.py"))
 _ERRORS = {"ImageTooLargeException": ImageTooLargeException, "InvalidParameterException": InvalidParameterException,
            "InvalidImageFormatException": InvalidImageFormatException}
