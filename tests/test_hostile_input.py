@@ -501,3 +501,40 @@ def test_an_http_level_4xx_keeps_its_status_through_the_catch_all():
         samples = [s for f in text_string_to_metric_families(httpx.get(running.url + "/metrics").text)
                    for s in f.samples]
         assert _requests(samples, status="413") == 2 and _requests(samples, status="500") == 0
+
+
+# -- 8. bombs of the formats beyond JPEG and PNG (HEIC, WebP, AVIF, PDF) -------------------------------------------
+
+def _bomb_requests(service, aws_decodes: bool) -> None:
+    from format_bombs import bombs
+
+    mark = service.log_mark()
+    cases = bombs()
+    for name, (data, error_type) in cases.items():
+        r = httpx.post(service.url + "/v1/detect", files={"image": ("scan.jpg", data, "image/jpeg")}, headers=REST,
+                       timeout=TIMEOUT)
+        assert len(_assert_rest_error(r, 400, error_type)) < MAX_MESSAGE, name
+        r = _aws(service.url, json.dumps({"Image": {"Bytes": base64.b64encode(data).decode()}}).encode(),
+                 target="RekognitionService.DetectFaces")
+        # Rekognition's contract by default: any format but JPEG and PNG is refused before it is decoded
+        assert len(_assert_aws_error(r, 400, error_type if aws_decodes else "InvalidImageFormatException")) \
+            < MAX_MESSAGE, name
+    time.sleep(0.3)
+    records = _json_lines(service.log_since(mark))
+    requests = [r for r in records if "request_id" in r]
+    assert len(requests) == len(records) == 2 * len(cases)  # one line per request, nothing else (no PDFium noise)
+    assert all(r["status"] == 400 and r["error"] for r in requests)
+    assert not any("Traceback" in json.dumps(r) for r in records)
+
+
+def test_format_bombs_are_typed_errors_with_one_quiet_log_line_each(service):
+    _bomb_requests(service, aws_decodes=False)
+
+
+def test_format_bombs_on_the_aws_endpoint_with_extra_formats_on(tmp_path):
+    running = _Service(tmp_path, {"FACECOMPARE_AWS_EXTRA_FORMATS": "on"})
+    try:
+        running.wait_ready()
+        _bomb_requests(running, aws_decodes=True)
+    finally:
+        running.stop()
