@@ -278,3 +278,18 @@ def test_review_console_shows_a_queued_heic_and_the_pdf_page_of_the_face(verifie
         assert panel.size == (round(720 * 512 / 640), 720)  # upright
     finally:
         queue.store.close()
+
+
+def test_dedupe_groups_the_same_photo_across_formats_and_shows_each_face(tmp_path, capsys):
+    from facecompare.cli import main
+
+    rows = [("jpeg", FIXTURES / "obama.jpg"), *[(fmt.lower(), FORMATS / name) for fmt, name in ROTATED.items()],
+            ("other", FIXTURES / "biden.jpg")]
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as handle:
+        csv.writer(handle).writerows([("id", "image"), *[(i, str(path)) for i, path in rows]])
+    assert main(["dedupe", str(manifest), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    groups = json.loads((tmp_path / "run" / "groups.json").read_text())
+    assert [sorted(g["ids"]) for g in groups] == [["avif", "heif", "jpeg", "webp"]]
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert page.count('src="data:image/jpeg;base64,') == 4  # each face of the group, HEIC and AVIF converted
