@@ -119,6 +119,7 @@ def slow_bombs() -> dict[str, tuple[bytes, str]]:
     return {
         # 810,000 objects: PDFium loads the page in about 4 s, then the count refuses it
         "pdf of nested forms, 810000 objects": (pdf_nested_forms(30, 3), "ImageTooLargeException"),
-        # 100 million objects: PDFium would load the page for many minutes; the render timeout refuses it
+        # 100 million objects: PDFium would load the page for many minutes; the render timeout (or, on a busy
+        # machine, the renderer's address space, 1 GiB: it aborts) refuses it
         "pdf of nested forms, 100000000 objects": (pdf_nested_forms(100, 3), "ImageTooLargeException"),
     }

@@ -444,7 +444,8 @@ class _BrokenVerifier:
 def test_a_genuine_bug_is_a_typed_500_logged_once_without_request_data():
     from test_server import _Server
 
-    secret = b"PASSPORT-NUMBER-X1234567"
+    # JPEG's first bytes, so that the AWS endpoint's format check (JPEG and PNG only) lets it reach the verifier
+    secret = b"\xff\xd8\xffPASSPORT-NUMBER-X1234567"
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -474,7 +475,7 @@ def test_a_genuine_bug_is_a_typed_500_logged_once_without_request_data():
     errors = [r for r in parsed if r.get("event") == "internal_error"]
     assert len(errors) == 2 and all(e["error_type"] == "ZeroDivisionError" for e in errors)
     assert all(any("load" in frame for frame in e["traceback"]) for e in errors)  # where the bug is
-    assert not any(secret.decode() in m or "PASSPORT" in m for m in messages)
+    assert not any("PASSPORT" in m for m in messages)
     assert sorted(r["status"] for r in parsed if "status" in r) == [500, 500]
 
 
@@ -492,7 +493,8 @@ def test_an_http_level_4xx_keeps_its_status_through_the_catch_all():
 
     app = create_app(Settings(), ServerConfig(auth=False, warm=False), verifier=_RefusingVerifier(), s3=S3Reader())
     with _Server(app) as running:
-        body = json.dumps({"Image": {"Bytes": TINY}}).encode()
+        # "/9j/" is JPEG's first three bytes: the AWS endpoint's format check lets it reach the verifier
+        body = json.dumps({"Image": {"Bytes": "/9j/"}}).encode()
         r = httpx.post(running.url + "/", content=body, timeout=TIMEOUT,
                        headers={"X-Amz-Target": "RekognitionService.DetectFaces"})
         _assert_aws_error(r, 413, "InvalidParameterException")

@@ -23,6 +23,7 @@ those are decoded once at full size (within ``max_pixels``) and reduced band by 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -151,7 +152,13 @@ class PdfPages:
             result = json.loads(head)
         except ValueError:
             result = None
-        if not isinstance(result, dict):  # killed (memory), crashed: PDFium's stderr is dropped, never logged
+        if not isinstance(result, dict) and done.returncode == -signal.SIGABRT:
+            # PDFium aborts when an allocation fails: over the address space it is given (its stderr is dropped)
+            raise ImageTooLargeException(
+                f"Image size is too large: the PDF needs more than {PDF_RENDER_MEMORY / 2 ** 30:g} GiB to render. "
+                "Send a scan of the document (an image per page) or a JPEG."
+            )
+        if not isinstance(result, dict):  # crashed: PDFium's stderr is dropped, never logged
             raise InvalidImageFormatException(
                 "Request has invalid image format: the PDF could not be rendered (the renderer stopped). Send a "
                 "complete, uncorrupted PDF file, or convert it to JPEG or PNG."

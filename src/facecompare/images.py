@@ -107,8 +107,8 @@ class DecodedImage:
         self._lock = threading.Lock()
 
     def open_page(self, page: int | None) -> DecodedImage:
-        """Page ``page`` (1-based) of a PDF, rendered now; this image itself for its own page, for None, and for
-        an image that is not a PDF."""
+        """Page ``page`` (1-based) of a PDF (rendered with the others when the PDF was read); this image itself
+        for its own page, for None, and for an image that is not a PDF."""
         if page is None or page == self.page or self._page_opener is None:
             return self
         if not 1 <= page <= self.pages:
@@ -273,8 +273,8 @@ def _check_byte_size(size: int, limit: int, what: str, *, at_least: bool = False
 
 
 def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedImage:
-    """Encoded bytes, checked and decoded (``page``: which page of a PDF to render first; the others are rendered
-    when the engine asks for them)."""
+    """Encoded bytes, checked and decoded (``page``: which page of a PDF this image is; every page is rendered
+    at once, and :meth:`DecodedImage.open_page` gives the others)."""
     fmt = sniff_format(data)
     if fmt is None:
         raise InvalidImageFormatException(
@@ -323,8 +323,8 @@ def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedIm
 
 
 def _decode_extra(data: bytes, fmt: str, settings: Settings, page: int) -> DecodedImage:
-    """HEIF, WebP, AVIF (decoded once, then reduced as PNG is) and PDF (each page rendered on demand); see
-    :mod:`facecompare.formats` for what is checked before decoding."""
+    """HEIF, WebP, AVIF (decoded once, then reduced as PNG is) and PDF (every page rendered in a bounded child
+    process); see :mod:`facecompare.formats` for what is checked before decoding."""
     if fmt == "PDF":
         pdf = formats.PdfPages(data, max_pages=settings.max_pdf_pages, dpi=settings.pdf_dpi,
                                max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels,
@@ -349,8 +349,9 @@ def _decode_extra(data: bytes, fmt: str, settings: Settings, page: int) -> Decod
                 f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels. Downscale the image."
             ) from None
         except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+            why = "its decoder refused it" if isinstance(exc, UnidentifiedImageError) else str(exc)[:160]
             raise InvalidImageFormatException(
-                f"Request has invalid image format: cannot read the {formats.NAMES[fmt]} header ({exc}). "
+                f"Request has invalid image format: cannot read the {formats.NAMES[fmt]} header ({why}). "
                 f"Send a complete, uncorrupted {formats.NAMES[fmt]} file, or convert it to JPEG or PNG."
             ) from None
     orientation = orientation if orientation in _ORIENTATION_TRANSPOSE else 1
