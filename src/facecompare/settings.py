@@ -29,9 +29,10 @@ class Settings:
     max_pdf_pages: int = 4
     #: DPI a PDF page is rendered at (FACECOMPARE_PDF_DPI; less for a page over max_working_pixels). The 29 ID
     #: specimens with a usable portrait printed to A4 PDFs at their physical size (benchmarks/bench_formats.py dpi):
-    #: every portrait found at 72 to 300 DPI, but 7 of them narrower than min_face_px at 72 DPI, 1 at 100, none at
-    #: 150 (median 97 px wide, wider than in the specimen images themselves: 87 px); 200 DPI cost 23 % more time
-    pdf_dpi: float = 150.0
+    #: every portrait found at 72 to 300 DPI; narrower than min_face_px: 7 at 72 DPI, 1 at 100, none at 150 but its
+    #: smallest 41 px, a pixel over; at 200 the smallest is 53 px (median 130, against 87 in the specimen images).
+    #: Seconds per page differed less between 150 and 200 than between two runs on the shared machine
+    pdf_dpi: float = 200.0
     #: smallest image side, in pixels (Rekognition: 80)
     min_image_side: int = 80
     #: long side, in pixels, of the copy the detector sees on its first pass
