@@ -139,11 +139,11 @@ def test_a_png_is_kept_as_png(queue, result, model, images):
 
 
 @pytest.mark.parametrize("document", [b"GIF89a\x01\x00\x01\x00", b"BM" + b"\x00" * 64, b"", b"\xff\xd8",
-                                      b"RIFF\x00\x00\x00\x00WEBPVP8 "])
-def test_only_jpeg_and_png_are_queued(queue, result, model, images, document):
-    with pytest.raises(InvalidParameterException, match="Only JPEG and PNG"):
+                                      b"RIFF\x00\x00\x00\x00AVI LIST"])
+def test_only_the_accepted_formats_are_queued(queue, result, model, images, document):
+    with pytest.raises(InvalidParameterException, match="Only JPEG, PNG, HEIC/HEIF, WebP, AVIF and PDF"):
         queue.queue(result, model, images[0], document, source="api")
-    with pytest.raises(InvalidParameterException, match="Only JPEG and PNG"):
+    with pytest.raises(InvalidParameterException, match="Only JPEG, PNG, HEIC/HEIF, WebP, AVIF and PDF"):
         queue.queue(result, model, document, images[1], source="api")
     assert queue.store.count_cases(ALL) == 0 and queue.store.audit_log() == []
 

@@ -40,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Compare the selfie's face with the document's portrait (its largest face). Prints the "
         "decision, similarity and reasons; exit code 0 MATCH, 1 NO_MATCH, 3 REVIEW, 2 error.",
     )
-    compare.add_argument("selfie", help="selfie image (JPEG or PNG)")
-    compare.add_argument("document", help="photo or scan of the ID card / passport (JPEG or PNG)")
+    compare.add_argument("selfie", help="selfie image (JPEG, PNG, HEIC, WebP, AVIF or PDF)")
+    compare.add_argument("document", help="photo or scan of the ID card / passport (JPEG, PNG, HEIC, WebP, AVIF, or a PDF: "
+                         "its page with the largest face)")
     compare.add_argument("--threshold", type=float, default=80.0,
                          help="Similarity (0-100) at which faces match, as Rekognition's SimilarityThreshold "
                          "(default 80; the README lists the error rates of each threshold)")
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     detect = sub.add_parser("detect", help="find faces in an image (Rekognition DetectFaces)",
                             description="List the faces in an image with boxes, landmarks, pose and quality.")
-    detect.add_argument("image", help="image (JPEG or PNG)")
+    detect.add_argument("image", help="image (JPEG, PNG, HEIC, WebP, AVIF or PDF)")
     detect.add_argument("--json", action="store_true", help="print Rekognition's DetectFaces response as JSON")
     detect.add_argument("--annotate", metavar="OUT.png", help="write the image with every face boxed")
 
@@ -283,7 +284,7 @@ def add_collection_parsers(sub) -> None:
                    "UnindexedFaces (with reasons). Idempotent: the same image with the same external id gives the "
                    "same face ids and stores nothing new.")
     index.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
-    index.add_argument("image", metavar="IMAGE", help="JPEG or PNG: a path or s3://bucket/key")
+    index.add_argument("image", metavar="IMAGE", help="JPEG, PNG, HEIC, WebP, AVIF or PDF: a path or s3://bucket/key")
     index.add_argument("--external-image-id", metavar="ID", help="your id for the image, kept with each face "
                        "(1-255 characters of [a-zA-Z0-9_.-:])")
     index.add_argument("--max-faces", type=int, metavar="N", help="index at most N faces (the rest are "
@@ -310,7 +311,7 @@ def add_collection_parsers(sub) -> None:
                     "(SearchFaces; the face itself is not among the matches). Prints FaceMatches, highest "
                     "Similarity first.")
     search.add_argument("collection_id", metavar="COLLECTION_ID", help="the collection's id")
-    search.add_argument("image", nargs="?", metavar="IMAGE", help="JPEG or PNG: a path or s3://bucket/key")
+    search.add_argument("image", nargs="?", metavar="IMAGE", help="JPEG, PNG, HEIC, WebP, AVIF or PDF: a path or s3://bucket/key")
     search.add_argument("--face-id", metavar="FACE_ID", help="search with this stored face instead of an image")
     search.add_argument("--threshold", type=float, default=80.0, help="FaceMatchThreshold: the lowest Similarity "
                         "(0-100) returned (default 80)")
@@ -473,7 +474,8 @@ def _compare(args: argparse.Namespace) -> int:
     if args.annotate:
         from .draw import annotate_verification, panel, save_png
 
-        save_png(annotate_verification(panel(selfie), panel(document), verification), args.annotate)
+        save_png(annotate_verification(panel(selfie, verification.selfie), panel(document, verification.document),
+                                        verification), args.annotate)
     if args.json:
         out = {"verification": verification_dict(verification)}
         if queued is not None:
@@ -523,7 +525,7 @@ def _detect(args: argparse.Namespace) -> int:
     if args.annotate:
         from .draw import annotate_detection, panel, save_png
 
-        save_png(annotate_detection(panel(decoded), analyzed), args.annotate)
+        save_png(annotate_detection(panel(decoded, analyzed), analyzed), args.annotate)
     if args.json:
         print(json.dumps(detect_faces_response(analyzed), indent=2))
     else:

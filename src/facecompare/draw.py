@@ -62,9 +62,22 @@ def draw_landmarks(draw: ImageDraw.ImageDraw, face: Face, size: tuple[int, int],
         draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
 
 
-def panel(decoded) -> Image.Image:
-    """A copy of a decoded image big enough for an annotated panel (a reduced JPEG decode when possible)."""
+def panel(decoded, analyzed: AnalyzedImage | None = None) -> Image.Image:
+    """A copy of a decoded image big enough for an annotated panel (a reduced JPEG decode when possible); for a
+    PDF, of the page ``analyzed`` found its faces on."""
+    decoded = decoded.open_page(analyzed.page if analyzed is not None else None)
     return as_pil(decoded.view(decoded.reduction_for_long_side(PANEL_HEIGHT * 2)))
+
+
+def display_image(data: bytes, long_side: int, page: int | None = None, settings=None) -> Image.Image:
+    """Encoded image bytes of any accepted format (HEIC, WebP, AVIF, a PDF's ``page`` too) as an upright RGB copy
+    of at least ``long_side`` pixels on its long side (less only when the image is smaller), for display: reports
+    and the console show such images converted, never their original bytes."""
+    from .images import load_image
+    from .settings import Settings
+
+    decoded = load_image(data, settings or Settings.from_env(), max_bytes=len(data) + 1).open_page(page)
+    return as_pil(decoded.view(decoded.reduction_for_long_side(long_side)))
 
 
 def side_by_side(panels: Iterable[Image.Image], gap: int = 16) -> Image.Image:

@@ -178,9 +178,31 @@ class Verifier:
         with _stage("read, check, decode for detection"):
             decoded = self.load(image)
         try:
-            return self._analyze_decoded(decoded, embed, max_faces)
+            best = self._analyze_decoded(decoded, embed, max_faces)
         finally:
             decoded.release_views()  # freed now, even when the caller keeps the image (they decode again)
+        # a PDF: every page is searched (one after the other, each freed after), and the page with the largest
+        # usable face is the document; the first such page wins a tie
+        for number in range(1, decoded.pages + 1 if decoded.page is not None else 1):
+            if number == decoded.page:
+                continue
+            with _stage("read, check, decode for detection"):
+                page = decoded.open_page(number)
+            try:
+                analyzed = self._analyze_decoded(page, embed, max_faces)
+            finally:
+                page.release_views()
+            if self._page_score(analyzed) > self._page_score(best):
+                best = analyzed
+        return best
+
+    def _page_score(self, analyzed: AnalyzedImage) -> tuple[bool, float]:
+        """How good a PDF page is as the document: a usable largest face (wide enough, LOW quality passed)
+        first, then the width of the largest face."""
+        face = analyzed.largest
+        if face is None:
+            return (False, -1.0)
+        return (face.width_px >= self.settings.min_face_px and _passes("LOW", face), face.width_px)
 
     def _analyze_decoded(self, decoded: DecodedImage, embed: int, max_faces: int) -> AnalyzedImage:
         rotation, detections = self._find_faces(decoded)
@@ -197,7 +219,8 @@ class Verifier:
                 vectors = self._embed(chips)
             for face, vector in zip(faces, vectors):
                 face.embedding = Embedding(vector, self.recognizer.name, self.recognizer.metric)
-        return AnalyzedImage(width=decoded.width, height=decoded.height, faces=faces, rotation=rotation)
+        return AnalyzedImage(width=decoded.width, height=decoded.height, faces=faces, rotation=rotation,
+                             page=decoded.page, pages=decoded.pages)
 
     def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
         """Embeddings of aligned chips; with ``tta="flip"`` the mean of each chip and its mirror image."""
@@ -527,6 +550,9 @@ class Verifier:
                 notes.append("SMALL_BACKGROUND_FACES_IN_SELFIE_IGNORED")
         if len(document_image.faces) > 1:
             notes.append("SECONDARY_FACES_ON_DOCUMENT_IGNORED")
+        for role, analyzed in (("DOCUMENT", document_image), ("SELFIE", selfie_image)):
+            if analyzed.page is not None:  # a PDF: the page its face is on
+                notes.append(page_note(role, analyzed.page, analyzed.pages))
         if document_image.rotation:
             notes.append(f"DOCUMENT_ROTATED_{document_image.rotation}")
         if selfie_image.rotation:
@@ -552,6 +578,22 @@ class Verifier:
         if reasons:
             decision = "REVIEW"
         return Verification(decision, similarity, d, threshold, band, reasons, selfie_image, document_image, notes)
+
+
+def page_note(role: str, page: int, pages: int) -> str:
+    """The note that says which page of a PDF the compared face is on: ``DOCUMENT_PDF_PAGE_2_OF_3``."""
+    return f"{role.upper()}_PDF_PAGE_{page}_OF_{pages}"
+
+
+def page_from_notes(notes: list[str] | None, role: str) -> int | None:
+    """The PDF page of ``role`` (selfie, document) that a verification's notes name (:func:`page_note`), or None."""
+    prefix = f"{role.upper()}_PDF_PAGE_"
+    for note in notes or ():
+        if isinstance(note, str) and note.startswith(prefix):
+            number = note[len(prefix):].partition("_OF_")[0]
+            if number.isdigit():
+                return int(number)
+    return None
 
 
 def _detection_resample(factor: float) -> Image.Resampling:

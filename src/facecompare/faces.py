@@ -109,6 +109,9 @@ class AnalyzedImage:
     height: int
     faces: list[Face]
     rotation: int = 0  # 0, 90, 180 or 270: the rotation retry that found the faces
+    #: for a PDF: the page (1-based) these faces are on (the one with the largest usable face) and the page count
+    page: int | None = None
+    pages: int = 1
 
     @property
     def largest(self) -> Face | None:

@@ -20,12 +20,14 @@ import os
 import re
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import formats
 from .errors import (
     ImageTooLargeException,
     InvalidImageFormatException,
@@ -77,18 +79,16 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Inde
 
 
 def sniff_format(data: bytes) -> str | None:
-    if data.startswith(JPEG_MAGIC):
-        return "JPEG"
-    if data.startswith(PNG_MAGIC):
-        return "PNG"
-    return None
+    """JPEG, PNG, HEIF, WEBP, AVIF or PDF from the first bytes (never a file name or content type), or None."""
+    return formats.sniff_format(data)
 
 
 class DecodedImage:
     """An image ready for the engine: oriented size known, views decoded lazily and cached."""
 
     def __init__(self, *, encoded: bytes | None, pil: Image.Image | None, fmt: str, orientation: int,
-                 width: int, height: int, base_reduction: int = 1) -> None:
+                 width: int, height: int, base_reduction: int = 1, page: int | None = None, pages: int = 1,
+                 page_opener: Callable[[int], DecodedImage] | None = None) -> None:
         self._encoded = encoded  # JPEG bytes (reduced decodes come from here)
         self._pil = pil  # an already decoded, oriented RGB image (non-JPEG inputs), at ``base_reduction``
         self.format = fmt
@@ -98,8 +98,22 @@ class DecodedImage:
         #: the finest reduction there is (1 unless the image is over ``Settings.max_working_pixels``): views asked
         #: for at a finer one are that one
         self.base_reduction = base_reduction
+        #: for a PDF: which page this is (1-based) and how many there are; the engine analyses every page
+        #: (:meth:`open_page`) and keeps the one with the largest usable face. None and 1 for an image
+        self.page = page
+        self.pages = pages
+        self._page_opener = page_opener
         self._views: dict[tuple[int, int], np.ndarray] = {}
         self._lock = threading.Lock()
+
+    def open_page(self, page: int | None) -> DecodedImage:
+        """Page ``page`` (1-based) of a PDF (rendered with the others when the PDF was read); this image itself
+        for its own page, for None, and for an image that is not a PDF."""
+        if page is None or page == self.page or self._page_opener is None:
+            return self
+        if not 1 <= page <= self.pages:
+            raise InvalidParameterException(f"Request has invalid parameters: the PDF has no page {page}.")
+        return self._page_opener(page)
 
     @property
     def working_long_side(self) -> int:
@@ -258,13 +272,17 @@ def _check_byte_size(size: int, limit: int, what: str, *, at_least: bool = False
         )
 
 
-def decode_bytes(data: bytes, settings: Settings) -> DecodedImage:
+def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedImage:
+    """Encoded bytes, checked and decoded (``page``: which page of a PDF this image is; every page is rendered
+    at once, and :meth:`DecodedImage.open_page` gives the others)."""
     fmt = sniff_format(data)
     if fmt is None:
         raise InvalidImageFormatException(
-            "Request has invalid image format: the data is not a JPEG or PNG image "
-            f"(it starts with {data[:8]!r}). Convert it to JPEG or PNG."
+            "Request has invalid image format: the data is not a JPEG or PNG image (nor HEIC/HEIF, WebP, AVIF or "
+            f"PDF; it starts with {data[:8]!r}). Convert it to JPEG or PNG."
         )
+    if fmt in formats.EXTRA_FORMATS:
+        return _decode_extra(data, fmt, settings, page)
     jpeg = _check_structure(data, fmt)
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
@@ -302,6 +320,59 @@ def decode_bytes(data: bytes, settings: Settings) -> DecodedImage:
     rgb = _decode_upright(im, fmt, orientation, base)
     return DecodedImage(encoded=None, pil=rgb, fmt=fmt, orientation=orientation, width=w, height=h,
                         base_reduction=base)
+
+
+def _decode_extra(data: bytes, fmt: str, settings: Settings, page: int) -> DecodedImage:
+    """HEIF, WebP, AVIF (decoded once, then reduced as PNG is) and PDF (every page rendered in a bounded child
+    process); see :mod:`facecompare.formats` for what is checked before decoding."""
+    if fmt == "PDF":
+        pdf = formats.PdfPages(data, max_pages=settings.max_pdf_pages, dpi=settings.pdf_dpi,
+                               max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels,
+                               min_side=settings.min_image_side)
+        return _pdf_page(pdf, page)
+    if fmt == "HEIF":
+        im = formats.open_heif(data, lambda w, h: _check_dimensions(w, h, settings))
+        orientation = 1  # libheif applied irot/imir, and pillow-heif set the EXIF orientation to 1
+    else:
+        try:
+            im = Image.open(io.BytesIO(data), formats=[fmt])
+            _check_dimensions(*im.size, settings)
+            try:
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+            except _DECODE_ERRORS:
+                orientation = 1
+        except (ImageTooLargeException, InvalidParameterException):
+            raise
+        except Image.DecompressionBombError:
+            raise ImageTooLargeException(
+                f"Image size is too large: the {formats.NAMES[fmt]} header declares more than "
+                f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels. Downscale the image."
+            ) from None
+        except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+            why = "its decoder refused it" if isinstance(exc, UnidentifiedImageError) else str(exc)[:160]
+            raise InvalidImageFormatException(
+                f"Request has invalid image format: cannot read the {formats.NAMES[fmt]} header ({why}). "
+                f"Send a complete, uncorrupted {formats.NAMES[fmt]} file, or convert it to JPEG or PNG."
+            ) from None
+    orientation = orientation if orientation in _ORIENTATION_TRANSPOSE else 1
+    w, h = im.size
+    base = working_reduction(w, h, settings)
+    rgb = _decode_upright(im, formats.NAMES[fmt], orientation, base)  # the first frame of an animated file
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return DecodedImage(encoded=None, pil=rgb, fmt=fmt, orientation=orientation, width=w, height=h,
+                        base_reduction=base)
+
+
+def _pdf_page(pdf: formats.PdfPages, page: int) -> DecodedImage:
+    """Page ``page`` (1-based) of a PDF, rendered at its DPI (less for a page over the working pixels: it is
+    then that smaller image, base reduction 1)."""
+    if not 1 <= page <= pdf.count:
+        raise InvalidParameterException(f"Request has invalid parameters: the PDF has no page {page}.")
+    rgb = pdf.render(page - 1)
+    w, h = rgb.size
+    return DecodedImage(encoded=None, pil=rgb, fmt="PDF", orientation=1, width=w, height=h, page=page,
+                        pages=pdf.count, page_opener=lambda n: _pdf_page(pdf, n))
 
 
 def working_reduction(width: int, height: int, settings: Settings) -> int:
@@ -430,7 +501,8 @@ def _decode_upright(im: Image.Image, fmt: str, orientation: int, reduction: int 
     except _DECODE_ERRORS as exc:
         raise InvalidImageFormatException(
             f"Request has invalid image format: the {fmt} could not be decoded ({exc}). "
-            "Send a complete, uncorrupted JPEG or PNG file."
+            + ("Send a complete, uncorrupted JPEG or PNG file." if fmt in formats.BASE_FORMATS else
+               f"Send a complete, uncorrupted {fmt} file, or convert it to JPEG or PNG.")
         ) from None
     return _upright(rgb, orientation)
 

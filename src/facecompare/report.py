@@ -8,27 +8,30 @@ import html
 import io
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
+
+from .engine import page_from_notes
 
 THUMB = 220  # px, long side of each thumbnail
 MAX_ROWS_WITH_IMAGES = 500
 COLORS = {"MATCH": "#1a9e4b", "NO_MATCH": "#d62728", "REVIEW": "#e69500", "ERROR": "#777777"}
 
 
-def _thumbnail(location: str, face: dict | None, color: str, s3) -> str:
-    """A small JPEG (base64 data URL) of the image with the face box drawn, or '' when unreadable."""
+def _read(location: str, s3) -> bytes:
+    if location.startswith("s3://"):
+        from .storage import parse_s3_url
+
+        return s3.read(*parse_s3_url(location))
+    return Path(location).read_bytes()
+
+
+def _thumbnail(location: str, face: dict | None, color: str, s3, page: int | None = None) -> str:
+    """A small JPEG (base64 data URL) of the image (any accepted format, converted; for a PDF its ``page``) with
+    the face box drawn, or '' when unreadable."""
     try:
-        if location.startswith("s3://"):
-            from .storage import parse_s3_url
+        from .draw import display_image
 
-            data = s3.read(*parse_s3_url(location))
-            image = Image.open(io.BytesIO(data))
-        else:
-            image = Image.open(location)
-        image.draft("RGB", (THUMB * 2, THUMB * 2))
-        from PIL import ImageOps
-
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = display_image(_read(location, s3), THUMB * 2, page)
         image.thumbnail((THUMB, THUMB))
         if face:
             b = face["bounding_box"]
@@ -77,8 +80,9 @@ def write_report(out: Path, results: list[dict], summary: dict, s3=None) -> Path
         images = ""
         if decision != "MATCH" and with_images < MAX_ROWS_WITH_IMAGES:
             with_images += 1
-            a = _thumbnail(r["selfie"], r.get("selfie_face"), color, s3)
-            b = _thumbnail(r["document"], r.get("document_face"), color, s3)
+            a = _thumbnail(r["selfie"], r.get("selfie_face"), color, s3, page_from_notes(r.get("notes"), "selfie"))
+            b = _thumbnail(r["document"], r.get("document_face"), color, s3,
+                           page_from_notes(r.get("notes"), "document"))
             images = "".join(f'<img src="{src}" alt="{html.escape(alt)}">' if src else
                              f'<span class="missing">{html.escape(alt)} unreadable</span>'
                              for src, alt in ((a, "selfie"), (b, "document")))
@@ -172,16 +176,9 @@ MAX_GROUPS_WITH_IMAGES = 500
 def _face_thumbnail(location: str, box: dict | None, s3) -> str:
     """A small JPEG (base64 data URL) of the face in ``box`` (ratios of the image) with a margin, or ''."""
     try:
-        if location.startswith("s3://"):
-            from .storage import parse_s3_url
+        from .draw import display_image
 
-            image = Image.open(io.BytesIO(s3.read(*parse_s3_url(location))))
-        else:
-            image = Image.open(location)
-        from PIL import ImageOps
-
-        image.draft("RGB", (FACE_THUMB * 8, FACE_THUMB * 8))
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = display_image(_read(location, s3), FACE_THUMB * 8)
         if box:
             w, h = image.size
             side = max(box["width"] * w, box["height"] * h) * 1.4

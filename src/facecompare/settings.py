@@ -24,6 +24,15 @@ class Settings:
     #: full resolution; an 8000x8000 PNG is analysed at 4000x4000. At full size, decoding the 8000x8000 1-bit PNG
     #: to RGB took 304 MB and each turned copy of it 192 MB more (benchmarks/bench_hostile_images.py). 0 = no bound
     max_working_pixels: int = 16 * 1000 * 1000
+    #: most pages a PDF may have (FACECOMPARE_MAX_PDF_PAGES); each is rendered and searched for the document's
+    #: portrait, and a longer PDF is ImageTooLargeException before any page is rendered
+    max_pdf_pages: int = 4
+    #: DPI a PDF page is rendered at (FACECOMPARE_PDF_DPI; less for a page over max_working_pixels). The 29 ID
+    #: specimens with a usable portrait printed to A4 PDFs at their physical size (benchmarks/bench_formats.py dpi):
+    #: every portrait found at 72 to 300 DPI; narrower than min_face_px: 7 at 72 DPI, 1 at 100, none at 150 but its
+    #: smallest 41 px, a pixel over; at 200 the smallest is 53 px (median 130, against 87 in the specimen images).
+    #: Seconds per page differed less between 150 and 200 than between two runs on the shared machine
+    pdf_dpi: float = 200.0
     #: smallest image side, in pixels (Rekognition: 80)
     min_image_side: int = 80
     #: long side, in pixels, of the copy the detector sees on its first pass
@@ -81,6 +90,12 @@ class Settings:
             raise InvalidParameterException(
                 f"chip_blur={self.chip_blur} (FACECOMPARE_CHIP_BLUR): use 0 (off) to 5, or -1 for the recognizer's default."
             )
+        if not (1 <= self.max_pdf_pages <= 100):
+            raise InvalidParameterException(
+                f"max_pdf_pages={self.max_pdf_pages} (FACECOMPARE_MAX_PDF_PAGES): use 1 to 100 pages."
+            )
+        if not (36 <= self.pdf_dpi <= 600):
+            raise InvalidParameterException(f"pdf_dpi={self.pdf_dpi} (FACECOMPARE_PDF_DPI): use 36 to 600 DPI.")
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(
                 f"tta={self.tta!r} (FACECOMPARE_TTA): use 'flip', 'none' or 'jitter:N' (N from 2 to 100)."

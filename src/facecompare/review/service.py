@@ -81,11 +81,13 @@ def batch_case_id(batch: str, reference: str) -> str:
 
 
 def media_type(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    raise InvalidParameterException("Only JPEG and PNG images can be queued for review.")
+    """The media type of an image to queue, sniffed from its bytes (JPEG, PNG, HEIC/HEIF, WebP, AVIF, PDF)."""
+    from ..formats import media_type as sniffed
+
+    found = sniffed(data)
+    if found is None:
+        raise InvalidParameterException("Only JPEG, PNG, HEIC/HEIF, WebP, AVIF and PDF images can be queued for review.")
+    return found
 
 
 def token_hash(token: str) -> str:

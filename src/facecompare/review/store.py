@@ -67,7 +67,7 @@ class ReviewCase:
 @dataclass(frozen=True)
 class CaseImage:
     role: str  # "selfie" or "document"
-    media_type: str  # image/jpeg or image/png
+    media_type: str  # image/jpeg, image/png, image/heic, image/webp, image/avif or application/pdf
     data: bytes = field(repr=False)
 
 

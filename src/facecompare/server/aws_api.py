@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from .. import rekognition as shapes
 from ..engine import MAX_FACES
-from ..errors import FaceCompareError, ResourceNotFoundException, quote_input
+from ..errors import FaceCompareError, InvalidImageFormatException, ResourceNotFoundException, quote_input
+from ..formats import BASE_FORMATS, sniff_format
 from ..rekognition import compare_faces_response, detect_faces_response
 from . import aws, sigv4
 from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
@@ -39,17 +40,37 @@ def changes_state(operation: str) -> bool:
         ("Create", "Delete", "Put", "Update", "Associate", "Disassociate", "Tag", "Untag"))
 
 
+def check_aws_format(pipeline: Pipeline, data: bytes) -> bytes:
+    """Rekognition's contract on the AWS endpoint: JPEG and PNG only (sniffed from the bytes), the other formats
+    facecompare reads only with FACECOMPARE_AWS_EXTRA_FORMATS=on."""
+    if not pipeline.config.aws_extra_formats and sniff_format(data) not in BASE_FORMATS:
+        raise InvalidImageFormatException(
+            "Request has invalid image format: the data is not a JPEG or PNG image. Convert it to JPEG or PNG "
+            "(this server's operator can let the AWS endpoint accept HEIC/HEIF, WebP, AVIF and PDF with "
+            "FACECOMPARE_AWS_EXTRA_FORMATS=on)."
+        )
+    return data
+
+
+def aws_image(pipeline: Pipeline, source: tuple[str, object]):
+    """An image of a request, its format checked (:func:`check_aws_format`) before anything is decoded."""
+    kind, value = source
+    data = check_aws_format(pipeline, pipeline.image_bytes(source))
+    return pipeline.load_image(("bytes", data)) if kind == "bytes" else pipeline.verifier.load(
+        data, max_bytes=pipeline.s3.max_bytes)
+
+
 # -- one handler per operation: parsed parameters in, the response shape out (run in an engine thread) ----------
 
 def compare_faces(pipeline: Pipeline, params: dict) -> dict:
-    source = pipeline.load_image(params["source"])
-    target = pipeline.load_image(params["target"])
+    source = aws_image(pipeline, params["source"])
+    target = aws_image(pipeline, params["target"])
     comparison = pipeline.verifier.compare(source, target, params["threshold"], params["quality_filter"])
     return compare_faces_response(comparison)
 
 
 def detect_faces(pipeline: Pipeline, params: dict) -> dict:
-    image = pipeline.load_image(params["image"])
+    image = aws_image(pipeline, params["image"])
     return detect_faces_response(pipeline.verifier.analyze(image, embed=0, max_faces=MAX_FACES), params["attributes"])
 
 
@@ -79,7 +100,8 @@ def list_collections(pipeline: Pipeline, params: dict) -> dict:
 def index_faces(pipeline: Pipeline, params: dict) -> dict:
     collections = pipeline.collections
     collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
-    result = collections.index_faces(params["collection_id"], pipeline.image_bytes(params["image"]),
+    result = collections.index_faces(params["collection_id"],
+                                     check_aws_format(pipeline, pipeline.image_bytes(params["image"])),
                                      external_image_id=params["external_image_id"], max_faces=params["max_faces"],
                                      quality_filter=params["quality_filter"])
     return shapes.index_faces_response(result, collections.model_version)
@@ -108,7 +130,7 @@ def search_faces(pipeline: Pipeline, params: dict) -> dict:
 def search_faces_by_image(pipeline: Pipeline, params: dict) -> dict:
     collections = pipeline.collections
     collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
-    result = collections.search_faces_by_image(params["collection_id"], pipeline.load_image(params["image"]),
+    result = collections.search_faces_by_image(params["collection_id"], aws_image(pipeline, params["image"]),
                                                max_faces=params["max_faces"], threshold=params["threshold"],
                                                quality_filter=params["quality_filter"])
     return shapes.search_faces_by_image_response(result, collections.model_version)
@@ -156,7 +178,7 @@ def search_users(pipeline: Pipeline, params: dict) -> dict:
 def search_users_by_image(pipeline: Pipeline, params: dict) -> dict:
     collections = pipeline.collections
     collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
-    result = collections.search_users_by_image(params["collection_id"], pipeline.load_image(params["image"]),
+    result = collections.search_users_by_image(params["collection_id"], aws_image(pipeline, params["image"]),
                                                user_match_threshold=params["threshold"],
                                                max_users=params["max_users"], quality_filter=params["quality_filter"])
     return shapes.search_users_by_image_response(result, collections.model_version)

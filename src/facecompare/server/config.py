@@ -65,6 +65,10 @@ class ServerConfig:
     #: access key id, or * for any) -> (bucket, key prefix) pairs. None (unset): every caller reads whatever the
     #: service's own S3 credentials reach; once set, a caller or object without a rule is refused
     s3_access: dict[str, tuple[tuple[str, str], ...]] | None = None
+    #: the AWS endpoint accepts HEIC/HEIF, WebP, AVIF and PDF too (FACECOMPARE_AWS_EXTRA_FORMATS=on); off (the
+    #: default), it keeps Rekognition's contract: JPEG and PNG, InvalidImageFormatException for the others.
+    #: The REST API, the CLI and the library accept them all
+    aws_extra_formats: bool = False
 
     @property
     def queue_limit(self) -> int:
@@ -116,11 +120,24 @@ class ServerConfig:
             trusted_proxies=trusted_proxies(environ.get("FACECOMPARE_TRUSTED_PROXIES", "")),
             refuse_replays=replay_setting(environ.get("FACECOMPARE_SIGV4_REPLAY", "")),
             s3_access=s3_access_rules(environ.get("FACECOMPARE_S3_ACCESS", "")),
+            aws_extra_formats=on_off(environ, "FACECOMPARE_AWS_EXTRA_FORMATS", False),
         )
         for k, v in overrides.items():
             if v is not None:
                 setattr(config, k, v)
         return config
+
+
+def on_off(environ, name: str, default: bool) -> bool:
+    """An on/off variable (on, true, yes, 1 / off, false, no, 0); anything else stops the server naming it."""
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "yes", "1"):
+        return True
+    if raw in ("off", "false", "no", "0"):
+        return False
+    raise SystemExit(f"facecompare serve: {name}={raw[:40]!r}: use on or off")
 
 
 def console_origins(value: str) -> frozenset[str]:

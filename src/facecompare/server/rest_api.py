@@ -150,7 +150,8 @@ def verify(pipeline: Pipeline, params: VerifyJson | VerifyForm) -> dict:
     if params.annotate:
         from ..draw import annotate_verification, panel
 
-        result["annotated_png"] = png_b64(annotate_verification(panel(s), panel(d), verification))
+        result["annotated_png"] = png_b64(annotate_verification(panel(s, verification.selfie), panel(d, verification.document),
+                                                                        verification))
     return result
 
 
@@ -163,7 +164,7 @@ def detect(pipeline: Pipeline, params: DetectJson | DetectForm) -> dict:
     if params.annotate:
         from ..draw import annotate_detection, panel
 
-        result["annotated_png"] = png_b64(annotate_detection(panel(decoded), analyzed))
+        result["annotated_png"] = png_b64(annotate_detection(panel(decoded, analyzed), analyzed))
     return result
 
 

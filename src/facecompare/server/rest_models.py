@@ -89,8 +89,10 @@ def _file_image(value: Any, info: ValidationInfo) -> bytes:
 
 
 Base64Image = Annotated[bytes, Field(min_length=1, json_schema_extra={"format": "byte"},
-                                     description="a JPEG or PNG image, base64"), BeforeValidator(_base64_image)]
-FileImage = Annotated[bytes, Field(min_length=1, description="a JPEG or PNG image file"), BeforeValidator(_file_image)]
+                                     description="a JPEG, PNG, HEIC, WebP, AVIF or PDF image, base64"),
+                      BeforeValidator(_base64_image)]
+FileImage = Annotated[bytes, Field(min_length=1, description="a JPEG, PNG, HEIC, WebP, AVIF or PDF image file"),
+                      BeforeValidator(_file_image)]
 Threshold = Annotated[float, Field(ge=0, le=100, description="the similarity (0-100) from which two faces match; "
                                                              "a number, or a numeric string"),
                       BeforeValidator(_threshold)]
@@ -328,7 +330,7 @@ class SearchJson(_Body):
     @model_validator(mode="after")
     def _one_source(self):
         if (self.image is None) == (self.face_id is None):
-            raise _refuse("Request has invalid parameters: send exactly one of image (a JPEG or PNG) and face_id.")
+            raise _refuse("Request has invalid parameters: send exactly one of image and face_id.")
         return self
 
 

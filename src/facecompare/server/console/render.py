@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from PIL import Image
 
 from ...draw import as_pil, decision_label, fit_height, verification_panel
+from ...engine import page_from_notes
 from ...images import load_image
 from ...review.store import ReviewCase
 from ...settings import Settings
@@ -38,8 +39,15 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def annotated_panel(case: ReviewCase, role: str, data: bytes, settings: Settings) -> bytes:
+def decoded_image(case: ReviewCase, role: str, data: bytes, settings: Settings):
+    """A case's stored image decoded (any accepted format: shown converted, never as its original bytes); for a
+    PDF, the page whose face was compared (the verification's notes name it)."""
     decoded = load_image(data, settings, max_bytes=len(data) + 1)
+    return decoded.open_page(page_from_notes(case.evidence.get("notes"), role))
+
+
+def annotated_panel(case: ReviewCase, role: str, data: bytes, settings: Settings) -> bytes:
+    decoded = decoded_image(case, role, data, settings)
     image = as_pil(decoded.view(decoded.reduction_for_long_side(1440)))
     panel = verification_panel(image, face_box(case, role), other_boxes(case, role), case.engine_decision,
                                decision_label(case.engine_decision, case.similarity))
@@ -50,7 +58,7 @@ def zoomed_face(case: ReviewCase, role: str, data: bytes, settings: Settings) ->
     box = face_box(case, role)
     if box is None:
         return None
-    decoded = load_image(data, settings, max_bytes=len(data) + 1)
+    decoded = decoded_image(case, role, data, settings)
     needed = ZOOM_LONG_SIDE / max(box.width * (1 + 2 * ZOOM_MARGIN), 1e-3)  # image width that gives the zoom size
     image = as_pil(decoded.view(decoded.reduction_for(needed, decoded.width)))
     w, h = image.size
