@@ -76,6 +76,23 @@ def test_every_replayed_signature_that_changes_state_is_refused_once_accepted(cl
     assert client.post("/", content=body, headers=headers).status_code == 200
 
 
+def test_a_replay_with_a_client_request_token_is_an_idempotent_retry(client):
+    """CreateUser with a ClientRequestToken, sent twice within one second (the same signature): the retry answers
+    as the first did and changes nothing (Rekognition's idempotency); without a token it would be refused."""
+    assert call(client, "CreateCollection", {"CollectionId": "tokens"})[0].status_code == 200
+    request = {"CollectionId": "tokens", "UserId": "customer-1", "ClientRequestToken": "create-1"}
+    response, (body, headers) = call(client, "CreateUser", request)
+    assert response.status_code == 200, response.text
+    again = client.post("/", content=body, headers=headers)
+    assert again.status_code == 200 and again.json() == response.json()
+    users = call(client, "ListUsers", {"CollectionId": "tokens"})[0].json()["Users"]
+    assert [u["UserId"] for u in users] == ["customer-1"]
+    response, (body, headers) = call(client, "CreateUser", {"CollectionId": "tokens", "UserId": "customer-2",
+                                                            "ClientRequestToken": ""})
+    assert client.post("/", content=body, headers=headers).json()["__type"] in (
+        "InvalidSignatureException", "InvalidParameterException")  # an empty token protects nothing
+
+
 def test_a_failed_request_may_be_sent_again(client):
     response, (body, headers) = call(client, "DescribeCollection", {"CollectionId": "missing"})
     assert response.status_code == 400 and response.json()["__type"] == "ResourceNotFoundException"

@@ -40,6 +40,13 @@ def changes_state(operation: str) -> bool:
         ("Create", "Delete", "Put", "Update", "Associate", "Disassociate", "Tag", "Untag"))
 
 
+def has_request_token(payload: object) -> bool:
+    """Whether a request carries a ClientRequestToken, which makes its operation idempotent (a replay of it is a
+    retry: the store answers as before and changes nothing)."""
+    return isinstance(payload, dict) and isinstance(payload.get("ClientRequestToken"), str) and bool(
+        payload["ClientRequestToken"])
+
+
 def check_aws_format(pipeline: Pipeline, data: bytes) -> bytes:
     """Rekognition's contract on the AWS endpoint: JPEG and PNG only (sniffed from the bytes), the other formats
     facecompare reads only with FACECOMPARE_AWS_EXTRA_FORMATS=on."""
@@ -271,13 +278,16 @@ class AwsApi:
         if pending is not None:
             pending.verify_payload(body)
         operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
-        if pending is not None and self.pipeline.config.refuse_replays and changes_state(operation):
+        payload = parse_json(body)
+        if (pending is not None and self.pipeline.config.refuse_replays and changes_state(operation)
+                and not has_request_token(payload)):
             # stricter than AWS: a signature that changes state is good for one request (a replayed IndexFaces must
-            # not undo an erasure); reads may repeat (identical calls within a second carry one signature)
+            # not undo an erasure); reads may repeat (identical calls within a second carry one signature), and so
+            # may a call with a ClientRequestToken (CreateUser, AssociateFaces, ...): Rekognition's idempotency
+            # makes its retry, even within the same second, answer the same and change nothing
             if not self.pipeline.replays.first_use(pending.signature):
                 raise sigv4.AuthError("InvalidSignatureException", sigv4.REPLAY_MESSAGE)
             context["signature"] = pending.signature  # forgotten again if the request fails (a retry may follow)
-        payload = parse_json(body)
         if payload is NOT_JSON:
             raise aws.ProtocolError("SerializationException", NOT_JSON_MESSAGE)
         parse, handler = OPERATIONS[operation]
