@@ -60,6 +60,9 @@ for SET in synth:synth-kyc-280 synth-specimens:synth-kyc-specimens-200; do
     python scripts/strict_levers.py "$STRICT/${SET%%:*}/pairs.csv" "$STRICT/${SET%%:*}-faces.npz" --fit-on "$STRICT/lfw-2folds.csv" \
         "$STRICT/lfw-faces.npz" --cohort "$STRICT/lfw-faces.npz" --json "evaluation/strict/${SET#*:}/levers.json"
 done
+# the demographic view: FMR of same-sex against all impostor pairs (hand-made labels, evaluation/demographics)
+python scripts/demographic_fmr.py "$STRICT/lfw-2folds.csv" "$STRICT/lfw-faces.npz" evaluation/demographics/lfw-sex.csv \
+    --json evaluation/demographics/lfw-2folds.json
 for SET in lfw-2folds synth-kyc-280 synth-kyc-specimens-200 id-specimens; do
     python scripts/worst_impostor_crops.py "evaluation/strict/$SET/strict.json" "docs/strict/$SET" 4
 done
