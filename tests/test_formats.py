@@ -159,7 +159,7 @@ def client_for(verifier, tmp_path_factory):
         url = f"sqlite:///{tmp_path_factory.mktemp('formats') / 'store.db'}"
         app = create_app(verifier.settings, ServerConfig(auth=False, warm=False, collections_url=url, **config),
                          verifier=verifier, s3=S3Reader())
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1")  # a loopback Host (auth is off)
         client.__enter__()
         made.append(client)
         return client
