@@ -199,6 +199,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="also pair each document with K selfies of other people, reusing the rendered images "
                        "(default 10: about 10*n impostor pairs, enough to measure a false-match rate of 1e-3; "
                        "0 for the rendered pairs only)")
+    synth.add_argument("--specimens", metavar="DIR",
+                       help="specimen mode: paste each face into the portrait box of a real document specimen "
+                       "listed in DIR/labels.csv (e.g. ../shared/data/id_specimens; at the printed face's size, "
+                       "grayscale where the printed portrait is, its ghost portrait too) instead of drawing a card, "
+                       "then photograph it the same way; pairs.csv gains a specimen column")
     synth.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -869,9 +874,12 @@ def _synth(args: argparse.Namespace) -> int:
         raise InvalidParameterException("--n must be at least 1.")
     if args.impostors_per_document < 0:
         raise InvalidParameterException("--impostors-per-document must be 0 or more.")
+    if args.specimens is not None and not Path(args.specimens).is_dir():
+        raise InvalidParameterException(f"--specimens {args.specimens} is not a folder.")
     try:
         path = generate_kyc_set(args.faces, args.n, args.seed, args.out, workers=args.workers or os.cpu_count() or 1,
-                                progress=not args.no_progress, impostors_per_document=args.impostors_per_document)
+                                progress=not args.no_progress, impostors_per_document=args.impostors_per_document,
+                                specimens_dir=args.specimens)
     except ValueError as exc:
         raise InvalidParameterException(str(exc)) from None
     with open(path) as handle:

@@ -5,6 +5,11 @@ an ID card (background pattern, text, a small portrait, optionally grayscale, wi
 and a ghost portrait), and the card is then "photographed": placed on a desk in a large frame, tilted in
 perspective, turned 0/90/180/270 degrees (with or without an EXIF tag that undoes the turn), blurred, given
 glare, and saved as JPEG.
+
+A second renderer (:func:`render_specimen`) uses real document artwork instead of a drawn card: the face is
+pasted into the portrait box of a real specimen (``labels.csv`` of a specimen folder such as
+``../shared/data/id_specimens``), at the size of the printed face, in grayscale where the printed portrait is,
+and the specimen is then photographed the same way. One renderer alone would hide what it does not draw.
 """
 
 from __future__ import annotations
@@ -138,6 +143,136 @@ def render_card(face_photo: Image.Image, rng: np.random.Generator, *, width: int
     draw = ImageDraw.Draw(card)
     draw.text((round(width * 0.04), round(height * 0.86)), mrz, fill=(20, 20, 20), font=_font(max(8, height // 22)))
     return card.convert("RGB"), info
+
+
+@dataclass(frozen=True)
+class Specimen:
+    """A real document image with its printed face's box (and the ghost portrait's, if any), in its pixels."""
+
+    path: Path
+    face_box: tuple[int, int, int, int]  # x, y, w, h
+    ghost_box: tuple[int, int, int, int] | None
+    grayscale: bool  # the printed portrait is grayscale (possibly tinted by the page's print)
+
+
+#: a printed portrait is grayscale when its colour differences (R-G, G-B) barely vary: a gray photo under the
+#: page's tint has a constant offset; measured on the specimens: the gray ones 2.2-6.0, the colour ones 7.3-32
+GRAYSCALE_CHROMA_STD = 7.0
+
+
+def _box(text: str) -> tuple[int, int, int, int] | None:
+    parts = text.split()
+    return tuple(int(float(v)) for v in parts) if len(parts) == 4 else None  # type: ignore[return-value]
+
+
+def load_specimens(root: str | Path) -> list[Specimen]:
+    """The usable, labelled specimens of a folder with ``labels.csv`` (columns ``file``, ``face_usable``,
+    ``face_bbox_xywh``, ``ghost_bbox_xywh``, as in ``../shared/data/id_specimens``)."""
+    import csv
+
+    root = Path(root)
+    labels = root / "labels.csv"
+    if not labels.is_file():
+        raise ValueError(f"{root} has no labels.csv (one row per specimen with its face_bbox_xywh).")
+    out = []
+    with open(labels, newline="") as handle:
+        for row in csv.DictReader(handle):
+            face = _box(row.get("face_bbox_xywh") or "")
+            if row.get("face_usable") != "1" or face is None or not (root / row["file"]).is_file():
+                continue
+            x, y, w, h = face
+            with Image.open(root / row["file"]) as image:
+                crop = np.asarray(image.convert("RGB").crop((x, y, x + w, y + h)), dtype=np.float64)
+            chroma = max(float((crop[..., 0] - crop[..., 1]).std()), float((crop[..., 1] - crop[..., 2]).std()))
+            out.append(Specimen(root / row["file"], face, _box(row.get("ghost_bbox_xywh") or ""),
+                                chroma < GRAYSCALE_CHROMA_STD))
+    if not out:
+        raise ValueError(f"{labels} lists no usable specimen with a face_bbox_xywh.")
+    return out
+
+
+def _paste_face(page: Image.Image, face_photo: Image.Image, source_box: tuple[float, float, float, float],
+                target: tuple[float, float, float, float], grayscale: bool, feather: float = 0.08) -> None:
+    """Paste the face ``source_box`` (x1, y1, x2, y2 of ``face_photo``) over the face box ``target`` (x, y, w, h
+    of ``page``), in place: an ellipse around the face with soft edges, its colours matched to the printed
+    face it replaces (channel means and spreads: the page's tint, contrast and grayscale print)."""
+    tx, ty, tw, th = target
+    sx1, sy1, sx2, sy2 = source_box
+    scale = tw / (sx2 - sx1)
+    # the region pasted: the face with some hair and chin, 1.5 x 1.8 face widths
+    rw, rh = 1.5 * tw, 1.8 * tw
+    cx, cy = tx + tw / 2, ty + th / 2 - 0.05 * tw
+    left, top = round(cx - rw / 2), round(cy - rh / 2)
+    right, bottom = round(cx + rw / 2), round(cy + rh / 2)
+    # the source pixels that land there
+    scx, scy = (sx1 + sx2) / 2, (sy1 + sy2) / 2
+    src = (scx + (left - (tx + tw / 2)) / scale, scy + (top - (ty + th / 2)) / scale,
+           scx + (right - (tx + tw / 2)) / scale, scy + (bottom - (ty + th / 2)) / scale)
+    size = (right - left, bottom - top)
+    face = face_photo.convert("RGB").resize(size, Image.Resampling.LANCZOS, box=src)
+    if grayscale:
+        face = face.convert("L").convert("RGB")
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).ellipse([0, 0, size[0] - 1, size[1] - 1], fill=255)
+    mask = mask.filter(ImageFilter.GaussianBlur(max(1.0, feather * tw)))
+    under = np.asarray(page.crop((left, top, right, bottom)).convert("RGB"), dtype=np.float64)
+    pixels = np.asarray(face, dtype=np.float64)
+    inside = np.asarray(mask) > 128
+    matched = np.empty_like(pixels)
+    for c in range(3):
+        mu_f, sd_f = pixels[..., c][inside].mean(), pixels[..., c][inside].std() + 1e-6
+        mu_o, sd_o = under[..., c][inside].mean(), under[..., c][inside].std()
+        matched[..., c] = (pixels[..., c] - mu_f) / sd_f * max(sd_o, 0.5 * sd_f) + mu_o
+    face = Image.fromarray(np.clip(matched, 0, 255).astype(np.uint8), "RGB")
+    page.paste(face, (left, top), mask)
+
+
+def render_specimen(face_photo: Image.Image, specimen: Specimen, rng: np.random.Generator, *,
+                    face_box: tuple[float, float, float, float] | None = None, min_face: int = 240,
+                    max_side: int = 2600) -> tuple[Image.Image, dict]:
+    """A real specimen with ``face_photo``'s face pasted over its printed face (and its ghost portrait, if any).
+
+    The specimen is first enlarged (LANCZOS) until its printed face is ``min_face`` px wide (at most
+    ``max_side`` px on its longer side), so the pasted face keeps the detail of a close photograph. Returns the
+    page and, as :func:`render_card` does, the portrait's box (``portrait``: the passport-style 7:9 box around
+    the face, the same geometry as the drawn card's, so ``portrait_fraction`` means the same face size) and
+    the ghost's box, in page pixels."""
+    with Image.open(specimen.path) as opened:
+        page = opened.convert("RGB")
+    x, y, w, h = specimen.face_box
+    scale = max(1.0, min(min_face / w, max_side / max(page.size)))
+    if scale > 1.0:
+        page = page.resize((round(page.width * scale), round(page.height * scale)), Image.Resampling.LANCZOS)
+    target = (x * scale, y * scale, w * scale, h * scale)
+    pw_photo, ph_photo = face_photo.size
+    if face_box is None:  # LFW-style photos: the face is centred, about 42 % of the width (as portrait_crop)
+        fw = 0.42 * pw_photo
+        face_box = (pw_photo / 2 - fw / 2, ph_photo / 2 - fw / 2, pw_photo / 2 + fw / 2, ph_photo / 2 + fw / 2)
+    _paste_face(page, face_photo, face_box, target, specimen.grayscale)
+    # a faint security print over the new portrait, as the original has over its own
+    card = page.convert("RGBA")
+    over = Image.new("RGBA", card.size, (0, 0, 0, 0))
+    tx, ty, tw, _ = target
+    guilloche(ImageDraw.Draw(over), (round(tx - 0.2 * tw), round(ty - 0.2 * tw), round(tx + 1.2 * tw),
+                                     round(ty + 1.3 * tw)), rng, (120, 60, 160, 40), lines=8,
+              width=max(1, round(tw / 200)))
+    page = Image.alpha_composite(card, over).convert("RGB")
+    info: dict = {"portrait": None, "ghost": None}
+    if specimen.ghost_box is not None:
+        gx, gy, gw, gh = (v * scale for v in specimen.ghost_box)
+        _paste_face(page, face_photo, face_box, (gx, gy, gw, gh), True)
+        info["ghost"] = _passport_box(gx, gy, gw)
+    info["portrait"] = _passport_box(*target[:3])
+    return page, info
+
+
+def _passport_box(x: float, y: float, w: float) -> tuple[int, int, int, int]:
+    """The 7:9 head-and-shoulders box around a face box of width ``w`` at (x, y): the geometry of
+    :func:`portrait_crop`, in which the face is 1/1.6 of the portrait's width."""
+    cw = 1.6 * w
+    ch = cw * 9 / 7
+    cx, cy = x + w / 2, y + w / 2
+    return (round(cx - cw / 2), round(cy - ch * 0.45), round(cw), round(ch))
 
 
 def _perspective_coefficients(src: list[tuple[float, float]], dst: list[tuple[float, float]]) -> list[float]:
@@ -277,8 +412,10 @@ def sample_conditions(rng: np.random.Generator) -> tuple[PhotoConditions, dict]:
     return conditions, labels
 
 
-def make_kyc_pair(index: int, seed: int, people: list[list[Path]], everyone: list[Path], out: Path) -> dict:
-    """One selfie + document pair, determined by (seed, index) alone."""
+def make_kyc_pair(index: int, seed: int, people: list[list[Path]], everyone: list[Path], out: Path,
+                  specimens: list[Specimen] | None = None) -> dict:
+    """One selfie + document pair, determined by (seed, index) alone (and, with ``specimens``, by them: the
+    face is pasted into a real specimen instead of a drawn card)."""
     rng = np.random.default_rng([seed, index])
     same = bool(rng.random() < 0.5)
     person = people[int(rng.integers(len(people)))]
@@ -292,8 +429,18 @@ def make_kyc_pair(index: int, seed: int, people: list[list[Path]], everyone: lis
             if selfie_photo.parent != card_photo.parent:
                 break
     conditions, labels = sample_conditions(rng)
-    card, info = render_card(Image.open(card_photo).convert("RGB"), rng, width=1000,
-                             grayscale=conditions.grayscale, ghost=conditions.ghost)
+    extra: dict = {}
+    if specimens:
+        specimen = specimens[int(rng.integers(len(specimens)))]
+        # the print is the specimen's: grayscale and ghost are what its artwork has
+        conditions.grayscale, conditions.ghost = specimen.grayscale, specimen.ghost_box is not None
+        labels["grayscale"] = "yes" if conditions.grayscale else "no"
+        labels["ghost"] = "yes" if conditions.ghost else "no"
+        card, info = render_specimen(Image.open(card_photo).convert("RGB"), specimen, rng)
+        extra["specimen"] = specimen.path.name
+    else:
+        card, info = render_card(Image.open(card_photo).convert("RGB"), rng, width=1000,
+                                 grayscale=conditions.grayscale, ghost=conditions.ghost)
     data, _ = photograph(card, info, rng, conditions)
     images = out / "images"
     selfie_name, document_name = f"images/{index:05d}_selfie.jpg", f"images/{index:05d}_document.jpg"
@@ -301,7 +448,7 @@ def make_kyc_pair(index: int, seed: int, people: list[list[Path]], everyone: lis
     (images / f"{index:05d}_document.jpg").write_bytes(data)
     return {"pair_id": index, "selfie": selfie_name, "document": document_name, "same": int(same),
             "selfie_source": f"{selfie_photo.parent.name}/{selfie_photo.name}",
-            "document_source": f"{card_photo.parent.name}/{card_photo.name}", **labels}
+            "document_source": f"{card_photo.parent.name}/{card_photo.name}", **labels, **extra}
 
 
 def _pair_job(job: tuple) -> dict:
@@ -337,12 +484,15 @@ def add_impostor_pairs(rows: list[dict], per_document: int, seed: int) -> list[d
 
 
 def generate_kyc_set(faces_dir: str | Path, n: int, seed: int, out: str | Path, *, workers: int = 1,
-                     progress: bool = True, impostors_per_document: int = 10) -> Path:
+                     progress: bool = True, impostors_per_document: int = 10,
+                     specimens_dir: str | Path | None = None) -> Path:
     """Write ``n`` selfie/document pairs and ``pairs.csv`` to ``out``; the same arguments give the same files.
 
     ``pairs.csv`` also holds ``impostors_per_document`` extra impostor rows per document that reuse the
-    rendered images (see :func:`add_impostor_pairs`). ``source-pairs.csv`` lists the same pairs on the original
-    photos (paths relative to ``faces_dir``): the baseline that shows what printing and photographing cost."""
+    rendered images (see :func:`add_impostor_pairs`). With ``specimens_dir`` (a folder with ``labels.csv``) the
+    documents are real specimens with the face pasted in (:func:`render_specimen`). ``source-pairs.csv`` lists
+    the same pairs on the original photos (paths relative to ``faces_dir``): the baseline that shows what
+    printing and photographing cost."""
     import multiprocessing
 
     from tqdm import tqdm
@@ -351,8 +501,9 @@ def generate_kyc_set(faces_dir: str | Path, n: int, seed: int, out: str | Path, 
     people, everyone = _identities(faces_dir)
     if not people:
         raise ValueError(f"{faces_dir} has no sub-folder with two or more photos (one folder per person).")
+    specimens = load_specimens(specimens_dir) if specimens_dir is not None else None
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jobs = [(i, seed, people, everyone, out) for i in range(n)]
+    jobs = [(i, seed, people, everyone, out, specimens) for i in range(n)]
     rows: list[dict] = []
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
