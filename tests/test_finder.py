@@ -34,6 +34,7 @@ class CountingDetector:
 
     def detect(self, rgb, **kwargs):
         self.pixels += rgb.shape[0] * rgb.shape[1]
+        self.largest = max(getattr(self, "largest", 0), rgb.shape[0] * rgb.shape[1])
         self.calls += 1
         return self.inner.detect(rgb, **kwargs)
 
@@ -56,7 +57,7 @@ def _document(fixtures, *, rotation=0, fraction=0.03, ghost=True, seed=12) -> tu
 
 def _analyze(counting, data):
     verifier, detector = counting
-    detector.pixels = detector.calls = 0
+    detector.pixels = detector.calls = detector.largest = 0
     analyzed = verifier.analyze(data, embed=1)
     return analyzed, detector.pixels
 
@@ -130,6 +131,23 @@ def test_find_contract_on_the_examples(verifier, fixtures):
     assert len(verifier.analyze(fixtures / "two_people.jpg", embed=0).faces) == len(found.detections)
 
 
+def test_a_textured_image_without_a_face_is_searched_to_the_last_resort_within_the_pixel_bound(fixtures):
+    """Texture everywhere and no face (guilloche-like stripes over a 4000x3000 frame): every pass runs, the last
+    resort in all four turns, and no detector input is larger than ``max_detection_pixels`` (here 4 MP, so the
+    bound is what decides)."""
+    detector = CountingDetector()
+    verifier = Verifier(Settings(max_detection_pixels=4_000_000), detector=detector)
+    yy, xx = np.mgrid[0:750, 0:1000]
+    stripes = (127 + 100 * np.sin(xx / 3.0 + 4 * np.sin(yy / 17.0))).astype(np.uint8)
+    image = Image.fromarray(np.stack([stripes, stripes[::-1], stripes[:, ::-1]], axis=2)).resize((4000, 3000))
+    trace: list = []
+    detector.largest = 0
+    analyzed = verifier.analyze(image, embed=0, trace=trace)
+    assert analyzed.faces == []
+    assert 3_900_000 < detector.largest <= 4_000_000
+    assert sum(name.startswith("detect last resort") for name, _ in trace) == 4
+
+
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])
 def test_turn_points_inverts_unrotate_points_and_landmarks_give_the_turn(rotation):
     upright = np.array([[40.0, 50.0], [70.0, 50.0], [55.0, 65.0], [44.0, 80.0], [66.0, 80.0]])  # eyes, nose, mouth
@@ -146,7 +164,7 @@ def test_turn_points_inverts_unrotate_points_and_landmarks_give_the_turn(rotatio
 def test_textured_box_skips_flat_tiles():
     flat = np.full((480, 640, 3), 200, np.uint8)
     assert textured_box(flat) is None
-    noisy_table = np.clip(flat + np.random.default_rng(1).normal(0, 2, flat.shape), 0, 255).astype(np.uint8)
+    noisy_table = np.clip(flat + np.random.default_rng(1).normal(0, 4, flat.shape), 0, 255).astype(np.uint8)
     card = noisy_table.copy()
     stripes = (np.indices((80, 120)).sum(axis=0) % 6 < 3)[..., None] * 120
     card[300:380, 100:220] = stripes.astype(np.uint8)

@@ -61,11 +61,13 @@ TURN_WINDOW_FACE_PX = 80
 TURN_WINDOW_MAX_FACTOR = 2.0
 TURN_WINDOWS = 2
 #: texture tiles: side in pixels of the first pass's input; a tile is textured when its mean absolute
-#: difference between neighbouring gray pixels is above TEXTURE_FLAT (gray levels) and above TEXTURE_OF_MEDIAN
-#: times the image's median tile (so a noisy table is flat beside a card's print)
+#: difference between neighbouring gray pixels is above TEXTURE_FLAT (gray levels), and, when the image's median
+#: tile is itself textured, above TEXTURE_OF_MEDIAN times it (so a noisy table is flat beside a card's print)
 TEXTURE_TILE_PX = 16
 TEXTURE_FLAT = 1.5
 TEXTURE_OF_MEDIAN = 1.5
+#: ... when at least this share of the tiles stands out of a textured background; otherwise every textured tile
+TEXTURE_STANDING_OUT = 0.01
 #: the box around the textured tiles is grown by this many tiles on each side
 TEXTURE_MARGIN_TILES = 2
 
@@ -164,10 +166,15 @@ def textured_box(pixels: np.ndarray, tile: int = TEXTURE_TILE_PX) -> Box | None:
     if rows == 0 or cols == 0:
         return (0.0, 0.0, float(w), float(h))
     tiles = energy[:rows * tile, :cols * tile].reshape(rows, tile, cols, tile).mean(axis=(1, 3))
-    threshold = max(TEXTURE_FLAT, TEXTURE_OF_MEDIAN * float(np.median(tiles)))
-    textured = tiles > threshold
+    textured = tiles > TEXTURE_FLAT
     if not textured.any():
         return None
+    median = float(np.median(tiles))
+    if median > TEXTURE_FLAT:  # a textured background (a table's grain, sensor noise): what stands out of it
+        standing_out = tiles > TEXTURE_OF_MEDIAN * median
+        if standing_out.mean() >= TEXTURE_STANDING_OUT:
+            textured = standing_out
+        # else nothing stands out (texture everywhere, such as a busy scene): the whole textured image
     ys, xs = np.nonzero(textured)
     m = TEXTURE_MARGIN_TILES
     x1, x2 = max(0, xs.min() - m) * tile, min(w, (xs.max() + 1 + m) * tile)
@@ -278,10 +285,17 @@ class FaceFinder:
         used = self._to_turn(decoded, used_up, 0, rotation)
         sx = (used[2] - used[0]) / max(1, turned.shape[1])
         sy = (used[3] - used[1]) / max(1, turned.shape[0])
+        w, h = self._size(decoded, rotation)
+        whole = used[0] <= 0 and used[1] <= 0 and used[2] >= w - 0.5 and used[3] >= h - 0.5
+        to_full = long_side / max(turned.shape[:2])  # the whole frame: one scale, in the detector's float32
         upright, sideways = [], []
         for det in hits:
-            det.box = det.box * [sx, sy, sx, sy] + [used[0], used[1], used[0], used[1]]
-            det.landmarks = det.landmarks * [sx, sy] + [used[0], used[1]]
+            if whole:
+                det.box = det.box * to_full
+                det.landmarks = det.landmarks * to_full
+            else:
+                det.box = det.box * [sx, sy, sx, sy] + [used[0], used[1], used[0], used[1]]
+                det.landmarks = det.landmarks * [sx, sy] + [used[0], used[1]]
             turn = landmark_turn(det.landmarks)
             if turn == 0:
                 upright.append(det)
@@ -303,7 +317,8 @@ class FaceFinder:
         budget = (f_small_whole * w0) * (f_small_whole * h0)  # pixels of one small-face pass over the frame
         full = min(s.max_detection_size, decoded.working_long_side) / long_side
 
-        found, sideways, first_input = self._detect_box(decoded, r0, f_first, whole, f"at {s.detection_size} px")
+        found, sideways, first_input = self._detect_box(decoded, r0, f_first, whole,
+                                                        f"at {round(f_first * long_side)} px")
         if found:
             return r0, self._complete_small(decoded, r0, found, f_first, f_window)
         turned = self._at_their_turn(decoded, r0, sideways)
