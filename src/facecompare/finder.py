@@ -259,9 +259,9 @@ class FaceFinder:
                     view = decoded.view(reduction, 0)
             else:
                 view = decoded.view(reduction, 0)
-            s = decoded.width / view.shape[1]  # full-resolution pixels per view pixel
+            s = long_side / max(view.shape[:2])  # full-resolution pixels per view pixel
             x1, y1 = max(0, int(up_box[0] / s)), max(0, int(up_box[1] / s))
-            x2, y2 = min(view.shape[1], math.ceil(up_box[2] / s)), min(view.shape[0], math.ceil(up_box[3] / s))
+            x2, y2 = min(view.shape[1], int(up_box[2] / s)), min(view.shape[0], int(up_box[3] / s))
             if x2 - x1 < 8 or y2 - y1 < 8:
                 return [], [], np.zeros((0, 0, 3), np.uint8)
             crop = view[y1:y2, x1:x2]
