@@ -335,6 +335,9 @@ class FaceFinder:
         passes: list[float] = [f_small] if f_small > 1.2 * f_first else []
         for factor in passes:
             found, sideways, _ = self._detect_box(decoded, r0, factor, box, "where a portrait can be")
+            # a face this large at the first pass's turn would have been found by it: at the finer scale such a
+            # find is the print's pattern (a 560 px "face" over a 108 px portrait on a specimen)
+            found = [d for d in found if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
             if found:
                 return r0, found
             turned = self._at_their_turn(decoded, r0, sideways)
