@@ -134,6 +134,45 @@ def test_folding_the_int8_weights_keeps_the_outputs():
     assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
 
 
+@pytest.mark.parametrize("key", sorted(k for k, entry in WEIGHTS.items() if entry.made_from))
+def test_prepared_weight_files_are_what_the_script_makes(key):
+    """The shipped prepared files (what loads at run time) are byte for byte what scripts/prepare_weights.py makes
+    from the shipped originals: the folding was done once, offline, and nothing else changed them."""
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).parent.parent / "scripts" / "prepare_weights.py"))
+    assert WEIGHTS[key].made_from == script["PREPARATIONS"][key][0] in WEIGHTS
+    data = script["prepared"](key)
+    assert hashlib.sha256(data).hexdigest() == WEIGHTS[key].sha256 and len(data) == WEIGHTS[key].size
+
+
+NO_ONNX = """
+import sys
+sys.modules["onnx"] = None  # any import of onnx now raises ImportError
+import facecompare
+from facecompare import Settings, Verifier
+r = facecompare.compare_faces(sys.argv[1], sys.argv[2])
+yunet = Verifier(Settings(detector="yunet")).analyze(sys.argv[2], embed=0)
+print(round(r["FaceMatches"][0]["Similarity"], 3), len(yunet.faces))
+"""
+
+
+def test_the_shipped_models_load_and_answer_without_onnx(verifier):
+    """A process answers with the default models (and YuNet) although ``onnx`` cannot be imported: the graphs
+    are prepared offline, so the runtime needs onnxruntime only (``onnx`` is the ``facecompare[onnx]`` extra),
+    and the answer is the one this process gives."""
+    import subprocess
+    import sys
+
+    examples = Path(__file__).parent.parent / "examples"
+    out = subprocess.run([sys.executable, "-c", NO_ONNX, str(examples / "selfie.jpg"), str(examples / "id_card.jpg")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    similarity, yunet_faces = out.stdout.split()
+    here = verifier.compare(examples / "selfie.jpg", examples / "id_card.jpg").matches[0].similarity
+    assert abs(float(similarity) - here) < 1e-3 and int(yunet_faces) >= 1
+
+
 # -- alignment ---------------------------------------------------------------------------------------------------
 
 

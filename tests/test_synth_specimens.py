@@ -98,3 +98,19 @@ def test_synth_kyc_specimen_mode_is_reproducible(tmp_path, fixtures, shared):
             assert image.size in ((4000, 3000), (3000, 4000))
     # a folder without labels.csv is a clear error, not a traceback
     assert main([*args[:4], str(faces), *args[5:], "--out", str(tmp_path / "c")]) != 0
+
+
+def test_a_specimens_print_is_not_taken_for_a_larger_face(verifier, tmp_path, shared):
+    """Pair 49 of ``synth-kyc --specimens --seed 1`` on LFW (Iva Majoli on the Luxembourg specimen photographed
+    at an angle, portrait 4-7 %): the search over the card at full resolution once found a 560 px "face" in the
+    print over the 108 px portrait and compared that. A face that large would have been found by the first pass,
+    so the finer pass does not keep it: the genuine pair matches."""
+    from facecompare.synth import _identities, make_kyc_pair
+
+    people, everyone = _identities(shared / "lfw" / "lfw-deepfunneled")
+    (tmp_path / "images").mkdir()
+    row = make_kyc_pair(49, 1, people, everyone, tmp_path, load_specimens(shared / "id_specimens"))
+    assert row["specimen"] == "100_pass-lux.jpg" and row["same"] == 1
+    verification = verifier.verify(tmp_path / row["selfie"], tmp_path / row["document"])
+    assert verification.decision == "MATCH", (verification.similarity, verification.reasons)
+    assert verification.document_face.width_px < 200

@@ -1,22 +1,16 @@
 """The engine: CompareFaces / DetectFaces semantics and the KYC decision, on the dataclasses.
 
-Data flow for one image: decode (reduced size for detection) -> detect on a downscaled copy, a second
-pass for small faces, rotation retries when nothing is found -> the largest face checked upright (turned when
-not) -> per face: aligned chip cut from a high-resolution copy -> quality and pose -> slightly blurred chip
--> embedding. Every surface (library, CLI, HTTP, batch) calls
+Data flow for one image: decode (reduced size for detection) -> the detection plan (:mod:`facecompare.finder`:
+where, at which scale and at which turn to look; the faces and their turn) -> per face: aligned chip cut from
+a high-resolution copy -> quality and pose -> slightly blurred chip -> embedding. Every surface (library, CLI, HTTP, batch) calls
 :class:`Verifier`; none re-implements a step.
 """
 
 from __future__ import annotations
 
 import contextvars
-import math
 import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,57 +18,30 @@ from PIL import Image, ImageFilter
 
 from .errors import InvalidParameterException, quote_input
 from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Embedding, Face, FaceMatch, Landmark, distance
+from .finder import FaceFinder
+from .finder import merge as _merge  # noqa: F401  (re-exported: tests and older callers)
+from .finder import rotate as _rotate  # noqa: F401
+from .finder import unrotate_points as _unrotate_points
 from .images import DecodedImage, ImageSource, load_image
 from .memory import note_large_work, released_after_large_work
 from .models import Detection, Detector, Recognizer, alignment, create_detector, create_recognizer
-from .models.alignment import upright_landmarks
+from .models.alignment import upright_landmarks  # noqa: F401
 from .models.onnx_graph import release_freed_memory
 from .models.orientation import OrientationCheck
-from .models.retinaface import nms
 from .quality import QUALITY_FILTERS, image_quality, passes_quality_filter, pose_from_landmarks
 from .rekognition import ATTRIBUTES
 from .scoring import Calibration, load_calibration
 from .settings import Settings, jitter_count
+from .trace import _trace
+from .trace import stage as _stage
 
 MAX_FACES = 100
 #: side of the aligned chip quality (brightness, sharpness) is measured on, whatever the recognizer
 QUALITY_CHIP_PX = 150
-#: in the first detection pass, a largest face narrower than this (pixels of the detector input)
-#: triggers the small-face pass, since faces smaller still may have been missed (a faint ghost portrait beside
-#: an ID card's portrait is found only by it). 32 was tried: it saves about 100 ms of CPU on a card that fills
-#: a 1 MP frame (face about 50 px here), but loses the ghost portrait of examples/id_card.jpg and one genuine
-#: pair of the synthetic ID benchmark (README, Speed); a cheaper window for such faces is the way to get both
-SMALL_FACE_PASS_BELOW_PX = 64
-#: the small-face pass searches windows this many face widths wide around the (at most this many) largest faces
-#: the first pass found
-SMALL_FACE_WINDOW_WIDTHS = 8
-SMALL_FACE_WINDOWS = 3
 #: a second selfie face at least this fraction of the largest face's width makes the selfie ambiguous
 SECOND_FACE_RATIO = 0.5
 
 DECISIONS = ("MATCH", "NO_MATCH", "REVIEW")
-
-#: one last-resort detection at a time in the process: its detector input (up to max_detection_pixels, 6 MP)
-#: needs about 290 MB of feature maps, and the two images of a comparison (or concurrent requests) each running
-#: one took a CompareFaces of two 8000x8000 PNGs to 925 MB over the warm process. The detector already uses both
-#: cores of the 2-core machine, so two at once were no faster than one after the other.
-_LAST_RESORT_LOCK = threading.Lock()
-
-#: when set (by ``analyze(..., trace=[])``), each step appends ``(stage, seconds)``: the benchmark's breakdown
-_trace: ContextVar[list | None] = ContextVar("facecompare_trace", default=None)
-
-
-@contextmanager
-def _stage(name: str) -> Iterator[None]:
-    trace = _trace.get()
-    if trace is None:
-        yield
-        return
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        trace.append((name, time.perf_counter() - started))
 
 
 @dataclass
@@ -112,6 +79,8 @@ class Verifier:
         self.detector = detector or create_detector(self.settings.detector, threads=self.settings.threads)
         self.recognizer = recognizer or create_recognizer(self.settings.recognizer, threads=self.settings.threads)
         self.orientation = OrientationCheck(self.detector)
+        #: the detection plan (where, at which scale and at which turn to look)
+        self.finder = FaceFinder(self.detector, self.settings, self.recognizer.chip_face_px, self.orientation)
         self._calibration = calibration
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -205,9 +174,8 @@ class Verifier:
         return (face.width_px >= self.settings.min_face_px and _passes("LOW", face), face.width_px)
 
     def _analyze_decoded(self, decoded: DecodedImage, embed: int, max_faces: int) -> AnalyzedImage:
-        rotation, detections = self._find_faces(decoded)
-        if detections and self.settings.orientation_check:
-            rotation, detections = self._make_upright(decoded, rotation, detections)
+        found = self.finder.find(decoded)
+        rotation, detections = found.rotation, found.detections
         detections.sort(key=lambda d: d.width * d.height, reverse=True)
         detections = detections[:max_faces]
         with _stage("landmarks to boxes, pose, quality"):
@@ -238,141 +206,6 @@ class Verifier:
             return self.recognizer.embed(chips, jitters=jitters)
         return self.recognizer.embed(chips)
 
-    def _make_upright(self, decoded: DecodedImage, rotation: int,
-                      detections: list[Detection]) -> tuple[int, list[Detection]]:
-        """(rotation, detections), turned further when the largest face is not upright at ``rotation``.
-
-        The detector finds upside-down and sideways faces too, some with plausible landmarks, and its
-        first hit decides the rotation; :class:`OrientationCheck` looks at the largest face's crop in all four
-        turns, and when another turn is clearly the upright one the image is searched again at that turn.
-        """
-        largest = max(detections, key=lambda d: d.width)
-        crop = self._face_crop(decoded, rotation, largest, self.orientation.FACE_PX)
-        with _stage("orientation check"):
-            turn = self.orientation.upright_turn(crop)
-        if not turn:
-            return rotation, detections
-        turned, found = self._find_faces(decoded, rotations=((rotation + turn) % 360,))
-        return (turned, found) if found else (rotation, detections)
-
-    def _face_crop(self, decoded: DecodedImage, rotation: int, det: Detection, face_px: int) -> np.ndarray:
-        """The face with one face width of context on each side, scaled so the face is ``face_px`` wide.
-
-        Cut from the view the face's chip will be cut from (decoded once, cached)."""
-        with _stage("face crop for the orientation check"):
-            view, scale = self._chip_view(decoded, rotation, det)
-        x1, y1, x2, y2 = det.box / scale
-        w = x2 - x1
-        h, vw = view.shape[:2]
-        crop = view[int(max(0, y1 - w)):int(min(h, y2 + w)), int(max(0, x1 - w)):int(min(vw, x2 + w))]
-        factor = face_px / max(w, 1.0)
-        size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
-        return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR))
-
-    def _find_faces(self, decoded: DecodedImage, rotations: tuple[int, ...] | None = None) -> tuple[int, list[Detection]]:
-        """(rotation, detections in full-resolution pixels of the image turned by ``rotation`` clockwise).
-
-        Upright first, cheap sizes first: the downscaled copy, then the small-face size (ID-card portraits in a
-        phone photo), then the other rotations at those sizes, and only when nothing was found anywhere, full
-        resolution (up to ``max_detection_size``). A first pass whose largest face is small at that scale is
-        completed by the small-face pass (more small faces, better boxes), merged with what it found.
-        """
-        s = self.settings
-        long_side = max(decoded.width, decoded.height)
-        first = self._within_pixel_bound(decoded, min(s.detection_size, long_side))
-        small = self._within_pixel_bound(decoded, min(s.small_face_detection_size, 2 * long_side))
-        small = small if small > 1.2 * first else None
-        # the last resort: up to the finest view there is (see Settings.max_working_pixels), and no larger than
-        # max_detection_pixels (with the defaults the only pass that bound makes smaller)
-        full = self._within_pixel_bound(decoded, min(s.max_detection_size, decoded.working_long_side))
-        full = full if full > 1.2 * (small or first) else None
-        if rotations is None:
-            rotations = (0, 90, 180, 270) if s.rotation_retry else (0,)
-        plan = [(first, rotations[0], False), (small, rotations[0], False)]
-        plan += [(size, r, False) for size in (first, small) for r in rotations[1:]]
-        plan += [(full, r, True) for r in rotations]
-        last_resort_input: dict[int, np.ndarray] = {}
-        for size, rotation, last_resort in plan:
-            if size is None:
-                continue
-            if last_resort:
-                found, used = self._detect_turned(decoded, rotation, size, last_resort_input)
-            else:
-                found, used = self._detect_at(decoded, rotation, size)
-            if not found:
-                decoded.forget_turned(rotation)  # a turned view no later pass needs (1600 px: up to 30 MB)
-                continue
-            largest = max(d.width for d in found) * used / long_side
-            if size == first and small is not None and used < small and largest < SMALL_FACE_PASS_BELOW_PX:
-                found = _merge(found, self._detect_around(decoded, rotation, small, found))
-            return rotation, found
-        return 0, []
-
-    def _detect_at(self, decoded: DecodedImage, rotation: int, size: int) -> tuple[list[Detection], int]:
-        """(detections in full-resolution pixels, the long side the detector saw) at a detector input whose long
-        side is ``size``, resized from the smallest JPEG decode that is at least that large (DCT scaling: a
-        12 MP photo decodes at 1/2 scale in about 32 ms instead of 77 ms at full size)."""
-        reduction = decoded.reduction_for_long_side(size)
-        view = self._resized(self._view(decoded, reduction, rotation), size)
-        return self._detect_in(decoded, view, size, rotation)
-
-    def _detect_turned(self, decoded: DecodedImage, rotation: int, size: int,
-                       upright_input: dict[int, np.ndarray]) -> tuple[list[Detection], int]:
-        """:meth:`_detect_at` for the last-resort pass: the upright view is resized to the detector input once
-        (kept in ``upright_input`` for the other turns) and that input is turned, instead of turning the
-        full-resolution view and resizing each turn (an 8000x8000 view turned is another 192 MB, and its resize
-        took 0.6 s per turn)."""
-        upright = upright_input.get(size)
-        if upright is None:
-            reduction = decoded.reduction_for_long_side(size)
-            view = self._view(decoded, reduction, 0)
-            upright = upright_input[size] = self._resized(view, size)
-            if upright is not view:
-                decoded.forget(reduction)  # decoded again if a chip needs it (48 MB for 8000x8000 at 1/2)
-            del view
-            # the earlier passes and the resize left freed heap behind (on an 8000x8000 image about 150 MB and
-            # 90 MB: the peak of the first last-resort detection was 526 MB over the start, 400 MB without it);
-            # the largest detector input comes next
-            release_freed_memory()
-        note_large_work()
-        with _LAST_RESORT_LOCK:
-            try:
-                return self._detect_in(decoded, _rotate(upright, rotation), size, rotation)
-            finally:
-                release_freed_memory()  # its feature maps (up to 290 MB); a few ms against 0.4 s or more
-
-    def _within_pixel_bound(self, decoded: DecodedImage, size: int) -> int:
-        """``size`` (a detector input's long side), made smaller if the input would have more pixels than
-        ``max_detection_pixels``."""
-        limit = self.settings.max_detection_pixels
-        if limit <= 0:
-            return size
-        long_side, short_side = max(decoded.width, decoded.height), min(decoded.width, decoded.height)
-        return min(size, int(math.sqrt(limit * long_side / short_side)))
-
-    @staticmethod
-    def _resized(view: np.ndarray, size: int) -> np.ndarray:
-        """``view`` resized so its long side is ``size`` (unchanged when within 2 %)."""
-        h, w = view.shape[:2]
-        factor = size / max(h, w)
-        if abs(factor - 1.0) > 0.02:
-            with _stage(f"resize to {size} px"):
-                view = np.asarray(Image.fromarray(view).resize((max(1, round(w * factor)), max(1, round(h * factor))),
-                                                               _detection_resample(factor)))
-        return view
-
-    def _detect_in(self, decoded: DecodedImage, view: np.ndarray, size: int,
-                   rotation: int) -> tuple[list[Detection], int]:
-        """(detections in full-resolution pixels, the long side the detector saw) in one detector input."""
-        with _stage(f"detect at {size} px" + (f", turned {rotation}" if rotation else "")):
-            found = [d for d in self.detector.detect(view, score_threshold=self._detection_threshold)
-                     if upright_landmarks(d.landmarks)]
-        to_full = max(decoded.width, decoded.height) / max(view.shape[:2])
-        for det in found:
-            det.box = det.box * to_full
-            det.landmarks = det.landmarks * to_full
-        return found, max(view.shape[:2])
-
     def _chip_view(self, decoded: DecodedImage, rotation: int, det: Detection) -> tuple[np.ndarray, float]:
         """(the image turned by ``rotation`` at the resolution the face's chip is cut from, full-resolution
         pixels per pixel of that view): the smallest decode in which the face is still as wide as the
@@ -381,42 +214,6 @@ class Verifier:
                           rotation)
         full_w = decoded.height if rotation in (90, 270) else decoded.width
         return view, full_w / view.shape[1]
-
-    def _detect_around(self, decoded: DecodedImage, rotation: int, size: int,
-                       found: list[Detection]) -> list[Detection]:
-        """Detections at the small-face scale ``size``, searched only around the faces a coarser pass found.
-
-        A first pass that finds only small faces (an ID card's portrait in a phone photo) gives rough boxes
-        and landmarks; searching a window of a few face widths around each of them at a larger scale gives
-        good ones, and finds a ghost portrait or a second card beside it, at a fraction of the cost of the
-        whole frame at that scale (12 MP ID photo: about 15 ms instead of 250 ms)."""
-        long_side = max(decoded.width, decoded.height)
-        reduction = decoded.reduction_for_long_side(size)
-        view = self._view(decoded, reduction, rotation)
-        to_view = max(view.shape[:2]) / long_side  # full-resolution pixels -> view pixels
-        factor = size / max(view.shape[:2])  # view pixels -> detector pixels
-        out: list[Detection] = []
-        for det in sorted(found, key=lambda d: d.width, reverse=True)[:SMALL_FACE_WINDOWS]:
-            cx, cy = (det.box[0] + det.box[2]) / 2 * to_view, (det.box[1] + det.box[3]) / 2 * to_view
-            half = SMALL_FACE_WINDOW_WIDTHS / 2 * max(det.width, det.height) * to_view
-            x1, y1 = int(max(0, cx - half)), int(max(0, cy - half))
-            x2, y2 = int(min(view.shape[1], cx + half)), int(min(view.shape[0], cy + half))
-            if x2 - x1 < 16 or y2 - y1 < 16:
-                continue
-            window = view[y1:y2, x1:x2]
-            with _stage(f"detect around a small face at {size} px"):
-                if abs(factor - 1.0) > 0.02:
-                    window = np.asarray(Image.fromarray(window).resize(
-                        (max(1, round((x2 - x1) * factor)), max(1, round((y2 - y1) * factor))),
-                        _detection_resample(factor)))
-                hits = [d for d in self.detector.detect(window, score_threshold=self._detection_threshold)
-                        if upright_landmarks(d.landmarks)]
-            sx, sy = (x2 - x1) / window.shape[1], (y2 - y1) / window.shape[0]
-            for hit in hits:
-                hit.box = (hit.box * [sx, sy, sx, sy] + [x1, y1, x1, y1]) / to_view
-                hit.landmarks = (hit.landmarks * [sx, sy] + [x1, y1]) / to_view
-                out.append(hit)
-        return out
 
     @staticmethod
     def _view(decoded: DecodedImage, reduction: int, rotation: int) -> np.ndarray:
@@ -596,13 +393,6 @@ def page_from_notes(notes: list[str] | None, role: str) -> int | None:
     return None
 
 
-def _detection_resample(factor: float) -> Image.Resampling:
-    """How to resize a copy for the detector: nearest-neighbour for mild reductions (2 ms instead of 49 ms for
-    2000 -> 1600 px; RetinaFace was trained with random interpolation methods, nearest among them, and aliasing
-    is slight at these factors), bilinear with antialiasing for larger ones and for enlargements."""
-    return Image.Resampling.NEAREST if 0.7 <= factor < 1.0 else Image.Resampling.BILINEAR
-
-
 def smooth_chip(chip: np.ndarray, radius: float) -> np.ndarray:
     """The chip with a Gaussian blur of ``radius`` pixels (see ``Settings.chip_blur``)."""
     return np.asarray(Image.fromarray(chip).filter(ImageFilter.GaussianBlur(radius)))
@@ -651,38 +441,6 @@ def check_quality_filter(value: object) -> str:
 def _passes(level: str, face: Face) -> bool:
     return passes_quality_filter(level, confidence=face.confidence, width_px=face.width_px,
                                  quality=face.quality, pose=face.pose)
-
-
-def _rotate(view: np.ndarray, rotation: int) -> np.ndarray:
-    """The view turned clockwise by ``rotation`` degrees."""
-    if rotation == 0:
-        return view
-    return np.ascontiguousarray(np.rot90(view, k=-(rotation // 90)))
-
-
-def _unrotate_points(points: np.ndarray, rotation: int, rotated_w: float, rotated_h: float) -> np.ndarray:
-    """Map points of the image turned clockwise by ``rotation`` back to the unturned image."""
-    p = np.asarray(points, dtype=np.float64)
-    x, y = p[:, 0], p[:, 1]
-    if rotation == 0:
-        return p.copy()
-    if rotation == 90:  # unturned size is (rotated_h, rotated_w); x' = H - y, y' = x
-        return np.stack([y, rotated_w - x], axis=1)
-    if rotation == 180:
-        return np.stack([rotated_w - x, rotated_h - y], axis=1)
-    if rotation == 270:  # x' = y, y' = W - x
-        return np.stack([rotated_h - y, x], axis=1)
-    raise ValueError(rotation)
-
-
-def _merge(first: list[Detection], second: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
-    """Detections of both passes, duplicates (same face found twice) kept once, the higher score winning."""
-    both = first + second
-    if not both:
-        return []
-    boxes = np.array([d.box for d in both])
-    scores = np.array([d.score for d in both])
-    return [both[i] for i in nms(boxes, scores, iou_threshold)]
 
 
 def face_summary(face: Face | None) -> dict | None:

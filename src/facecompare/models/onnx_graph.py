@@ -1,4 +1,7 @@
-"""Load-time preparation of ONNX graphs for onnxruntime, in memory (the file on disk is never changed).
+"""Preparation of ONNX graphs for onnxruntime: done once, offline, for the models that ship (``scripts/
+prepare_weights.py`` writes the prepared files beside the originals, and they are what loads at run time, so a
+process never imports ``onnx``, 1.3 s at every start); done in memory at load time for a user's own model
+(``onnx:PATH``), when the ``onnx`` package is installed (``facecompare[onnx]``).
 
 Two fixes that quantised and older exports need:
 
@@ -53,6 +56,27 @@ def prepare(model_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
+def symbolic_image_size(model_bytes: bytes) -> bytes:
+    """The serialized model with its image input's height and width (and its outputs' cell count) symbolic,
+    for a detector exported at one input size whose graph reshapes with -1 (YuNet: any multiple of 32 runs)."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for output in model.graph.output:
+        output.type.tensor_type.shape.dim[1].dim_param = "cells"
+    del model.graph.value_info[:]
+    return model.SerializeToString()
+
+
+def have_onnx() -> bool:
+    """Whether the ``onnx`` package (``facecompare[onnx]``) can be imported, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
 def dequantize(quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None = None, *,
                axis: int = 1, block_size: int = 0) -> np.ndarray:
     """ONNX ``DequantizeLinear``: per-tensor, per-axis, or blocked along ``axis`` (opset 21)."""
@@ -98,9 +122,10 @@ def session(model_bytes: bytes, threads: int):
 
 
 def release_freed_memory() -> None:
-    """Give the heap that :func:`prepare` freed back to the operating system (glibc keeps it otherwise).
+    """Give the heap that loading a model freed back to the operating system (glibc keeps it otherwise).
 
-    Preparing SFace builds the float32 graph and its protobuf copies (about 100 MB), which are garbage once the
+    Preparing SFace in memory (as before the prepared file shipped, and still for a user's model) builds the
+    float32 graph and its protobuf copies (about 100 MB), which are garbage once the
     session exists; glibc's allocator keeps those pages, so a 12 MP comparison afterwards peaked at about
     450 MB instead of about 355 MB (``benchmarks/bench_compare.py``). A no-op where ``malloc_trim`` is absent."""
     if not sys.platform.startswith("linux"):

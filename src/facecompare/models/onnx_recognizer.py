@@ -101,18 +101,33 @@ class OnnxRecognizer:
         except OSError as exc:
             raise ModelNotAvailableError(f"Cannot read the recognizer model {path}: {exc.strerror}.") from None
 
+    def _prepared_bytes(self) -> bytes:
+        """The graph to load: a user's model prepared in memory (unused inputs dropped, constant int8 weights
+        folded) when ``onnx`` is installed (``facecompare[onnx]``), else as it is (onnxruntime then runs it
+        unfolded, or refuses a model that needs the fixes, with a message saying so)."""
+        from .onnx_graph import have_onnx, prepare
+
+        data = self._model_bytes()
+        if not have_onnx():
+            return data
+        return prepare(data)
+
     def load(self) -> None:
         with self._lock:
             if self._session is not None:
                 return
-            from .onnx_graph import prepare, release_freed_memory, session
+            from .onnx_graph import release_freed_memory, session
 
             try:
-                loaded = session(prepare(self._model_bytes()), self._threads)
+                loaded = session(self._prepared_bytes(), self._threads)
             except ModelNotAvailableError:
                 raise
             except Exception as exc:  # onnx / onnxruntime raise many types for a file that is not a usable model
-                raise ModelNotAvailableError(f"The recognizer model {self.name} cannot be loaded: {exc}"[:500]) from None
+                from .onnx_graph import have_onnx
+
+                hint = "" if have_onnx() else " (pip install 'facecompare[onnx]' lets facecompare fix unused inputs first)"
+                raise ModelNotAvailableError(
+                    f"The recognizer model {self.name} cannot be loaded{hint}: {exc}"[:500]) from None
             inputs = loaded.get_inputs()
             if len(inputs) != 1 or len(inputs[0].shape) != 4:
                 raise ModelNotAvailableError(

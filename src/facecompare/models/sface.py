@@ -4,8 +4,9 @@ The weights ship inside this package (``models/weights/face_recognition_sface_20
 Apache-2.0; see the NOTICE there). Input: the ArcFace-aligned 112x112 chip, float32 NCHW **RGB** 0-255; the
 ``(x - 127.5) / 128`` normalisation is inside the graph. On LFW, RGB input scores above the BGR input that
 OpenCV's own wrapper feeds (99.52 % against 99.48 % without flip, measured when the model was chosen).
-At load time the graph's unused inputs are dropped and its int8 weights dequantised (see
-:mod:`facecompare.models.onnx_graph`).
+What loads is the prepared file beside it (``..._folded.onnx``): the graph's unused inputs dropped and its
+int8 weights dequantised into float32, once, by ``scripts/prepare_weights.py`` (see
+:mod:`facecompare.models.onnx_graph`), so a process starts without importing ``onnx``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from .onnx_recognizer import InputFormat, OnnxRecognizer
 from .weights import read_weights
 
 NAME = "sface-2021dec-int8bq"
+#: the shipped, prepared file that loads (its outputs are the original's; the embeddings keep NAME)
+PREPARED = "sface-2021dec-int8bq-folded"
 
 
 class SFaceRecognizer(OnnxRecognizer):
@@ -24,3 +27,6 @@ class SFaceRecognizer(OnnxRecognizer):
 
     def _model_bytes(self) -> bytes:
         return read_weights(NAME)
+
+    def _prepared_bytes(self) -> bytes:
+        return read_weights(PREPARED)

@@ -2,8 +2,8 @@
 
 The weights ship inside this package (``models/weights/face_detection_yunet_2023mar_int8bq.onnx``, MIT; see
 the NOTICE there). The graph is exported for 640x640 inputs; its outputs are reshaped with -1, so the input's
-height and width are made symbolic at load time and any multiple of 32 runs. Input: float32 NCHW **BGR**
-0-255 (OpenCV's ``FaceDetectorYN`` feeds ``blobFromImage`` without scaling). Post-processing follows
+height and width are made symbolic (offline, in the prepared file that loads) and any multiple of 32 runs.
+Input: float32 NCHW **BGR** 0-255 (OpenCV's ``FaceDetectorYN`` feeds ``blobFromImage`` without scaling). Post-processing follows
 ``FaceDetectorYN``: one prior per cell at strides 8, 16 and 32; score = sqrt(class * objectness).
 """
 
@@ -18,6 +18,9 @@ from .retinaface import nms
 from .weights import read_weights
 
 _STRIDES = (8, 16, 32)
+#: the shipped file the session loads: the original with its int8 weights folded and its input size made
+#: symbolic, once, by ``scripts/prepare_weights.py``
+PREPARED = "yunet-2023mar-int8bq-prepared"
 
 
 class YuNetDetector:
@@ -36,18 +39,10 @@ class YuNetDetector:
         with self._lock:
             if self._session is not None:
                 return
-            import onnx
+            from .onnx_graph import release_freed_memory, session
 
-            from .onnx_graph import prepare, release_freed_memory, session
-
-            model = onnx.load_from_string(prepare(read_weights(self.name)))
-            dims = model.graph.input[0].type.tensor_type.shape.dim
-            dims[2].dim_param, dims[3].dim_param = "height", "width"
-            for output in model.graph.output:
-                output.type.tensor_type.shape.dim[1].dim_param = "cells"
-            del model.graph.value_info[:]
-            self._session = session(model.SerializeToString(), self._threads)
-            del model
+            # prepared offline (int8 weights folded, input size symbolic; scripts/prepare_weights.py)
+            self._session = session(read_weights(PREPARED), self._threads)
             release_freed_memory()
 
     def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:

@@ -19,6 +19,9 @@ class WeightFile:
     sha256: str
     size: int
     licence: str  # licence file beside it
+    #: the key of the shipped original this file was prepared from by ``scripts/prepare_weights.py`` (None:
+    #: an original, copied unchanged)
+    made_from: str | None = None
 
 
 WEIGHTS = {
@@ -39,6 +42,21 @@ WEIGHTS = {
         "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
         10_667_852,
         "LICENSE-Apache-2.0.txt",
+    ),
+    # prepared once, offline, by scripts/prepare_weights.py: these are what loads at run time
+    "sface-2021dec-int8bq-folded": WeightFile(
+        "face_recognition_sface_2021dec_int8bq_folded.onnx",
+        "107111c7155b7f4316fe357472ff37f5cc5c6e10a7ffdc432cd5031d78ea1c44",
+        38_702_229,
+        "LICENSE-Apache-2.0.txt",
+        made_from="sface-2021dec-int8bq",
+    ),
+    "yunet-2023mar-int8bq-prepared": WeightFile(
+        "face_detection_yunet_2023mar_int8bq_prepared.onnx",
+        "2048808078ccc699a2703561c6bbde2f85c5137a08fcb46b0c23dc58b7dcef2f",
+        241_196,
+        "LICENSE-MIT-yunet.txt",
+        made_from="yunet-2023mar-int8bq",
     ),
 }
 

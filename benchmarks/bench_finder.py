@@ -1,0 +1,105 @@
+"""Benchmark: the portrait search (``facecompare.finder``) against a baseline checkout, in the same run.
+
+Each checkout runs in its own process with warm models, on the same files: the bench pair of
+``bench_compare.py`` (12 MP selfie against a 12 MP photo of an ID card, portrait 4 % of the frame), the same card
+photographed turned 90 and 180 degrees (no EXIF tag) with a 3 % portrait, an upright card with a 2 % portrait
+(CompareFaces p50 and p95 of each, and whether the portrait was found), and a 10 KB 8000x8000 blank PNG through
+DetectFaces (wall time and the process's peak memory after it).
+
+    git archive <old-commit> src | tar -x -C /tmp/old
+    python benchmarks/bench_finder.py --baseline-src /tmp/old/src [--runs 5] [--out benchmarks/results/finder.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "src"))
+
+from bench_compare import make_card_photo, make_pair  # noqa: E402
+
+CHILD = r"""
+import json, statistics, sys, time
+import numpy as np
+import facecompare
+cases = json.loads(sys.argv[1]); runs = int(sys.argv[2])
+v = facecompare.Verifier(); v.warm()
+out = {}
+for name, (kind, files) in cases.items():
+    times, found, similarity = [], False, None
+    for i in range(runs + 1):
+        t = time.perf_counter()
+        try:
+            if kind == "compare":
+                r = facecompare.compare_faces(files[0], files[1], verifier=v)
+                found = bool(r["FaceMatches"] or r["UnmatchedFaces"])
+                similarity = r["FaceMatches"][0]["Similarity"] if r["FaceMatches"] else None
+            else:
+                r = facecompare.detect_faces(open(files[0], "rb").read(), verifier=v)
+                found = bool(r["FaceDetails"])
+        except facecompare.FaceCompareError as exc:
+            found = False
+        if i:  # the first is a warm-up
+            times.append(time.perf_counter() - t)
+    out[name] = {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * float(np.percentile(times, 95)),
+                 "found": found, "similarity": similarity}
+hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+out["peak_rss_mib"] = hwm / 1024
+print(json.dumps(out))
+"""
+
+
+def make_cases(workdir: Path) -> dict:
+    selfie, document = make_pair(workdir)
+    blank = workdir / "blank_8000.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (8000, 8000), (255, 255, 255)).save(buffer, "PNG", optimize=True)
+    blank.write_bytes(buffer.getvalue())
+    return {
+        "bench_pair_4pct": ("compare", [str(selfie), str(document)]),
+        "turned_90_3pct": ("compare", [str(selfie), str(make_card_photo(workdir, "t90.jpg", rotation=90, fraction=0.03))]),
+        "turned_180_3pct": ("compare", [str(selfie), str(make_card_photo(workdir, "t180.jpg", rotation=180, fraction=0.03))]),
+        "upright_2pct": ("compare", [str(selfie), str(make_card_photo(workdir, "u2.jpg", rotation=0, fraction=0.02))]),
+        "blank_png_8000_detect": ("detect", [str(blank)]),
+    }
+
+
+def run(src: Path, cases: dict, runs: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cases), str(runs)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(src)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline-src", required=True, type=Path)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "finder.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = make_cases(Path(tmp))
+        report = {"machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}, "runs": args.runs,
+                  "baseline_src": str(args.baseline_src)}
+        report["baseline"] = run(args.baseline_src.resolve(), cases, args.runs)
+        report["current"] = run((ROOT / "src").resolve(), cases, args.runs)
+        report["load_average_at_end"] = os.getloadavg()
+    report["ratio_p50_baseline_over_current"] = {
+        name: report["baseline"][name]["p50_ms"] / report["current"][name]["p50_ms"] for name in cases}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,468 @@
+"""The detection plan: where in an image, at which scale and at which turn to look for faces.
+
+Contract: :meth:`FaceFinder.find` takes a :class:`~facecompare.images.DecodedImage` and returns a
+:class:`Found`: the quarter turn (0/90/180/270, clockwise) at which the faces are upright and the detections,
+in full-resolution pixels of the image turned by it. It never sees recognizers, HTTP or AWS shapes.
+
+The search, cheapest first, each step only when the one before found nothing:
+
+1. **The whole frame at the first size** (640 px). Upright faces: done, completed by windows at the small-face
+   scale around small ones (ghost portraits, better landmarks). Faces lying sideways or upside down are kept
+   too: their landmarks give the turn, and only **a window around such a face, at that turn** is searched again
+   (about 8 face widths, at a scale where the face is about 80 px), not the whole frame at 90/180/270.
+2. **Where a face can be**: the first pass's input, in 16 px tiles, tells the textured tiles (a card, a page,
+   a head) from the flat ones (a blank image, a plain table, sky). An image without a textured tile holds no
+   face and costs nothing more. The finer passes look only at the box around the textured tiles, at the scale
+   that box allows within the pixel budget of one small-face pass over the whole frame (1600x1200), so a
+   portrait on a card that covers a tenth of the frame is searched at full resolution. A whole frame is never
+   enlarged; windows are.
+3. The other turns at those scales, over that box, for a turned face the first passes did not see at all.
+4. The last resort: that box at up to full resolution (``max_detection_size``), at most
+   ``max_detection_pixels`` of detector input: the bound applies to the box, not the frame.
+
+Then, when ``orientation_check`` is on, the largest face's crop is checked in four turns; when another turn is
+clearly the upright one, only a window around that face is searched at that turn (the whole frame at that turn
+only if the window finds nothing).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .images import DecodedImage
+from .memory import note_large_work
+from .models import Detection, Detector
+from .models.alignment import upright_landmarks
+from .models.onnx_graph import release_freed_memory
+from .models.orientation import OrientationCheck
+from .models.retinaface import nms
+from .settings import Settings
+from .trace import stage
+
+#: in the first detection pass, a largest face narrower than this (pixels of the detector input)
+#: triggers the small-face pass, since faces smaller still may have been missed (a faint ghost portrait beside
+#: an ID card's portrait is found only by it). 32 was tried: it saves about 100 ms of CPU on a card that fills
+#: a 1 MP frame (face about 50 px here), but loses the ghost portrait of examples/id_card.jpg and one genuine
+#: pair of the synthetic ID benchmark (README, Speed); a cheaper window for such faces is the way to get both
+SMALL_FACE_PASS_BELOW_PX = 64
+#: the small-face pass searches windows this many face widths wide around the (at most this many) largest faces
+#: the first pass found
+SMALL_FACE_WINDOW_WIDTHS = 8
+SMALL_FACE_WINDOWS = 3
+#: a face found lying sideways or upside down is searched again at its turn in a window this many face widths
+#: wide, scaled so the face is about TURN_WINDOW_FACE_PX wide (at most TURN_WINDOW_MAX_FACTOR x full resolution)
+TURN_WINDOW_WIDTHS = 8
+TURN_WINDOW_FACE_PX = 80
+TURN_WINDOW_MAX_FACTOR = 2.0
+TURN_WINDOWS = 2
+#: texture tiles: side in pixels of the first pass's input; a tile is textured when its mean absolute
+#: difference between neighbouring gray pixels is above TEXTURE_FLAT (gray levels), and, when the image's median
+#: tile is itself textured, above TEXTURE_OF_MEDIAN times it (so a noisy table is flat beside a card's print)
+TEXTURE_TILE_PX = 16
+TEXTURE_FLAT = 1.5
+TEXTURE_OF_MEDIAN = 1.5
+#: ... when at least this share of the tiles stands out of a textured background; otherwise every textured tile
+TEXTURE_STANDING_OUT = 0.01
+#: the box around the textured tiles is grown by this many tiles on each side
+TEXTURE_MARGIN_TILES = 2
+
+#: one last-resort detection at a time in the process: its detector input (up to max_detection_pixels, 6 MP)
+#: needs about 290 MB of feature maps, and the two images of a comparison (or concurrent requests) each running
+#: one took a CompareFaces of two 8000x8000 PNGs to 925 MB over the warm process. The detector already uses both
+#: cores of the 2-core machine, so two at once were no faster than one after the other.
+_LAST_RESORT_LOCK = threading.Lock()
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2
+
+
+@dataclass
+class Found:
+    """Faces found in an image: ``rotation`` (degrees, clockwise) turns the image so they are upright;
+    ``detections`` are in full-resolution pixels of the image turned by it."""
+
+    rotation: int
+    detections: list[Detection]
+
+
+def _resample(factor: float) -> Image.Resampling:
+    """The resampling filter for a detector input scaled by ``factor``: NEAREST for a slight downscale (cheap and
+    as good for the detector), BILINEAR otherwise."""
+    return Image.Resampling.NEAREST if 0.7 <= factor < 1.0 else Image.Resampling.BILINEAR
+
+
+def rotate(view: np.ndarray, rotation: int) -> np.ndarray:
+    """The view turned clockwise by ``rotation`` degrees."""
+    if rotation == 0:
+        return view
+    return np.ascontiguousarray(np.rot90(view, k=-(rotation // 90)))
+
+
+def unrotate_points(points: np.ndarray, rotation: int, rotated_w: float, rotated_h: float) -> np.ndarray:
+    """Map points of the image turned clockwise by ``rotation`` back to the unturned image."""
+    p = np.asarray(points, dtype=np.float64)
+    x, y = p[:, 0], p[:, 1]
+    if rotation == 0:
+        return p.copy()
+    if rotation == 90:  # unturned size is (rotated_h, rotated_w); x' = H - y, y' = x
+        return np.stack([y, rotated_w - x], axis=1)
+    if rotation == 180:
+        return np.stack([rotated_w - x, rotated_h - y], axis=1)
+    if rotation == 270:  # x' = y, y' = W - x
+        return np.stack([rotated_h - y, x], axis=1)
+    raise ValueError(rotation)
+
+
+def turn_points(points: np.ndarray, rotation: int, width: float, height: float) -> np.ndarray:
+    """Map points of an image (``width`` x ``height``) to the same image turned clockwise by ``rotation``."""
+    p = np.asarray(points, dtype=np.float64)
+    x, y = p[:, 0], p[:, 1]
+    if rotation == 0:
+        return p.copy()
+    if rotation == 90:
+        return np.stack([height - y, x], axis=1)
+    if rotation == 180:
+        return np.stack([width - x, height - y], axis=1)
+    if rotation == 270:
+        return np.stack([y, width - x], axis=1)
+    raise ValueError(rotation)
+
+
+def landmark_turn(points: np.ndarray) -> int | None:
+    """The quarter turn (clockwise) after which these 5 landmarks look upright (0 if they already do), or None
+    when they look upright at no turn (a pattern, not a face). Turning about the origin is enough: the check
+    looks at directions only."""
+    for turn in (0, 90, 180, 270):
+        if upright_landmarks(turn_points(points, turn, 0.0, 0.0)):
+            return turn
+    return None
+
+
+def merge(first: list[Detection], second: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
+    """Detections of both passes, duplicates (same face found twice) kept once, the higher score winning."""
+    both = first + second
+    if not both:
+        return []
+    boxes = np.array([d.box for d in both])
+    scores = np.array([d.score for d in both])
+    return [both[i] for i in nms(boxes, scores, iou_threshold)]
+
+
+def textured_box(pixels: np.ndarray, tile: int = TEXTURE_TILE_PX) -> Box | None:
+    """The box (pixels of ``pixels``) around the textured tiles of an RGB image, grown by a margin; None when
+    every tile is flat (nothing there can hold a face)."""
+    h, w = pixels.shape[:2]
+    if h < tile or w < tile:
+        return (0.0, 0.0, float(w), float(h))
+    gray = pixels.astype(np.int16).sum(axis=2)  # 0..765: three times the gray level
+    dx = np.abs(np.diff(gray, axis=1))[:-1, :]
+    dy = np.abs(np.diff(gray, axis=0))[:, :-1]
+    energy = (dx + dy).astype(np.float32) / 6.0  # mean of both, in gray levels
+    rows, cols = (h - 1) // tile, (w - 1) // tile
+    if rows == 0 or cols == 0:
+        return (0.0, 0.0, float(w), float(h))
+    tiles = energy[:rows * tile, :cols * tile].reshape(rows, tile, cols, tile).mean(axis=(1, 3))
+    textured = tiles > TEXTURE_FLAT
+    if not textured.any():
+        return None
+    median = float(np.median(tiles))
+    if median > TEXTURE_FLAT:  # a textured background (a table's grain, sensor noise): what stands out of it
+        standing_out = tiles > TEXTURE_OF_MEDIAN * median
+        if standing_out.mean() >= TEXTURE_STANDING_OUT:
+            textured = standing_out
+        # else nothing stands out (texture everywhere, such as a busy scene): the whole textured image
+    ys, xs = np.nonzero(textured)
+    m = TEXTURE_MARGIN_TILES
+    x1, x2 = max(0, xs.min() - m) * tile, min(w, (xs.max() + 1 + m) * tile)
+    y1, y2 = max(0, ys.min() - m) * tile, min(h, (ys.max() + 1 + m) * tile)
+    if x2 >= w - tile:
+        x2 = w
+    if y2 >= h - tile:
+        y2 = h
+    return (float(x1), float(y1), float(x2), float(y2))
+
+
+class FaceFinder:
+    """The detection plan over one detector (see the module's docstring). Thread-safe, like the detector."""
+
+    def __init__(self, detector: Detector, settings: Settings, chip_face_px: float,
+                 orientation: OrientationCheck | None = None) -> None:
+        self.detector = detector
+        self.settings = settings
+        self.chip_face_px = chip_face_px
+        self.orientation = orientation or OrientationCheck(detector)
+
+    @property
+    def threshold(self) -> float:
+        t = self.settings.detection_threshold
+        return t if t >= 0 else self.detector.default_threshold
+
+    # -- the contract ------------------------------------------------------------------------------------------
+
+    def find(self, decoded: DecodedImage) -> Found:
+        """The faces of ``decoded`` and the turn at which they are upright."""
+        rotation, detections = self._search(decoded)
+        if detections and self.settings.orientation_check:
+            rotation, detections = self._make_upright(decoded, rotation, detections)
+        return Found(rotation, detections)
+
+    # -- geometry ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _size(decoded: DecodedImage, rotation: int) -> tuple[int, int]:
+        return (decoded.height, decoded.width) if rotation in (90, 270) else (decoded.width, decoded.height)
+
+    def _to_turn(self, decoded: DecodedImage, box: Box, source: int, target: int) -> Box:
+        """A box in full-resolution pixels of the image turned by ``source``, in that turned by ``target``."""
+        if source == target:
+            return box
+        sw, sh = self._size(decoded, source)
+        corners = np.array([[box[0], box[1]], [box[2], box[3]]])
+        upright = unrotate_points(corners, source, sw, sh)
+        turned = turn_points(upright, target, decoded.width, decoded.height)
+        (x1, y1), (x2, y2) = turned.min(axis=0), turned.max(axis=0)
+        return (float(x1), float(y1), float(x2), float(y2))
+
+    def _pixel_bounded(self, factor: float, box: Box) -> float:
+        """``factor`` (detector pixels per full-resolution pixel), smaller if the box would give the detector
+        more than ``max_detection_pixels``."""
+        limit = self.settings.max_detection_pixels
+        area = max(1.0, (box[2] - box[0]) * (box[3] - box[1]))
+        if limit > 0 and area * factor * factor > limit:
+            factor = math.sqrt(limit / area)
+        return factor
+
+    # -- one detector input ------------------------------------------------------------------------------------
+
+    def _detect_box(self, decoded: DecodedImage, rotation: int, factor: float, box: Box, label: str,
+                    cache: dict | None = None, forget_view: bool = False
+                    ) -> tuple[list[Detection], list[tuple[Detection, int]], np.ndarray]:
+        """Detections in ``box`` (full-resolution pixels of the image turned by ``rotation``) with the image
+        scaled by ``factor``: (upright ones, (sideways or upside-down one, its turn) pairs, the detector input).
+        Coordinates are full-resolution pixels of the image turned by ``rotation``. The crop is cut from the
+        smallest JPEG decode that is fine enough, upright, resized, and only then turned. With ``forget_view``
+        the decoded view is dropped once resized (the last resort's: up to 48 MB; decoded again if a chip needs
+        it)."""
+        long_side = max(decoded.width, decoded.height)
+        factor = min(factor, TURN_WINDOW_MAX_FACTOR)
+        reduction = decoded.reduction_for(factor * long_side, long_side)
+        up_box = self._to_turn(decoded, box, rotation, 0)
+        key = (reduction, round(factor, 6), tuple(round(v) for v in up_box))
+        pixels = cache.get(key) if cache is not None else None
+        if pixels is None:
+            if not decoded.has_view(reduction, 0):
+                with stage(f"decode at 1/{reduction}"):
+                    view = decoded.view(reduction, 0)
+            else:
+                view = decoded.view(reduction, 0)
+            s = long_side / max(view.shape[:2])  # full-resolution pixels per view pixel
+            x1, y1 = max(0, int(up_box[0] / s)), max(0, int(up_box[1] / s))
+            x2, y2 = min(view.shape[1], int(up_box[2] / s)), min(view.shape[0], int(up_box[3] / s))
+            if x2 - x1 < 8 or y2 - y1 < 8:
+                return [], [], np.zeros((0, 0, 3), np.uint8)
+            crop = view[y1:y2, x1:x2]
+            f = factor * s
+            if abs(f - 1.0) > 0.02:
+                with stage(f"resize for {label}"):
+                    crop = np.asarray(Image.fromarray(crop).resize(
+                        (max(1, round((x2 - x1) * f)), max(1, round((y2 - y1) * f))), _resample(f)))
+            resized = abs(f - 1.0) > 0.02
+            del view
+            if forget_view and resized:
+                decoded.forget(reduction)
+                release_freed_memory()
+            pixels = (crop, (x1 * s, y1 * s, x2 * s, y2 * s))
+            if cache is not None:
+                cache[key] = pixels
+        crop, used_up = pixels
+        turned = rotate(crop, rotation)
+        with stage(f"detect {label}" + (f", turned {rotation}" if rotation else "")):
+            hits = self.detector.detect(turned, score_threshold=self.threshold)
+        used = self._to_turn(decoded, used_up, 0, rotation)
+        sx = (used[2] - used[0]) / max(1, turned.shape[1])
+        sy = (used[3] - used[1]) / max(1, turned.shape[0])
+        w, h = self._size(decoded, rotation)
+        whole = used[0] <= 0 and used[1] <= 0 and used[2] >= w - 0.5 and used[3] >= h - 0.5
+        to_full = long_side / max(turned.shape[:2])  # the whole frame: one scale, in the detector's float32
+        upright, sideways = [], []
+        for det in hits:
+            if whole:
+                det.box = det.box * to_full
+                det.landmarks = det.landmarks * to_full
+            else:
+                det.box = det.box * [sx, sy, sx, sy] + [used[0], used[1], used[0], used[1]]
+                det.landmarks = det.landmarks * [sx, sy] + [used[0], used[1]]
+            turn = landmark_turn(det.landmarks)
+            if turn == 0:
+                upright.append(det)
+            elif turn is not None:
+                sideways.append((det, turn))
+        return upright, sideways, turned
+
+    # -- the plan ----------------------------------------------------------------------------------------------
+
+    def _search(self, decoded: DecodedImage, rotations: tuple[int, ...] | None = None) -> tuple[int, list[Detection]]:
+        s = self.settings
+        long_side = max(decoded.width, decoded.height)
+        if rotations is None:
+            rotations = (0, 90, 180, 270) if s.rotation_retry else (0,)
+        r0 = rotations[0]
+        w0, h0 = self._size(decoded, r0)
+        whole: Box = (0.0, 0.0, float(w0), float(h0))
+        f_first, f_small_whole, f_window = self._factors(decoded)
+        budget = (f_small_whole * w0) * (f_small_whole * h0)  # pixels of one small-face pass over the frame
+        full = min(s.max_detection_size, decoded.working_long_side) / long_side
+
+        found, sideways, first_input = self._detect_box(decoded, r0, f_first, whole,
+                                                        f"at {round(f_first * long_side)} px")
+        if found:
+            return r0, self._complete_small(decoded, r0, found, f_first, f_window)
+        turned = self._at_their_turn(decoded, r0, sideways)
+        if turned is not None:
+            return turned
+        textured = textured_box(first_input) if first_input.size else None
+        if textured is None:
+            return 0, []  # every tile is flat: nothing there can hold a face
+        box = (textured[0] / f_first, textured[1] / f_first, min(w0, textured[2] / f_first),
+               min(h0, textured[3] / f_first))
+        area = max(1.0, (box[2] - box[0]) * (box[3] - box[1]))
+        f_small = min(full, max(f_small_whole, math.sqrt(budget / area)))
+        f_small = self._pixel_bounded(f_small, box)
+        passes: list[float] = [f_small] if f_small > 1.2 * f_first else []
+        for factor in passes:
+            found, sideways, _ = self._detect_box(decoded, r0, factor, box, "where a portrait can be")
+            # a face this large at the first pass's turn would have been found by it: at the finer scale such a
+            # find is the print's pattern (a 560 px "face" over a 108 px portrait on a specimen)
+            found = [d for d in found if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
+            if found:
+                return r0, found
+            turned = self._at_their_turn(decoded, r0, sideways)
+            if turned is not None:
+                return turned
+        cache: dict = {}
+        for r in rotations[1:]:
+            for factor in [f_first, *passes]:
+                found, _, _ = self._detect_box(decoded, r, factor, self._to_turn(decoded, box, r0, r),
+                                               "where a portrait can be", cache)
+                if found:
+                    return r, found
+        cache.clear()
+        f_full = self._pixel_bounded(full, box)
+        if f_full <= 1.2 * max([f_first, *passes]):
+            return 0, []
+        note_large_work()
+        last: dict = {}
+        for r in rotations:
+            with _LAST_RESORT_LOCK:
+                try:
+                    found, _, _ = self._detect_box(decoded, r, f_full, self._to_turn(decoded, box, r0, r),
+                                                   "last resort", last, forget_view=True)
+                finally:
+                    release_freed_memory()
+            if found:
+                return r, found
+            decoded.forget_turned(r)
+        return 0, []
+
+    def _factors(self, decoded: DecodedImage) -> tuple[float, float, float]:
+        """Detector pixels per full-resolution pixel of the first pass, of a small-face pass over the whole frame
+        (never an enlargement) and of the small-face windows (which may be enlarged)."""
+        s = self.settings
+        long_side = max(decoded.width, decoded.height)
+        whole: Box = (0.0, 0.0, float(decoded.width), float(decoded.height))
+        f_first = self._pixel_bounded(min(s.detection_size, long_side) / long_side, whole)
+        f_small_whole = self._pixel_bounded(min(s.small_face_detection_size, long_side) / long_side, whole)
+        f_window = min(s.small_face_detection_size, 2 * long_side) / long_side
+        return f_first, f_small_whole, f_window
+
+    def _completed(self, decoded: DecodedImage, rotation: int, found: list[Detection]) -> list[Detection]:
+        """Faces found by a window at a turn, completed as an upright first pass's are (the small-face windows
+        around them when they are small at the first pass's scale: a ghost portrait beside the portrait)."""
+        f_first, _, f_window = self._factors(decoded)
+        return self._complete_small(decoded, rotation, found, f_first, f_window)
+
+    def _complete_small(self, decoded: DecodedImage, rotation: int, found: list[Detection], factor: float,
+                        f_window: float) -> list[Detection]:
+        """``found`` merged with the small-face pass around the largest faces, when the largest is small at
+        ``factor`` (a coarse first pass gives rough boxes and landmarks, and misses a ghost portrait)."""
+        largest = max(d.width for d in found) * factor
+        if f_window <= 1.2 * factor or largest >= SMALL_FACE_PASS_BELOW_PX:
+            return found
+        w, h = self._size(decoded, rotation)
+        out: list[Detection] = []
+        for det in sorted(found, key=lambda d: d.width, reverse=True)[:SMALL_FACE_WINDOWS]:
+            cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
+            half = SMALL_FACE_WINDOW_WIDTHS / 2 * max(det.width, det.height)
+            window = (max(0.0, cx - half), max(0.0, cy - half), min(float(w), cx + half), min(float(h), cy + half))
+            hits, _, _ = self._detect_box(decoded, rotation, f_window, window,
+                                          f"around a small face at {self.settings.small_face_detection_size} px")
+            out.extend(hits)
+        return merge(found, out)
+
+    def _window_at_turn(self, decoded: DecodedImage, rotation: int, det: Detection, turn: int) -> tuple[int, list[Detection]]:
+        """Detections in a window around ``det`` (found in the image turned by ``rotation``) in the image turned
+        further by ``turn``: (that rotation, its upright detections)."""
+        target = (rotation + turn) % 360
+        x1, y1, x2, y2 = self._to_turn(decoded, tuple(det.box), rotation, target)
+        width = max(x2 - x1, y2 - y1, 1.0)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        half = TURN_WINDOW_WIDTHS / 2 * width
+        w, h = self._size(decoded, target)
+        window = (max(0.0, cx - half), max(0.0, cy - half), min(float(w), cx + half), min(float(h), cy + half))
+        factor = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, TURN_WINDOW_FACE_PX / width), window)
+        found, _, _ = self._detect_box(decoded, target, factor, window, "around a turned face")
+        return target, found
+
+    def _at_their_turn(self, decoded: DecodedImage, rotation: int,
+                       sideways: list[tuple[Detection, int]]) -> tuple[int, list[Detection]] | None:
+        """The faces found lying sideways or upside down, searched again at their turn in a window around each
+        (largest first, at most TURN_WINDOWS); None when none of them is a face at its turn."""
+        if not self.settings.rotation_retry:
+            return None
+        for det, turn in sorted(sideways, key=lambda p: p[0].width * p[0].score, reverse=True)[:TURN_WINDOWS]:
+            target, found = self._window_at_turn(decoded, rotation, det, turn)
+            if found:
+                return target, self._completed(decoded, target, found)
+        return None
+
+    # -- the orientation check ---------------------------------------------------------------------------------
+
+    def _make_upright(self, decoded: DecodedImage, rotation: int,
+                      detections: list[Detection]) -> tuple[int, list[Detection]]:
+        """(rotation, detections), turned further when the largest face is not upright at ``rotation``.
+
+        The detector finds upside-down and sideways faces too, some with plausible landmarks; the
+        :class:`OrientationCheck` looks at the largest face's crop in all four turns, and when another turn is
+        clearly the upright one, a window around that face is searched at that turn (the whole image at that
+        turn only when the window finds nothing)."""
+        largest = max(detections, key=lambda d: d.width)
+        crop = self._face_crop(decoded, rotation, largest, self.orientation.FACE_PX)
+        with stage("orientation check"):
+            turn = self.orientation.upright_turn(crop)
+        if not turn:
+            return rotation, detections
+        target, found = self._window_at_turn(decoded, rotation, largest, turn)
+        if found:
+            found = self._completed(decoded, target, found)
+        else:
+            target, found = self._search(decoded, rotations=((rotation + turn) % 360,))
+        return (target, found) if found else (rotation, detections)
+
+    def _face_crop(self, decoded: DecodedImage, rotation: int, det: Detection, face_px: int) -> np.ndarray:
+        """The face with one face width of context on each side, scaled so the face is ``face_px`` wide. Cut
+        from the view the face's chip will be cut from (decoded once, cached)."""
+        with stage("face crop for the orientation check"):
+            view = decoded.view(decoded.reduction_for(self.chip_face_px, det.width, finer_if_cached=True), rotation)
+        full_w = decoded.height if rotation in (90, 270) else decoded.width
+        scale = full_w / view.shape[1]
+        x1, y1, x2, y2 = det.box / scale
+        w = x2 - x1
+        h, vw = view.shape[:2]
+        crop = view[int(max(0, y1 - w)):int(min(h, y2 + w)), int(max(0, x1 - w)):int(min(vw, x2 + w))]
+        factor = face_px / max(w, 1.0)
+        size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
+        return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR))

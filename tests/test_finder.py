@@ -1,0 +1,173 @@
+"""The detection plan (``facecompare.finder``): turned, small, ghosted and blank documents, and what the search
+costs (the pixels the detector is given, counted on the real detector)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facecompare import Settings, Verifier
+from facecompare.finder import FaceFinder, Found, landmark_turn, textured_box, turn_points, unrotate_points
+from facecompare.models.alignment import upright_landmarks
+from facecompare.models.retinaface import RetinaFaceDetector
+from facecompare.synth import PhotoConditions, photograph, render_card
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+class CountingDetector:
+    """The real RetinaFace detector, counting the pixels of every input it is given."""
+
+    def __init__(self) -> None:
+        self.inner = RetinaFaceDetector(threads=2)
+        self.default_threshold = self.inner.default_threshold
+        self.name = self.inner.name
+        self.pixels = 0
+        self.calls = 0
+
+    def load(self) -> None:
+        self.inner.load()
+
+    def detect(self, rgb, **kwargs):
+        self.pixels += rgb.shape[0] * rgb.shape[1]
+        self.largest = max(getattr(self, "largest", 0), rgb.shape[0] * rgb.shape[1])
+        self.calls += 1
+        return self.inner.detect(rgb, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def counting():
+    detector = CountingDetector()
+    verifier = Verifier(Settings(), detector=detector)
+    verifier.warm()
+    return verifier, detector
+
+
+def _document(fixtures, *, rotation=0, fraction=0.03, ghost=True, seed=12) -> tuple[bytes, dict]:
+    rng = np.random.default_rng(seed)
+    face = Image.open(fixtures / "obama.jpg").convert("RGB")
+    card, info = render_card(face, rng, width=1200, ghost=ghost, face_box=(200, 80, 440, 380))
+    return photograph(card, info, rng, PhotoConditions(portrait_fraction=fraction, tilt=0.1, glare=0.2,
+                                                       rotation=rotation, frame=(4000, 3000)))
+
+
+def _analyze(counting, data):
+    verifier, detector = counting
+    detector.pixels = detector.calls = detector.largest = 0
+    analyzed = verifier.analyze(data, embed=1)
+    return analyzed, detector.pixels
+
+
+#: one detection pass over a 4000x3000 frame at the small-face size (1600x1200): the whole-frame passes the
+#: old search repeated at each turn, and then at up to 6 MP each
+SMALL_PASS_PIXELS = 1600 * 1200
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_a_turned_card_is_found_at_its_turn_without_searching_every_turn_of_the_frame(counting, fixtures, rotation):
+    """A card photographed turned (no EXIF tag), its portrait 3 % of the frame: found, at the turn that makes it
+    upright, and embedded upright (the same person as the card's photo); the detector saw less than two
+    small-face passes over the frame in all (the old search: 4 whole-frame passes at 1600 px and 2 at 6 MP)."""
+    verifier, _ = counting
+    data, meta = _document(fixtures, rotation=rotation)
+    analyzed, pixels = _analyze(counting, data)
+    assert analyzed.faces and analyzed.rotation == rotation
+    comparison = verifier.match_faces(verifier.analyze(fixtures / "obama.jpg", embed=1), analyzed)
+    assert comparison.matches and comparison.matches[0].similarity >= 90
+    assert pixels < 2 * SMALL_PASS_PIXELS, pixels
+
+
+def test_a_2_percent_portrait_is_found_and_is_the_largest_face_not_the_ghost(counting, fixtures):
+    """A portrait 2 % of a 12 MP frame (the face about 30 px): found (the old search lost it: the 6 MP bound on its
+    last pass), where the card's portrait is, with the smaller ghost never the largest face."""
+    data, meta = _document(fixtures, fraction=0.02, ghost=True)
+    analyzed, pixels = _analyze(counting, data)
+    assert analyzed.faces
+    face = analyzed.largest
+    fw, fh = meta["frame"]
+    cx = (face.bounding_box.left + face.bounding_box.width / 2) * fw
+    cy = (face.bounding_box.top + face.bounding_box.height / 2) * fh
+    px, py, pw, ph = meta["portrait_box"]
+    assert px <= cx <= px + pw and py <= cy <= py + ph
+    gx, gy, gw, gh = meta["ghost_box"]
+    assert not (gx <= cx <= gx + gw and gy <= cy <= gy + gh)
+    assert pixels < 2 * SMALL_PASS_PIXELS, pixels
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_a_ghosted_card_gives_the_portrait_and_the_ghost_at_every_turn(counting, rotation):
+    """examples/id_card.jpg (portrait and a faint ghost portrait) turned in its pixels (no EXIF): at every turn
+    both are found, the portrait as the largest face, the ghost less than half as wide (found by the small-face
+    windows after the turn window, as upright)."""
+    image = Image.open(EXAMPLES / "id_card.jpg")
+    buffer = io.BytesIO()
+    image.rotate(rotation, expand=True).save(buffer, "JPEG", quality=92)
+    analyzed, _ = _analyze(counting, buffer.getvalue())
+    assert analyzed.rotation == rotation and len(analyzed.faces) == 2  # PIL turns counter-clockwise
+    portrait, ghost = analyzed.faces
+    assert 170 < portrait.width_px < 210 and ghost.width_px < 0.5 * portrait.width_px
+
+
+def test_a_blank_8000px_png_costs_one_small_pass(counting):
+    """A flat image holds no face: after the first pass (640 px) nothing else is searched (the old search ran 8
+    more passes, 4 of them at 6 MP)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8000, 8000), (250, 250, 250)).save(buffer, "PNG")
+    analyzed, pixels = _analyze(counting, buffer.getvalue())
+    assert analyzed.faces == []
+    assert pixels <= 640 * 640
+
+
+def test_find_contract_on_the_examples(verifier, fixtures):
+    """``FaceFinder.find``: image in, detections and their turn out; the Verifier's faces are the finder's."""
+    decoded = verifier.load(fixtures / "two_people.jpg")
+    found = FaceFinder(verifier.detector, verifier.settings, verifier.recognizer.chip_face_px).find(decoded)
+    assert isinstance(found, Found) and found.rotation == 0 and len(found.detections) >= 2
+    assert all(upright_landmarks(d.landmarks) for d in found.detections)
+    assert len(verifier.analyze(fixtures / "two_people.jpg", embed=0).faces) == len(found.detections)
+
+
+def test_a_textured_image_without_a_face_is_searched_to_the_last_resort_within_the_pixel_bound(fixtures):
+    """Texture everywhere and no face (guilloche-like stripes over a 4000x3000 frame): every pass runs, the last
+    resort in all four turns, and no detector input is larger than ``max_detection_pixels`` (here 4 MP, so the
+    bound is what decides)."""
+    detector = CountingDetector()
+    verifier = Verifier(Settings(max_detection_pixels=4_000_000), detector=detector)
+    yy, xx = np.mgrid[0:750, 0:1000]
+    stripes = (127 + 100 * np.sin(xx / 3.0 + 4 * np.sin(yy / 17.0))).astype(np.uint8)
+    image = Image.fromarray(np.stack([stripes, stripes[::-1], stripes[:, ::-1]], axis=2)).resize((4000, 3000))
+    trace: list = []
+    detector.largest = 0
+    analyzed = verifier.analyze(image, embed=0, trace=trace)
+    assert analyzed.faces == []
+    assert 3_900_000 < detector.largest <= 4_000_000
+    assert sum(name.startswith("detect last resort") for name, _ in trace) == 4
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_turn_points_inverts_unrotate_points_and_landmarks_give_the_turn(rotation):
+    upright = np.array([[40.0, 50.0], [70.0, 50.0], [55.0, 65.0], [44.0, 80.0], [66.0, 80.0]])  # eyes, nose, mouth
+    w, h = 200.0, 120.0
+    # the image turned by -rotation shows the face lying; turning it by ``rotation`` makes it upright
+    lying = turn_points(upright, (360 - rotation) % 360, w, h)
+    lw, lh = (h, w) if rotation in (90, 270) else (w, h)
+    assert np.allclose(unrotate_points(lying, (360 - rotation) % 360, lw, lh), upright)
+    assert landmark_turn(lying) == rotation
+    collapsed = np.array([[10.0, 10.0], [20.0, 10.0], [15.0, 10.0], [12.0, 10.0], [18.0, 10.0]])
+    assert landmark_turn(collapsed) is None  # a pattern: upright at no turn
+
+
+def test_textured_box_skips_flat_tiles():
+    flat = np.full((480, 640, 3), 200, np.uint8)
+    assert textured_box(flat) is None
+    noisy_table = np.clip(flat + np.random.default_rng(1).normal(0, 4, flat.shape), 0, 255).astype(np.uint8)
+    card = noisy_table.copy()
+    stripes = (np.indices((80, 120)).sum(axis=0) % 6 < 3)[..., None] * 120
+    card[300:380, 100:220] = stripes.astype(np.uint8)
+    x1, y1, x2, y2 = textured_box(card)
+    assert x1 <= 100 and y1 <= 300 and x2 >= 220 and y2 >= 380  # the card is in the box
+    assert (x2 - x1) * (y2 - y1) < 0.2 * 640 * 480  # and the table around it is not
