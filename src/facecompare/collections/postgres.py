@@ -59,6 +59,7 @@ from .store import (
     StoredFace,
     StoredUser,
     UserChange,
+    plan_association,
     redact_url,
 )
 
@@ -583,22 +584,8 @@ class PostgresStore(CollectionStore):
             user = self._user(cur, collection_id, user_id)
             if user is None:
                 raise self._user_not_found(collection_id, user_id)
-            owners = self._owners(cur, collection_id, wanted)
-            changed, refused, new = [], [], []
-            for face_id in wanted:
-                if face_id not in owners:
-                    refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
-                elif owners[face_id] not in (None, user_id):
-                    refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owners[face_id]))
-                else:
-                    changed.append(face_id)
-                    if owners[face_id] is None:
-                        new.append(face_id)
-            if user.face_count + len(new) > max_faces:
-                raise ServiceQuotaExceededException(
-                    f"The user {quote_input(user_id)} holds {user.face_count} faces; {len(new)} more would pass the "
-                    f"limit of {max_faces} faces per user."
-                )
+            changed, refused, new = plan_association(user, user_id, wanted,
+                                                     self._owners(cur, collection_id, wanted), max_faces)
             if new:
                 cur.execute("UPDATE facecompare_faces SET user_id = %s WHERE collection_id = %s AND face_id = ANY(%s)",
                             (user_id, collection_id, new))

@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
+from ..errors import ServiceQuotaExceededException, quote_input
+
 DEFAULT_URL = "sqlite:///facecompare-collections.db"
 
 
@@ -88,6 +90,29 @@ class UserChange:
     changed: list[str]
     refused: list[Refusal]
     user: StoredUser
+
+
+def plan_association(user: StoredUser, user_id: str, wanted: list[str], owners: dict[str, str | None],
+                     max_faces: int) -> tuple[list[str], list[Refusal], list[str]]:
+    """AssociateFaces' rules, the same for every engine: of the ``wanted`` faces (``owners``: face id -> its user, or
+    None, for the faces that exist), those that end up with the user, those refused and why, and those newly
+    associated; ServiceQuotaExceededException when the new ones would pass ``max_faces``."""
+    changed, refused, new = [], [], []
+    for face_id in wanted:
+        if face_id not in owners:
+            refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+        elif owners[face_id] not in (None, user_id):
+            refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owners[face_id]))
+        else:
+            changed.append(face_id)
+            if owners[face_id] is None:
+                new.append(face_id)
+    if user.face_count + len(new) > max_faces:
+        raise ServiceQuotaExceededException(
+            f"The user {quote_input(user_id)} holds {user.face_count} faces; {len(new)} more would pass the "
+            f"limit of {max_faces} faces per user."
+        )
+    return changed, refused, new
 
 
 @dataclass(frozen=True)
