@@ -76,6 +76,41 @@ def test_every_replayed_signature_that_changes_state_is_refused_once_accepted(cl
     assert client.post("/", content=body, headers=headers).status_code == 200
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_replicas(request, verifier, tmp_path):
+    """Two services (two workers, or two replicas) on one collection store, each with its own process memory."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    clients = []
+    for _ in range(2):
+        config = ServerConfig(warm=False, access_keys={ACCESS: SECRET}, collections_url=url)
+        clients.append(TestClient(create_app(verifier.settings, config, verifier=verifier, s3=S3Reader()),
+                                  base_url=URL).__enter__())
+    yield clients
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+def test_a_replay_sent_to_another_worker_or_replica_is_refused_too(two_replicas, fixtures):
+    """The memory of accepted signatures is the store's, shared: an IndexFaces captured at one replica and replayed
+    at the other after DeleteFaces is refused there, and the erasure holds on both."""
+    a, b = two_replicas
+    assert call(a, "CreateCollection", {"CollectionId": "kyc"})[0].status_code == 200
+    image = {"Bytes": base64.b64encode((fixtures / "Colin_Powell_0001.jpg").read_bytes()).decode()}
+    indexed, (body, headers) = call(a, "IndexFaces", {"CollectionId": "kyc", "Image": image})
+    assert indexed.status_code == 200, indexed.text
+    face_id = indexed.json()["FaceRecords"][0]["Face"]["FaceId"]
+    assert call(b, "DeleteFaces", {"CollectionId": "kyc", "FaceIds": [face_id]})[0].status_code == 200
+    for replica in (b, a):
+        replay = replica.post("/", content=body, headers=headers)
+        assert replay.status_code == 400 and replay.json()["__type"] == "InvalidSignatureException", replay.text
+    for replica in (a, b):
+        assert call(replica, "ListFaces", {"CollectionId": "kyc"})[0].json()["Faces"] == []
+    # a request that failed is forgotten everywhere: its retry may reach the other replica
+    failed, (body, headers) = call(a, "DeleteCollection", {"CollectionId": "missing"})
+    assert failed.json()["__type"] == "ResourceNotFoundException"
+    assert b.post("/", content=body, headers=headers).json()["__type"] == "ResourceNotFoundException"
+
+
 def test_a_replay_with_a_client_request_token_is_an_idempotent_retry(client):
     """CreateUser with a ClientRequestToken, sent twice within one second (the same signature): the retry answers
     as the first did and changes nothing (Rekognition's idempotency); without a token it would be refused."""

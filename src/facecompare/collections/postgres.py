@@ -147,6 +147,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ("CREATE TABLE facecompare_secrets (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
      "INSERT INTO facecompare_secrets (name, value) VALUES ('pagination', "
      "uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))"),
+    # 4: the SigV4 signatures of state-changing requests accepted within the clock-skew window (their SHA-256), shared
+    # by every replica on the database, so a replay is refused whichever of them it reaches
+    ("CREATE TABLE facecompare_seen_signatures (digest bytea PRIMARY KEY, until double precision NOT NULL)",
+     "CREATE INDEX facecompare_seen_signatures_time ON facecompare_seen_signatures (until)"),
 ]
 
 #: seconds a ClientRequestToken's digest is kept (a retry comes within seconds; boto3 makes a new one per call)
@@ -265,6 +269,18 @@ class PostgresStore(CollectionStore):
     def pagination_key(self) -> bytes:
         return bytes(self._run(lambda cur: cur.execute(
             "SELECT value FROM facecompare_secrets WHERE name = 'pagination'").fetchone()[0], transaction=False))
+
+    def first_use_of_signature(self, digest: bytes, until: float, now: float) -> bool:
+        def work(cur):
+            cur.execute("DELETE FROM facecompare_seen_signatures WHERE until <= %s", (now,))
+            cur.execute("INSERT INTO facecompare_seen_signatures (digest, until) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        (bytes(digest), float(until)))
+            return cur.rowcount == 1
+
+        return self._run(work)
+
+    def forget_signature(self, digest: bytes) -> None:
+        self._run(lambda cur: cur.execute("DELETE FROM facecompare_seen_signatures WHERE digest = %s", (bytes(digest),)))
 
     def schema_version(self) -> int:
         return self._run(lambda cur: cur.execute("SELECT version FROM facecompare_schema_version").fetchone()[0])

@@ -130,6 +130,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO secrets (name, value) VALUES ('pagination', randomblob(32));
     """,
+    # 4: the SigV4 signatures of state-changing requests accepted within the clock-skew window (their SHA-256), shared
+    # by every process on the file, so a replay is refused whichever worker it reaches
+    """
+    CREATE TABLE seen_signatures (
+        digest BLOB PRIMARY KEY,
+        until REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX seen_signatures_by_time ON seen_signatures (until);
+    """,
 )
 
 #: seconds a ClientRequestToken's digest is kept (a retry comes within seconds; boto3 makes a new one per call)
@@ -236,6 +245,16 @@ class SqliteStore(CollectionStore):
     def pagination_key(self) -> bytes:
         with self._read() as db:
             return bytes(db.execute("SELECT value FROM secrets WHERE name = 'pagination'").fetchone()[0])
+
+    def first_use_of_signature(self, digest: bytes, until: float, now: float) -> bool:
+        with self._write() as db:
+            db.execute("DELETE FROM seen_signatures WHERE until <= ?", (now,))
+            return db.execute("INSERT OR IGNORE INTO seen_signatures (digest, until) VALUES (?, ?)",
+                              (bytes(digest), float(until))).rowcount == 1
+
+    def forget_signature(self, digest: bytes) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM seen_signatures WHERE digest = ?", (bytes(digest),))
 
     def _write(self):
         """A write transaction (see :func:`transaction`)."""

@@ -227,6 +227,16 @@ class CollectionStore(ABC):
         """The random key that signs pagination tokens: made with the schema and kept in the store, so that every
         process and replica on one database shares it (whatever URL each reaches it by) and no one can derive it."""
 
+    @abstractmethod
+    def first_use_of_signature(self, digest: bytes, until: float, now: float) -> bool:
+        """True (and ``digest`` kept until ``until``) the first time a request signature's digest is noted, False
+        when it is still kept: every process and replica on one store shares this memory, so a replayed signed
+        IndexFaces is refused whichever of them it reaches. Digests kept past ``now`` are dropped on the way."""
+
+    @abstractmethod
+    def forget_signature(self, digest: bytes) -> None:
+        """Drop a noted digest (its request failed and may be sent again)."""
+
     def close(self) -> None:  # noqa: B027 - engines without resources need not override
         """Release connections."""
 

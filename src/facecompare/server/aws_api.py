@@ -7,7 +7,9 @@ X-Amz-Target and its parameters (:mod:`.aws`); dispatch is one handler per opera
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -38,6 +40,24 @@ def changes_state(operation: str) -> bool:
     Put*, Update*, Associate*, Disassociate* added later); replayed signatures are refused for these."""
     return operation == "IndexFaces" or operation.startswith(
         ("Create", "Delete", "Put", "Update", "Associate", "Disassociate", "Tag", "Untag"))
+
+
+def first_use_in_store(handler: Callable, context: dict) -> Callable:
+    """``handler`` run only if the request's signature is new to the collection store too (in the engine thread, as
+    the store is blocking): this process's memory refuses a replay sent to it again, the store's one sent to another
+    worker or replica on the same database. A replay found there is refused and stays noted (it must not be
+    forgotten as a failed first use); a first use is forgotten again if its request fails, as in this process."""
+
+    def guarded(pipeline: Pipeline, params: dict):
+        digest = hashlib.sha256(context["signature"].encode()).digest()
+        now = time.time()
+        if not pipeline.collections.store.first_use_of_signature(digest, now + pipeline.replays.window, now):
+            context.pop("signature", None)
+            raise sigv4.AuthError("InvalidSignatureException", sigv4.REPLAY_MESSAGE)
+        context["stored_signature"] = digest
+        return handler(pipeline, params)
+
+    return guarded
 
 
 def has_request_token(payload: object) -> bool:
@@ -291,7 +311,10 @@ class AwsApi:
         if payload is NOT_JSON:
             raise aws.ProtocolError("SerializationException", NOT_JSON_MESSAGE)
         parse, handler = OPERATIONS[operation]
-        return Call(handler, parse(payload))
+        params = parse(payload)
+        if "signature" in context:  # first use in this process: now in the store every worker and replica shares
+            handler = first_use_in_store(handler, context)
+        return Call(handler, params)
 
     @staticmethod
     def respond(result: dict, request_id: str) -> Response:

@@ -310,6 +310,10 @@ class Pipeline:
                 error = InternalServerError()
             if "signature" in context:  # a request that failed may be retried with the same signature
                 self.replays.forget(context["signature"])
+            if "stored_signature" in context:  # ... whichever worker or replica the retry reaches
+                with suppress(Exception):  # the store may be what failed: the signature then expires with the window
+                    await anyio.to_thread.run_sync(self.collections.store.forget_signature,
+                                                   context["stored_signature"])
             response = error_response(error, request_id)
             context["status"] = response.status_code  # a surface's own status (REST: 429 for throttling)
             context["error"] = error.code

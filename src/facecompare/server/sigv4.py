@@ -190,7 +190,8 @@ class ReplayGuard:
     check still accepts them: twice MAX_SKEW), so that a second use of one is refused (a replayed IndexFaces must not
     re-create an erased face). At most ``max_entries`` are kept, the oldest dropped first: far more than the
     requests a worker serves in the window (about 600 at 2 a second), and only signed requests can add any.
-    Per process: a replay sent to another worker or replica is not caught (README, "Operating the service")."""
+    This is the process's own, fast memory; the AWS surface then notes a first use in the collection store too
+    (``aws_api.first_use_in_store``), which catches a replay sent to another worker or replica."""
 
     def __init__(self, window_seconds: float = 2 * MAX_SKEW.total_seconds(), max_entries: int = 100_000) -> None:
         self.window = float(window_seconds)
