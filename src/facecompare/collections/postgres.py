@@ -55,11 +55,11 @@ from .store import (
     Changes,
     CollectionInfo,
     CollectionStore,
-    Refusal,
     StoredFace,
     StoredUser,
     UserChange,
     plan_association,
+    plan_disassociation,
     redact_url,
 )
 
@@ -620,16 +620,7 @@ class PostgresStore(CollectionStore):
             self._replayed(cur, collection_id, request)
             if self._user(cur, collection_id, user_id) is None:
                 raise self._user_not_found(collection_id, user_id)
-            owners = self._owners(cur, collection_id, wanted)
-            changed, refused = [], []
-            for face_id in wanted:
-                owner = owners.get(face_id)
-                if owner == user_id:
-                    changed.append(face_id)
-                elif owner is not None:
-                    refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owner))
-                else:
-                    refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+            changed, refused = plan_disassociation(user_id, wanted, self._owners(cur, collection_id, wanted))
             if changed:
                 cur.execute("UPDATE facecompare_faces SET user_id = NULL WHERE collection_id = %s AND "
                             "face_id = ANY(%s)", (collection_id, changed))

@@ -43,11 +43,11 @@ from .store import (
     Changes,
     CollectionInfo,
     CollectionStore,
-    Refusal,
     StoredFace,
     StoredUser,
     UserChange,
     plan_association,
+    plan_disassociation,
     redact_url,
 )
 
@@ -561,16 +561,7 @@ class SqliteStore(CollectionStore):
             self._replayed(db, coll, request)
             if self._user(db, coll, user_id) is None:
                 raise self._user_not_found(collection_id, user_id)
-            owners = self._owners(db, coll, wanted)
-            changed, refused = [], []
-            for face_id in wanted:
-                owner = owners.get(face_id)
-                if owner == user_id:
-                    changed.append(face_id)
-                elif owner is not None:
-                    refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owner))
-                else:
-                    refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+            changed, refused = plan_disassociation(user_id, wanted, self._owners(db, coll, wanted))
             if changed:
                 db.executemany("UPDATE faces SET user_id = NULL WHERE coll = ? AND face_id = ?",
                                [(coll, f) for f in changed])

@@ -115,6 +115,22 @@ def plan_association(user: StoredUser, user_id: str, wanted: list[str], owners: 
     return changed, refused, new
 
 
+def plan_disassociation(user_id: str, wanted: list[str], owners: dict[str, str | None]
+                        ) -> tuple[list[str], list[Refusal]]:
+    """DisassociateFaces' rules, the same for every engine: of the ``wanted`` faces, those the user holds (to be
+    released), and the others refused with their reason (held by another user, or not held at all)."""
+    changed, refused = [], []
+    for face_id in wanted:
+        owner = owners.get(face_id)
+        if owner == user_id:
+            changed.append(face_id)
+        elif owner is not None:
+            refused.append(Refusal(face_id, "ASSOCIATED_TO_A_DIFFERENT_USER", owner))
+        else:
+            refused.append(Refusal(face_id, "FACE_NOT_FOUND"))
+    return changed, refused
+
+
 @dataclass(frozen=True)
 class Changes:
     """What happened to a collection's faces after sequence number ``since``, up to ``seq``."""
