@@ -22,20 +22,13 @@ from facecompare.server.app import create_app
 from facecompare.server.config import ServerConfig
 from facecompare.server.console import SESSION_COOKIE
 from facecompare.storage import S3Reader
+from fake_clock import Clock
 
 PASSWORD = "correct horse battery staple"
 BASE = "https://console.test"
 #: the console's names in these tests: with authentication off, a name must be allowed (DNS rebinding, issue 22)
 CONFIG = {"auth": False, "warm": False, "allowed_hosts": frozenset({"console.test", "lan.test"})}
 AMBER = np.array([255, 170, 0])
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")

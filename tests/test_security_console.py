@@ -18,17 +18,10 @@ from facecompare.server.app import create_app
 from facecompare.server.config import ServerConfig
 from facecompare.settings import Settings
 from facecompare.storage import S3Reader
+from fake_clock import Clock
 
 PASSWORD = "correct horse battery staple"
 BASE = "https://console.test"
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def review_result(similarity: float = 60.0) -> dict:

@@ -24,18 +24,11 @@ from facecompare.server.config import ServerConfig, client_address, trusted_prox
 from facecompare.server.limits import OVER_CAPACITY
 from facecompare.settings import Settings
 from facecompare.storage import S3Reader
+from fake_clock import Clock
 
 PASSWORD = "correct horse battery staple"
 WRONG = "not the password at all"
 BASE = "https://console.test"
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
