@@ -1,4 +1,4 @@
-"""Benchmark: the portrait search (``facecompare.finder``) against a baseline checkout, in the same run.
+"""Benchmark: the portrait search (``facecompare.engine.finder``) against a baseline checkout, in the same run.
 
 Each checkout runs in its own process with warm models, on the same files: the bench pair of
 ``bench_compare.py`` (12 MP selfie against a 12 MP photo of an ID card, portrait 4 % of the frame), the same card

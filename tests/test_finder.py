@@ -1,4 +1,4 @@
-"""The detection plan (``facecompare.finder``): turned, small, ghosted and blank documents, and what the search
+"""The detection plan (``facecompare.engine.finder``): turned, small, ghosted and blank documents, and what the search
 costs (the pixels the detector is given, counted on the real detector)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from facecompare import Settings, Verifier
-from facecompare.finder import FaceFinder, Found, landmark_turn, textured_box, turn_points, unrotate_points
+from facecompare.engine.finder import FaceFinder, Found, landmark_turn, textured_box, turn_points, unrotate_points
 from facecompare.models.alignment import upright_landmarks
 from facecompare.models.retinaface import RetinaFaceDetector
 from facecompare.synth import PhotoConditions, photograph, render_card

@@ -128,3 +128,14 @@ class IdempotentParameterMismatchException(FaceCompareError):
     http_status = 400
     default_message = "A ClientRequestToken input parameter was reused with an operation, but at least one of the " \
                       "other input parameters is different from the previous call to the operation."
+
+
+class ConfigurationError(Exception):
+    """A setting (an environment variable, a configuration value) is not valid. Not a request error: it is not a
+    ``FaceCompareError`` and has no AWS code. Library code raises it; only the CLI turns it into exit status 2,
+    printing ``facecompare <command>: <message>``. ``setting`` names the variable when there is one."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        self.message = message
+        self.setting = setting
+        super().__init__(message)

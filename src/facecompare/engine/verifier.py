@@ -16,22 +16,22 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .errors import InvalidParameterException, quote_input
-from .faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Embedding, Face, FaceMatch, Landmark, distance
+from ..errors import InvalidParameterException, quote_input
+from ..faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Embedding, Face, FaceMatch, Landmark, distance
+from ..images import DecodedImage, ImageSource, load_image
+from ..memory import note_large_work, released_after_large_work
+from ..models import Detection, Detector, Recognizer, alignment, create_detector, create_recognizer
+from ..models.alignment import upright_landmarks  # noqa: F401
+from ..models.onnx_graph import release_freed_memory
+from ..models.orientation import OrientationCheck
+from ..quality import QUALITY_FILTERS, image_quality, passes_quality_filter, pose_from_landmarks
+from ..rekognition import ATTRIBUTES
+from ..scoring import Calibration, load_calibration
+from ..settings import Settings, jitter_count
 from .finder import FaceFinder
 from .finder import merge as _merge  # noqa: F401  (re-exported: tests and older callers)
-from .finder import rotate as _rotate  # noqa: F401
-from .finder import unrotate_points as _unrotate_points
-from .images import DecodedImage, ImageSource, load_image
-from .memory import note_large_work, released_after_large_work
-from .models import Detection, Detector, Recognizer, alignment, create_detector, create_recognizer
-from .models.alignment import upright_landmarks  # noqa: F401
-from .models.onnx_graph import release_freed_memory
-from .models.orientation import OrientationCheck
-from .quality import QUALITY_FILTERS, image_quality, passes_quality_filter, pose_from_landmarks
-from .rekognition import ATTRIBUTES
-from .scoring import Calibration, load_calibration
-from .settings import Settings, jitter_count
+from .geometry import rotate as _rotate  # noqa: F401
+from .geometry import unrotate_points as _unrotate_points
 from .trace import _trace
 from .trace import stage as _stage
 

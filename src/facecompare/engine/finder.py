@@ -34,14 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .images import DecodedImage
-from .memory import note_large_work
-from .models import Detection, Detector
-from .models.alignment import upright_landmarks
-from .models.onnx_graph import release_freed_memory
-from .models.orientation import OrientationCheck
-from .models.retinaface import nms
-from .settings import Settings
+from ..images import DecodedImage
+from ..memory import note_large_work
+from ..models import Detection, Detector
+from ..models.onnx_graph import release_freed_memory
+from ..models.orientation import OrientationCheck
+from ..models.retinaface import nms
+from ..settings import Settings
+from .geometry import landmark_turn, rotate, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
 from .trace import stage
 
 #: in the first detection pass, a largest face narrower than this (pixels of the detector input)
@@ -93,53 +93,6 @@ def _resample(factor: float) -> Image.Resampling:
     """The resampling filter for a detector input scaled by ``factor``: NEAREST for a slight downscale (cheap and
     as good for the detector), BILINEAR otherwise."""
     return Image.Resampling.NEAREST if 0.7 <= factor < 1.0 else Image.Resampling.BILINEAR
-
-
-def rotate(view: np.ndarray, rotation: int) -> np.ndarray:
-    """The view turned clockwise by ``rotation`` degrees."""
-    if rotation == 0:
-        return view
-    return np.ascontiguousarray(np.rot90(view, k=-(rotation // 90)))
-
-
-def unrotate_points(points: np.ndarray, rotation: int, rotated_w: float, rotated_h: float) -> np.ndarray:
-    """Map points of the image turned clockwise by ``rotation`` back to the unturned image."""
-    p = np.asarray(points, dtype=np.float64)
-    x, y = p[:, 0], p[:, 1]
-    if rotation == 0:
-        return p.copy()
-    if rotation == 90:  # unturned size is (rotated_h, rotated_w); x' = H - y, y' = x
-        return np.stack([y, rotated_w - x], axis=1)
-    if rotation == 180:
-        return np.stack([rotated_w - x, rotated_h - y], axis=1)
-    if rotation == 270:  # x' = y, y' = W - x
-        return np.stack([rotated_h - y, x], axis=1)
-    raise ValueError(rotation)
-
-
-def turn_points(points: np.ndarray, rotation: int, width: float, height: float) -> np.ndarray:
-    """Map points of an image (``width`` x ``height``) to the same image turned clockwise by ``rotation``."""
-    p = np.asarray(points, dtype=np.float64)
-    x, y = p[:, 0], p[:, 1]
-    if rotation == 0:
-        return p.copy()
-    if rotation == 90:
-        return np.stack([height - y, x], axis=1)
-    if rotation == 180:
-        return np.stack([width - x, height - y], axis=1)
-    if rotation == 270:
-        return np.stack([y, width - x], axis=1)
-    raise ValueError(rotation)
-
-
-def landmark_turn(points: np.ndarray) -> int | None:
-    """The quarter turn (clockwise) after which these 5 landmarks look upright (0 if they already do), or None
-    when they look upright at no turn (a pattern, not a face). Turning about the origin is enough: the check
-    looks at directions only."""
-    for turn in (0, 90, 180, 270):
-        if upright_landmarks(turn_points(points, turn, 0.0, 0.0)):
-            return turn
-    return None
 
 
 def merge(first: list[Detection], second: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
