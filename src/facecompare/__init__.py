@@ -15,14 +15,8 @@ from __future__ import annotations
 
 import threading
 
-from .engine import (
-    Verification,
-    Verifier,
-    check_attributes,
-    check_quality_filter,
-    check_threshold,
-    verification_dict,
-)
+from .checks import check_quality_filter, check_threshold
+from .engine import Verification, Verifier, verification_dict
 from .errors import (
     AccessDeniedException,
     FaceCompareError,
@@ -33,7 +27,7 @@ from .errors import (
     InvalidS3ObjectException,
 )
 from .images import ImageSource
-from .rekognition import compare_faces_response, detect_faces_response
+from .rekognition import check_attributes, compare_faces_response, detect_faces_response
 from .settings import Settings
 
 __version__ = "0.1.0"

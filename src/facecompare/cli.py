@@ -440,7 +440,8 @@ def _require_calibration(settings) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .engine import MAX_FACES, check_quality_filter, check_threshold, other_faces, verification_dict
+    from .checks import check_quality_filter, check_threshold
+    from .engine import MAX_FACES, other_faces, verification_dict
     from .rekognition import compare_faces_response
 
     threshold = check_threshold(args.threshold, "--threshold")
@@ -768,7 +769,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _batch(args: argparse.Namespace) -> int:
     from .batch import read_manifest, rows_for_folder, run_batch
-    from .engine import check_threshold
+    from .checks import check_threshold
     from .errors import InvalidParameterException
 
     threshold = check_threshold(args.threshold, "--threshold")
@@ -832,7 +833,7 @@ def _collection(args: argparse.Namespace) -> int:
     import os
 
     from . import rekognition as shapes
-    from .engine import check_threshold
+    from .checks import check_threshold
     from .errors import InvalidParameterException
     from .server.sigv4 import DEFAULT_REGION
 
@@ -938,8 +939,8 @@ def _read_image(location: str) -> bytes | str:
 
 
 def _dedupe(args: argparse.Namespace) -> int:
+    from .checks import check_quality_filter, check_threshold
     from .dedupe import read_dedupe_manifest, run_dedupe
-    from .engine import check_quality_filter, check_threshold
     from .errors import InvalidParameterException
 
     threshold = check_threshold(args.threshold, "--threshold")

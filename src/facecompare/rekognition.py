@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .errors import InvalidParameterException, quote_input
 from .faces import AnalyzedImage, Comparison, Face
 from .quality import QUALITY_FILTERS  # noqa: F401  (re-exported for the protocol layers)
 
@@ -206,3 +207,18 @@ def search_users_by_image_response(result: UserSearchByImageResult, model: str) 
 
 def list_tags_response(tags: dict[str, str]) -> dict:
     return {"Tags": dict(sorted(tags.items()))}
+
+
+def check_attributes(attributes: object) -> tuple[str, ...]:
+    if isinstance(attributes, str) or not isinstance(attributes, (list, tuple)):
+        raise InvalidParameterException(
+            f"Request has invalid parameters: Attributes must be a list such as ['DEFAULT'] or ['ALL'] "
+            f"(got {quote_input(attributes)})."
+        )
+    for a in attributes:
+        if a not in ATTRIBUTES:
+            raise InvalidParameterException(
+                f"Request has invalid parameters: unknown attribute {quote_input(a)} in Attributes; use one of "
+                f"{', '.join(ATTRIBUTES)}."
+            )
+    return tuple(attributes) or ("DEFAULT",)

@@ -28,10 +28,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,7 +37,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from ..engine import MAX_FACES, Verifier, check_quality_filter, check_threshold
+from ..checks import (
+    check_collection_id,
+    check_external_image_id,
+    check_face_id,
+    check_face_ids,
+    check_int,
+    check_quality_filter,
+    check_tags,
+    check_threshold,
+    check_user_id,
+)
+from ..engine import MAX_FACES, Verifier
 from ..errors import (
     InvalidPaginationTokenException,
     InvalidParameterException,
@@ -59,16 +68,11 @@ DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 4096
 DEFAULT_MAX_MATCHES = 4096
 MAX_MATCHES = 4096
-MAX_FACE_IDS = 4096  # DeleteFaces / ListFaces FaceIds
 DEFAULT_MAX_FACES_PER_COLLECTION = 20_000_000  # Rekognition's documented maximum
 TOKEN_MAX = 255
 
-COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
-EXTERNAL_IMAGE_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
-FACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 REASONS = ("EXCEEDS_MAX_FACES", "EXTREME_POSE", "LOW_BRIGHTNESS", "LOW_SHARPNESS", "LOW_CONFIDENCE",
            "SMALL_BOUNDING_BOX", "LOW_FACE_QUALITY")
-_TAG_EXTRA = set("_.:/=+-@")
 #: the namespace of facecompare's deterministic ids (uuid5)
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/facecompare/collections")
 
@@ -109,77 +113,6 @@ class FaceMatch:
 class SearchResult:
     searched_face: Face
     matches: list[FaceMatch] = field(default_factory=list)
-
-
-# -- validation shared by every surface ----------------------------------------------------------------------------
-
-def check_collection_id(value: object, name: str = "CollectionId") -> str:
-    if not isinstance(value, str) or not COLLECTION_ID.fullmatch(value):
-        raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be 1-255 characters of a-z, A-Z, 0-9, '_', '.' and '-' "
-            f"(got {quote_input(value)})."
-        )
-    return value
-
-
-def check_external_image_id(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not EXTERNAL_IMAGE_ID.fullmatch(value):
-        raise InvalidParameterException(
-            "Request has invalid parameters: ExternalImageId must be 1-255 characters of a-z, A-Z, 0-9, '_', '.', "
-            f"'-' and ':' (got {quote_input(value)})."
-        )
-    return value
-
-
-def check_face_id(value: object, name: str = "FaceId") -> str:
-    if not isinstance(value, str) or not FACE_ID.fullmatch(value):
-        raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be a lower-case UUID (got {quote_input(value)})."
-        )
-    return value
-
-
-def check_face_ids(values: object, name: str = "FaceIds") -> list[str]:
-    if isinstance(values, str) or not isinstance(values, (list, tuple)) or not 1 <= len(values) <= MAX_FACE_IDS:
-        raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be a list of 1 to {MAX_FACE_IDS} face ids."
-        )
-    return [check_face_id(v, name) for v in values]
-
-
-def check_int(value: object, name: str, low: int, high: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        upper = f" to {high}" if high is not None else " or more"
-        raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be an integer from {low}{upper} (got {quote_input(value)})."
-        )
-    return value
-
-
-def _tag_text_ok(text: str) -> bool:
-    return all(c.isalnum() or c in _TAG_EXTRA or unicodedata.category(c).startswith(("L", "N", "Z")) for c in text)
-
-
-def check_tags(tags: object) -> dict[str, str]:
-    if tags is None:
-        return {}
-    if not isinstance(tags, dict) or len(tags) > 200:
-        raise InvalidParameterException("Request has invalid parameters: Tags must be a map of at most 200 entries.")
-    for key, value in tags.items():
-        if (not isinstance(key, str) or not 1 <= len(key) <= 128 or key.startswith("aws:")
-                or not _tag_text_ok(key)):
-            raise InvalidParameterException(
-                f"Request has invalid parameters: tag key {quote_input(key)} must be 1-128 letters, digits, spaces "
-                "or _.:/=+-@ and must not start with 'aws:'."
-            )
-        if not isinstance(value, str) or len(value) > 256 or not _tag_text_ok(value):
-            raise InvalidParameterException(
-                f"Request has invalid parameters: the value of tag {quote_input(key)} must be 0-256 letters, "
-                "digits, spaces or _.:/=+-@."
-            )
-    return dict(tags)
 
 
 def quality_reasons(level: str, face: Face, min_face_px: float) -> list[str]:
@@ -421,7 +354,6 @@ class Collections(UserOperations):
                    face_ids: Iterable[str] | None = None,
                    user_id: str | None = None) -> tuple[list[StoredFace], str | None]:
         """ListFaces: a page of the collection's faces (those of ``face_ids``, of ``user_id``, or both)."""
-        from .users import check_user_id
 
         self.sweep()
         info = self.store.describe_collection(check_collection_id(collection_id))

@@ -27,21 +27,28 @@ collection's store, its search index and its paging). Choices where Rekognition'
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine import MAX_FACES, check_quality_filter, check_threshold
+from ..checks import (
+    check_client_request_token,
+    check_collection_id,
+    check_face_id,
+    check_int,
+    check_quality_filter,
+    check_tags,
+    check_threshold,
+    check_user_face_ids,
+    check_user_id,
+)
+from ..engine import MAX_FACES
 from ..errors import InvalidParameterException, ResourceNotFoundException, quote_input
 from ..faces import Face
 from .store import MAX_FACES_PER_USER, CollectionInfo, Refusal, StoredFace, StoredUser, UserChange
 
-USER_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
-CLIENT_REQUEST_TOKEN = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 MAX_USER_RESULTS = 500  # ListUsers MaxResults, SearchUsers MaxUsers
-MAX_USER_FACE_IDS = 100  # AssociateFaces / DisassociateFaces FaceIds
 DEFAULT_ASSOCIATE_THRESHOLD = 75.0
 DEFAULT_USER_MATCH_THRESHOLD = 80.0
 #: "mean" (mean embedding; measured best), "best" (nearest face) or "both" (the mean of the two distances): README
@@ -70,36 +77,6 @@ class UserSearchByImageResult:
     searched_face: Face | None  # None when the largest face did not pass the QualityFilter
     matches: list[UserMatch] = field(default_factory=list)
     unsearched: list[tuple[Face, list[str]]] = field(default_factory=list)
-
-
-def check_user_id(value: object, name: str = "UserId") -> str:
-    if not isinstance(value, str) or not USER_ID.fullmatch(value):
-        raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be 1-128 characters of a-z, A-Z, 0-9, '_', '.', '-' and "
-            f"':' (got {quote_input(value)})."
-        )
-    return value
-
-
-def check_client_request_token(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not CLIENT_REQUEST_TOKEN.fullmatch(value):
-        raise InvalidParameterException(
-            "Request has invalid parameters: ClientRequestToken must be 1-64 characters of a-z, A-Z, 0-9, '-' and "
-            f"'_' (got {quote_input(value)})."
-        )
-    return value
-
-
-def check_user_face_ids(values: object, name: str = "FaceIds") -> list[str]:
-    from .service import check_face_id
-
-    if isinstance(values, str) or not isinstance(values, (list, tuple)) or not 1 <= len(values) <= MAX_USER_FACE_IDS:
-        raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be a list of 1 to {MAX_USER_FACE_IDS} face ids."
-        )
-    return [check_face_id(v, name) for v in values]
 
 
 def _request(token: str | None, *parts: object) -> tuple[str, str] | None:
@@ -150,7 +127,6 @@ class UserOperations:
 
     def list_users(self, collection_id: str, next_token: str | None = None,
                    max_results: int | None = None) -> tuple[list[StoredUser], str | None]:
-        from .service import check_int
 
         info = self._collection(collection_id)
         limit = MAX_USER_RESULTS if max_results is None else check_int(max_results, "MaxResults", 1,
@@ -212,7 +188,6 @@ class UserOperations:
                      max_users: int | None = None) -> list[UserMatch]:
         """SearchUsers: by ``face_id`` (every user, the face's own included) or by ``user_id`` (the other users,
         scored against the searched user's faces); exactly one of them."""
-        from .service import check_face_id, check_int
 
         info = self._bound(collection_id)
         if (user_id is None) == (face_id is None):
@@ -241,7 +216,7 @@ class UserOperations:
         """SearchUsersByImage: the largest face is searched; the others are UnsearchedFaces (FACE_NOT_LARGEST, and
         the QualityFilter's reasons). A largest face that fails the QualityFilter is not searched: no
         SearchedFace, no matches, and it is the first of the UnsearchedFaces with its reasons."""
-        from .service import check_int, quality_reasons
+        from .service import quality_reasons
 
         info = self._bound(collection_id)
         threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
@@ -301,13 +276,11 @@ class UserOperations:
     # -- tags -----------------------------------------------------------------------------------------------
 
     def tag_collection(self, collection_id: str, tags: dict) -> dict[str, str]:
-        from .service import check_tags
 
         info = self._collection(collection_id)
         return self.store.update_tags(info.collection_id, check_tags(tags), (), MAX_TAGS)
 
     def untag_collection(self, collection_id: str, keys: Iterable[str]) -> dict[str, str]:
-        from .service import check_tags
 
         info = self._collection(collection_id)
         keys = list(keys)
@@ -323,7 +296,6 @@ class UserOperations:
     # -- helpers --------------------------------------------------------------------------------------------
 
     def _collection(self, collection_id: str) -> CollectionInfo:
-        from .service import check_collection_id
 
         self.sweep()
         return self.store.describe_collection(check_collection_id(collection_id))

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..errors import InvalidParameterException, quote_input
+from ..checks import check_quality_filter, check_threshold
+from ..errors import InvalidParameterException
 from ..faces import LANDMARK_TYPES, AnalyzedImage, BoundingBox, Comparison, Embedding, Face, FaceMatch, Landmark, distance
 from ..images import DecodedImage, ImageSource, load_image
 from ..memory import note_large_work, released_after_large_work
@@ -24,8 +25,7 @@ from ..models import Detection, Detector, Recognizer, alignment, create_detector
 from ..models.alignment import upright_landmarks  # noqa: F401
 from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
-from ..quality import QUALITY_FILTERS, image_quality, passes_quality_filter, pose_from_landmarks
-from ..rekognition import ATTRIBUTES
+from ..quality import image_quality, passes_quality_filter, pose_from_landmarks
 from ..scoring import Calibration, load_calibration
 from ..settings import Settings, jitter_count
 from .finder import FaceFinder
@@ -396,46 +396,6 @@ def page_from_notes(notes: list[str] | None, role: str) -> int | None:
 def smooth_chip(chip: np.ndarray, radius: float) -> np.ndarray:
     """The chip with a Gaussian blur of ``radius`` pixels (see ``Settings.chip_blur``)."""
     return np.asarray(Image.fromarray(chip).filter(ImageFilter.GaussianBlur(radius)))
-
-
-def check_threshold(value: object, name: str) -> float:
-    """``value`` as a float from 0 to 100; anything else (a boolean, a string, NaN, an infinity, an integer too
-    large for a float) is InvalidParameterException."""
-    number = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer of hundreds of digits (JSON allows it)
-            number = None
-    if number is None or not 0.0 <= number <= 100.0:  # NaN fails the comparison too
-        raise InvalidParameterException(
-            f"Request has invalid parameters: {name} must be a number from 0 to 100 (got {quote_input(value)})."
-        )
-    return number
-
-
-def check_attributes(attributes: object) -> tuple[str, ...]:
-    if isinstance(attributes, str) or not isinstance(attributes, (list, tuple)):
-        raise InvalidParameterException(
-            f"Request has invalid parameters: Attributes must be a list such as ['DEFAULT'] or ['ALL'] "
-            f"(got {quote_input(attributes)})."
-        )
-    for a in attributes:
-        if a not in ATTRIBUTES:
-            raise InvalidParameterException(
-                f"Request has invalid parameters: unknown attribute {quote_input(a)} in Attributes; use one of "
-                f"{', '.join(ATTRIBUTES)}."
-            )
-    return tuple(attributes) or ("DEFAULT",)
-
-
-def check_quality_filter(value: object) -> str:
-    if value not in QUALITY_FILTERS:
-        raise InvalidParameterException(
-            "Request has invalid parameters: QualityFilter must be one of "
-            f"{', '.join(QUALITY_FILTERS)} (got {quote_input(value)})."
-        )
-    return str(value)
 
 
 def _passes(level: str, face: Face) -> bool:

@@ -7,24 +7,23 @@ import base64
 import binascii
 import re
 
-from ..collections.service import (
-    MAX_MATCHES,
-    MAX_PAGE_SIZE,
+from ..checks import (
+    check_client_request_token,
     check_collection_id,
     check_external_image_id,
     check_face_id,
     check_face_ids,
     check_int,
+    check_quality_filter,
     check_tags,
-)
-from ..collections.users import (
-    MAX_USER_RESULTS,
-    check_client_request_token,
+    check_threshold,
     check_user_face_ids,
     check_user_id,
 )
-from ..engine import check_attributes, check_quality_filter, check_threshold
+from ..collections.service import MAX_MATCHES, MAX_PAGE_SIZE
+from ..collections.users import MAX_USER_RESULTS
 from ..errors import FaceCompareError, InvalidParameterException, quote_input
+from ..rekognition import check_attributes
 
 TARGET_PREFIX = "RekognitionService."
 COLLECTION_OPERATIONS = ("CreateCollection", "DeleteCollection", "ListCollections", "DescribeCollection",
