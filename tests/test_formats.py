@@ -246,7 +246,7 @@ def test_batch_reads_every_format_and_its_report_shows_them(tmp_path):
 
 
 def test_report_thumbnail_of_a_pdf_is_the_page_of_the_face(tmp_path):
-    from facecompare.report import _thumbnail
+    from facecompare.report import thumbnail as _thumbnail
 
     def size(page):
         src = _thumbnail(str(PDF), None, "#d62728", None, page)

@@ -418,9 +418,9 @@ def worst_impostors(scores: Scores, images: ImageSet, table: FaceTable, calibrat
 
 def write_det(path: Path, scores: Scores, title: str = "", floor: float = 1e-5) -> Path:
     """DET curve (FNMR against FMR, probit axes) down to ``floor`` or 1 / impostor pairs."""
-    from .plots import _pyplot, probit
+    from .plots import probit, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     g = scores.distance[scores.genuine].astype(np.float64)
     imp = np.sort(scores.distance[scores.impostor].astype(np.float64))
     lowest = max(floor, 1.0 / max(len(imp), 1))

@@ -10,7 +10,7 @@ import numpy as np
 from .evaluation import roc
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +34,7 @@ def probit(p: np.ndarray) -> np.ndarray:
 def write_plots(out: Path, distances: np.ndarray, same: np.ndarray, calibration,
                 thresholds: tuple[float, ...] = (80, 90, 95, 99), title: str = "") -> list[Path]:
     """``roc.png``, ``det.png`` and ``histogram.png`` in ``out``; returns their paths."""
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out)
     d = np.asarray(distances, dtype=np.float64)
     y = np.asarray(same).astype(bool)

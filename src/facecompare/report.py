@@ -25,7 +25,7 @@ def _read(location: str, s3) -> bytes:
     return Path(location).read_bytes()
 
 
-def _thumbnail(location: str, face: dict | None, color: str, s3, page: int | None = None) -> str:
+def thumbnail(location: str, face: dict | None, color: str, s3, page: int | None = None) -> str:
     """A small JPEG (base64 data URL) of the image (any accepted format, converted; for a PDF its ``page``) with
     the face box drawn, or '' when unreadable."""
     try:
@@ -80,8 +80,8 @@ def write_report(out: Path, results: list[dict], summary: dict, s3=None) -> Path
         images = ""
         if decision != "MATCH" and with_images < MAX_ROWS_WITH_IMAGES:
             with_images += 1
-            a = _thumbnail(r["selfie"], r.get("selfie_face"), color, s3, page_from_notes(r.get("notes"), "selfie"))
-            b = _thumbnail(r["document"], r.get("document_face"), color, s3,
+            a = thumbnail(r["selfie"], r.get("selfie_face"), color, s3, page_from_notes(r.get("notes"), "selfie"))
+            b = thumbnail(r["document"], r.get("document_face"), color, s3,
                            page_from_notes(r.get("notes"), "document"))
             images = "".join(f'<img src="{src}" alt="{html.escape(alt)}">' if src else
                              f'<span class="missing">{html.escape(alt)} unreadable</span>'
