@@ -40,143 +40,35 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..db.postgres import open_pool
+from ..db.url import redact_url
 from ..errors import (
-    ConflictException,
-    IdempotentParameterMismatchException,
     InternalServerError,
     InvalidParameterException,
     ResourceAlreadyExistsException,
     ResourceNotFoundException,
-    ServiceQuotaExceededException,
     quote_input,
 )
-from .store import (
-    MAX_FACES_PER_USER,
-    Changes,
-    CollectionInfo,
-    CollectionStore,
-    StoredFace,
-    StoredUser,
-    UserChange,
-    plan_association,
-    plan_disassociation,
-    redact_url,
-)
+from .interface import Changes, CollectionInfo, CollectionStore, StoredFace
+from .postgres_users import PostgresUsers
+from .schema import FACE_COLUMNS
+from .schema import POSTGRES_MIGRATIONS as MIGRATIONS
 
 try:  # the `postgres` extra: pip install 'facecompare[postgres]'
     import psycopg
-    from psycopg_pool import ConnectionPool, PoolTimeout
+    from psycopg_pool import PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the PostgreSQL collection store needs psycopg 3 and psycopg_pool: "
                       "pip install 'facecompare[postgres]'") from exc
+
+__all__ = ["MIGRATIONS", "SCHEMA_LOCK_KEY", "PostgresStore", "open_pool", "redact_url"]
 
 log = logging.getLogger("facecompare.collections")
 
 SCHEMA_LOCK_KEY = 0x66636F6C  # pg_advisory_xact_lock key held while migrating ("fcol")
 
-# one entry per schema version: the statements that bring version n to n + 1 (append; never edit a released one)
-MIGRATIONS: list[tuple[str, ...]] = [
-    # 1: collections, faces, the deletion log and the change sequence
-    ("CREATE SEQUENCE facecompare_change_seq AS bigint",
-    """
-    CREATE TABLE facecompare_collections (
-        collection_id   text COLLATE "C" PRIMARY KEY,
-        model           text NOT NULL,
-        metric          text NOT NULL,
-        dimension       integer NOT NULL CHECK (dimension > 0),
-        tags            jsonb NOT NULL DEFAULT '{}'::jsonb,
-        created_at      double precision NOT NULL,
-        generation      text NOT NULL,
-        face_count      bigint NOT NULL DEFAULT 0,
-        last_seq        bigint NOT NULL DEFAULT 0,
-        pruned_through  bigint NOT NULL DEFAULT 0
-    )""",
-    """
-    CREATE TABLE facecompare_faces (
-        collection_id     text COLLATE "C" NOT NULL
-                          REFERENCES facecompare_collections (collection_id) ON DELETE CASCADE,
-        face_id           text COLLATE "C" NOT NULL,
-        image_id          text NOT NULL,
-        external_image_id text,
-        box_width         double precision NOT NULL,
-        box_height        double precision NOT NULL,
-        box_left          double precision NOT NULL,
-        box_top           double precision NOT NULL,
-        confidence        double precision NOT NULL,
-        embedding         bytea NOT NULL,
-        image_sha256      text NOT NULL,
-        indexed_at        double precision NOT NULL,
-        seq               bigint NOT NULL,
-        PRIMARY KEY (collection_id, face_id)
-    )""",
-    "CREATE INDEX facecompare_faces_seq ON facecompare_faces (collection_id, seq)",
-    """
-    CREATE TABLE facecompare_face_deletions (
-        collection_id text COLLATE "C" NOT NULL
-                      REFERENCES facecompare_collections (collection_id) ON DELETE CASCADE,
-        seq           bigint NOT NULL,
-        face_id       text COLLATE "C" NOT NULL,
-        deleted_at    timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (collection_id, seq)
-    )"""),
-    # 2: Rekognition Users: a face's user, the users, and the digests of recent ClientRequestTokens
-    ('ALTER TABLE facecompare_faces ADD COLUMN user_id text COLLATE "C"',
-     "CREATE INDEX facecompare_faces_user ON facecompare_faces (collection_id, user_id) WHERE user_id IS NOT NULL",
-     "ALTER TABLE facecompare_collections ADD COLUMN user_count bigint NOT NULL DEFAULT 0",
-     """
-    CREATE TABLE facecompare_users (
-        collection_id text COLLATE "C" NOT NULL
-                      REFERENCES facecompare_collections (collection_id) ON DELETE CASCADE,
-        user_id       text COLLATE "C" NOT NULL,
-        created_at    double precision NOT NULL,
-        face_count    integer NOT NULL DEFAULT 0,
-        PRIMARY KEY (collection_id, user_id)
-    )""",
-     """
-    CREATE TABLE facecompare_user_requests (
-        collection_id text COLLATE "C" NOT NULL
-                      REFERENCES facecompare_collections (collection_id) ON DELETE CASCADE,
-        token         text NOT NULL,
-        digest        text NOT NULL,
-        created_at    double precision NOT NULL,
-        PRIMARY KEY (collection_id, token)
-    )""",
-     "CREATE INDEX facecompare_user_requests_time ON facecompare_user_requests (created_at)"),
-    # 3: the key that signs pagination tokens: random (two gen_random_uuid()s, from the server's strong random
-    # source), made once with the schema, shared by every replica on the database whatever URL it uses
-    ("CREATE TABLE facecompare_secrets (name text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)",
-     "INSERT INTO facecompare_secrets (name, value) VALUES ('pagination', "
-     "uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))"),
-    # 4: the SigV4 signatures of state-changing requests accepted within the clock-skew window (their SHA-256), shared
-    # by every replica on the database, so a replay is refused whichever of them it reaches
-    ("CREATE TABLE facecompare_seen_signatures (digest bytea PRIMARY KEY, until double precision NOT NULL)",
-     "CREATE INDEX facecompare_seen_signatures_time ON facecompare_seen_signatures (until)"),
-]
 
-#: seconds a ClientRequestToken's digest is kept (a retry comes within seconds; boto3 makes a new one per call)
-REQUEST_TOKEN_SECONDS = 24 * 3600.0
-
-_FACE_COLUMNS = ("face_id, image_id, external_image_id, box_width, box_height, box_left, box_top, confidence, "
-                 "embedding, image_sha256, indexed_at, user_id")
-
-
-def open_pool(url: str, name: str, max_connections: int, connect_timeout: float, unreachable) -> ConnectionPool:
-    """An open pool of autocommit connections to ``url`` (each checked before it is lent), at most
-    ``max_connections``; ``unreachable(exc)`` is raised when the first connection does not come within
-    ``connect_timeout``. Shared by the collection and review stores."""
-    conninfo = "postgresql:" + url.split(":", 1)[1] if url.startswith("postgres:") else url
-    pool = ConnectionPool(conninfo, min_size=1, max_size=max(1, max_connections), open=False, timeout=connect_timeout,
-                          check=ConnectionPool.check_connection,
-                          kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": True}, name=name)
-    try:
-        pool.open(wait=True, timeout=connect_timeout)
-    except PoolTimeout as exc:
-        pool.close()
-        raise unreachable(exc) from exc
-    return pool
-
-
-class PostgresStore(CollectionStore):
+class PostgresStore(PostgresUsers, CollectionStore):
     """:class:`CollectionStore` on PostgreSQL (10 or newer) through psycopg 3.
 
     ``url`` is a libpq connection URI (``postgresql://user:password@host:port/dbname?sslmode=require``; a Unix
@@ -398,7 +290,7 @@ class PostgresStore(CollectionStore):
                     raise InvalidParameterException(f"The collection {quote_input(collection_id)} holds "
                                                     f"{dimension}-d embeddings; a face has {vector.shape[0]}.")
                 vectors.append(vector)
-            cur.executemany(f"INSERT INTO facecompare_faces (collection_id, {_FACE_COLUMNS}, seq) VALUES "
+            cur.executemany(f"INSERT INTO facecompare_faces (collection_id, {FACE_COLUMNS}, seq) VALUES "
                             "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, "
                             "nextval('facecompare_change_seq')) "
                             "ON CONFLICT (collection_id, face_id) DO NOTHING RETURNING face_id, seq",
@@ -422,7 +314,7 @@ class PostgresStore(CollectionStore):
                                                    bounding_box=tuple(float(v) for v in face.bounding_box))
             missing = [face.face_id for face in faces if face.face_id not in stored]
             if missing:  # already there (a retry, or another process was first): the stored row stands
-                cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND "
+                cur.execute(f"SELECT {FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND "
                             "face_id = ANY(%s)", (collection_id, missing))
                 stored.update((row[0], self._face(row)) for row in cur.fetchall())
             return [stored[face.face_id] for face in faces]
@@ -436,7 +328,7 @@ class PostgresStore(CollectionStore):
             self._exists(cur, collection_id)
             if not ids:
                 return []
-            cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND face_id = ANY(%s) "
+            cur.execute(f"SELECT {FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND face_id = ANY(%s) "
                         "ORDER BY face_id", (collection_id, ids))
             return [self._face(row) for row in cur.fetchall()]
 
@@ -448,7 +340,7 @@ class PostgresStore(CollectionStore):
             self._exists(cur, collection_id)
             if limit <= 0:
                 return []
-            cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND "
+            cur.execute(f"SELECT {FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND "
                         "(%s::text IS NULL OR face_id > %s) AND (%s::text IS NULL OR user_id = %s) "
                         "ORDER BY face_id LIMIT %s", (collection_id, after, after, user_id, user_id, int(limit)))
             return [self._face(row) for row in cur.fetchall()]
@@ -479,183 +371,6 @@ class PostgresStore(CollectionStore):
 
         return self._run(work)
 
-    # users -------------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _replayed(cur, collection_id: str, request: tuple[str, str] | None) -> bool:
-        """Whether ``request`` (token, digest) was seen; a token seen with another digest is refused. A new token
-        is recorded (and the collection's tokens past their day forgotten). Called under the collection's lock."""
-        if request is None:
-            return False
-        token, digest = request
-        cur.execute("SELECT digest FROM facecompare_user_requests WHERE collection_id = %s AND token = %s",
-                    (collection_id, token))
-        row = cur.fetchone()
-        if row is not None:
-            if row[0] != digest:
-                raise IdempotentParameterMismatchException(
-                    f"The ClientRequestToken {quote_input(token)} was used with other parameters; use a new token "
-                    "for a new request."
-                )
-            return True
-        now = time.time()
-        cur.execute("DELETE FROM facecompare_user_requests WHERE collection_id = %s AND created_at < %s",
-                    (collection_id, now - REQUEST_TOKEN_SECONDS))
-        cur.execute("INSERT INTO facecompare_user_requests (collection_id, token, digest, created_at) "
-                    "VALUES (%s, %s, %s, %s)", (collection_id, token, digest, now))
-        return False
-
-    @staticmethod
-    def _user(cur, collection_id: str, user_id: str) -> StoredUser | None:
-        cur.execute("SELECT user_id, created_at, face_count FROM facecompare_users WHERE collection_id = %s AND "
-                    "user_id = %s", (collection_id, user_id))
-        row = cur.fetchone()
-        return StoredUser(row[0], float(row[1]), int(row[2])) if row else None
-
-    @staticmethod
-    def _user_not_found(collection_id: str, user_id: str) -> ResourceNotFoundException:
-        return ResourceNotFoundException(f"The user {quote_input(user_id)} does not exist in collection "
-                                         f"{quote_input(collection_id)}.")
-
-    def create_user(self, collection_id: str, user_id: str,
-                    request: tuple[str, str] | None = None) -> StoredUser:
-        def work(cur):
-            self._lock(cur, collection_id)
-            replay = self._replayed(cur, collection_id, request)
-            existing = self._user(cur, collection_id, user_id)
-            if replay:  # done before: succeed again, change nothing (not even a user deleted since)
-                return existing or StoredUser(user_id, time.time(), 0)
-            if existing is not None:
-                raise ConflictException(f"The user {quote_input(user_id)} already exists in collection "
-                                        f"{quote_input(collection_id)}.")
-            created = time.time()
-            cur.execute("INSERT INTO facecompare_users (collection_id, user_id, created_at) VALUES (%s, %s, %s)",
-                        (collection_id, user_id, created))
-            cur.execute("UPDATE facecompare_collections SET user_count = user_count + 1 WHERE collection_id = %s",
-                        (collection_id,))
-            return StoredUser(user_id, created, 0)
-
-        return self._run(work)
-
-    def delete_user(self, collection_id: str, user_id: str, request: tuple[str, str] | None = None) -> None:
-        def work(cur):
-            self._lock(cur, collection_id)
-            if self._replayed(cur, collection_id, request):  # done before: succeed again, change nothing
-                return
-            if self._user(cur, collection_id, user_id) is None:
-                raise self._user_not_found(collection_id, user_id)
-            cur.execute("UPDATE facecompare_faces SET user_id = NULL WHERE collection_id = %s AND user_id = %s",
-                        (collection_id, user_id))
-            cur.execute("DELETE FROM facecompare_users WHERE collection_id = %s AND user_id = %s",
-                        (collection_id, user_id))
-            cur.execute("UPDATE facecompare_collections SET user_count = user_count - 1 WHERE collection_id = %s",
-                        (collection_id,))
-
-        self._run(work)
-
-    def get_user(self, collection_id: str, user_id: str) -> StoredUser | None:
-        def work(cur):
-            self._exists(cur, collection_id)
-            return self._user(cur, collection_id, user_id)
-
-        return self._run(work)
-
-    def list_users(self, collection_id: str, after: str | None = None, limit: int = 1000) -> list[StoredUser]:
-        def work(cur):
-            self._exists(cur, collection_id)
-            cur.execute("SELECT user_id, created_at, face_count FROM facecompare_users WHERE collection_id = %s AND "
-                        "(%s::text IS NULL OR user_id > %s) ORDER BY user_id LIMIT %s",
-                        (collection_id, after, after, int(limit)))
-            return [StoredUser(r[0], float(r[1]), int(r[2])) for r in cur.fetchall()]
-
-        return self._run(work)
-
-    def user_faces(self, collection_id: str, user_ids: Iterable[str]) -> list[StoredFace]:
-        ids = sorted(set(user_ids))
-
-        def work(cur):
-            self._exists(cur, collection_id)
-            if not ids:
-                return []
-            cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND "
-                        "user_id = ANY(%s) ORDER BY user_id, face_id", (collection_id, ids))
-            return [self._face(row) for row in cur.fetchall()]
-
-        return self._run(work)
-
-    @staticmethod
-    def _owners(cur, collection_id: str, face_ids: list[str]) -> dict[str, str | None]:
-        cur.execute("SELECT face_id, user_id FROM facecompare_faces WHERE collection_id = %s AND face_id = ANY(%s) "
-                    "FOR UPDATE", (collection_id, face_ids))
-        return dict(cur.fetchall())
-
-    def associate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
-                        request: tuple[str, str] | None = None,
-                        max_faces: int = MAX_FACES_PER_USER) -> UserChange:
-        wanted = list(dict.fromkeys(face_ids))
-
-        def work(cur):
-            self._lock(cur, collection_id)
-            self._replayed(cur, collection_id, request)  # a replay associates again, which changes nothing
-            user = self._user(cur, collection_id, user_id)
-            if user is None:
-                raise self._user_not_found(collection_id, user_id)
-            changed, refused, new = plan_association(user, user_id, wanted,
-                                                     self._owners(cur, collection_id, wanted), max_faces)
-            if new:
-                cur.execute("UPDATE facecompare_faces SET user_id = %s WHERE collection_id = %s AND face_id = ANY(%s)",
-                            (user_id, collection_id, new))
-                cur.execute("UPDATE facecompare_users SET face_count = face_count + %s WHERE collection_id = %s AND "
-                            "user_id = %s", (len(new), collection_id, user_id))
-            return UserChange(changed, refused, self._user(cur, collection_id, user_id))
-
-        return self._run(work)
-
-    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: Sequence[str],
-                           request: tuple[str, str] | None = None) -> UserChange:
-        wanted = list(dict.fromkeys(face_ids))
-
-        def work(cur):
-            self._lock(cur, collection_id)
-            self._replayed(cur, collection_id, request)
-            if self._user(cur, collection_id, user_id) is None:
-                raise self._user_not_found(collection_id, user_id)
-            changed, refused = plan_disassociation(user_id, wanted, self._owners(cur, collection_id, wanted))
-            if changed:
-                cur.execute("UPDATE facecompare_faces SET user_id = NULL WHERE collection_id = %s AND "
-                            "face_id = ANY(%s)", (collection_id, changed))
-                cur.execute("UPDATE facecompare_users SET face_count = face_count - %s WHERE collection_id = %s AND "
-                            "user_id = %s", (len(changed), collection_id, user_id))
-            return UserChange(changed, refused, self._user(cur, collection_id, user_id))
-
-        return self._run(work)
-
-    # tags --------------------------------------------------------------------------------------------------
-
-    def update_tags(self, collection_id: str, add: dict[str, str], remove: Iterable[str] = (),
-                    max_tags: int = 200) -> dict[str, str]:
-        remove = list(remove)
-
-        def work(cur):
-            cur.execute("SELECT tags FROM facecompare_collections WHERE collection_id = %s FOR NO KEY UPDATE",
-                        (collection_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise self._not_found(collection_id)
-            tags = dict(row[0] or {})
-            tags.update(add)
-            for key in remove:
-                tags.pop(key, None)
-            if len(tags) > max_tags:
-                raise ServiceQuotaExceededException(
-                    f"The collection {quote_input(collection_id)} would have {len(tags)} tags; the limit is {max_tags}."
-                )
-            cur.execute("UPDATE facecompare_collections SET tags = %s::jsonb WHERE collection_id = %s",
-                        (json.dumps(tags), collection_id))
-            return tags
-
-        return self._run(work)
-
     # replicas: keeping an index in step ------------------------------------------------------------------
 
     def changes_since(self, collection_id: str, generation: str | None, seq: int) -> Changes | None:
@@ -680,7 +395,7 @@ class PostgresStore(CollectionStore):
             return Changes(generation=current, seq=int(last_seq), added=[], deleted=[])
         if quick:
             return False  # there are changes: read them in one snapshot
-        cur.execute(f"SELECT {_FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND seq > %s "
+        cur.execute(f"SELECT {FACE_COLUMNS} FROM facecompare_faces WHERE collection_id = %s AND seq > %s "
                     "ORDER BY seq", (collection_id, seq))
         added = [self._face(r) for r in cur.fetchall()]
         present = {face.face_id for face in added}

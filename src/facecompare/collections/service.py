@@ -26,12 +26,11 @@ Choices where Rekognition's documentation is silent or where this engine differs
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,9 +49,7 @@ from ..checks import (
 )
 from ..engine import MAX_FACES, Verifier
 from ..errors import (
-    InvalidPaginationTokenException,
     InvalidParameterException,
-    ResourceNotFoundException,
     ServiceQuotaExceededException,
     quote_input,
 )
@@ -60,27 +57,17 @@ from ..faces import Face
 from ..images import DecodedImage, decode_bytes, read_source_bytes
 from ..quality import QUALITY_BARS
 from ..settings import Settings
-from .index import ExactIndex, SearchIndex
-from .store import Changes, CollectionInfo, CollectionStore, Refusal, StoredFace
+from .indexes import DEFAULT_MAX_MATCHES, MAX_MATCHES, IndexEntry, IndexFactory, IndexKeeping, default_index_factory
+from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Paging  # noqa: F401 - the page sizes are imported from here
+from .store import CollectionInfo, CollectionStore, Refusal, StoredFace
 from .users import UserOperations
 
-DEFAULT_PAGE_SIZE = 1000
-MAX_PAGE_SIZE = 4096
-DEFAULT_MAX_MATCHES = 4096
-MAX_MATCHES = 4096
 DEFAULT_MAX_FACES_PER_COLLECTION = 20_000_000  # Rekognition's documented maximum
-TOKEN_MAX = 255
 
 REASONS = ("EXCEEDS_MAX_FACES", "EXTREME_POSE", "LOW_BRIGHTNESS", "LOW_SHARPNESS", "LOW_CONFIDENCE",
            "SMALL_BOUNDING_BOX", "LOW_FACE_QUALITY")
 #: the namespace of facecompare's deterministic ids (uuid5)
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/facecompare/collections")
-
-#: at most this often (seconds), a collection call also brings every index this process holds up to date and
-#: drops those of deleted collections, so that faces another process deleted leave this one's memory too
-SWEEP_SECONDS = 30.0
-
-IndexFactory = Callable[[str, int, int], SearchIndex]  # (metric, dimension, faces it will hold) -> an empty index
 
 
 @dataclass(frozen=True)
@@ -180,39 +167,11 @@ def image_digest(image: object, settings: Settings) -> tuple[str, object]:
     raise InvalidParameterException(f"Cannot index an image of type {type(image).__name__}.")
 
 
-def default_index_factory(approximate_above: int | None) -> IndexFactory:
-    """Exact search, or above ``approximate_above`` faces the approximate index (:mod:`.ann`) when it is installed.
-    ``None`` (the default): always exact. The approximate index is opt-in because it is built synchronously on a
-    process's first search of the collection (about 4 minutes at 100,000 faces on 2 cores) and its recall at 1M
-    faces was measured below the 99 % aim (README, "Collections (1:N)")."""
+class Collections(UserOperations, IndexKeeping, Paging):
+    """The collection operations (see the module docstring; Users and tags: :mod:`.users`; the in-process indexes:
+    :mod:`.indexes`; page tokens: :mod:`.paging`). Thread-safe; one per process is enough."""
 
-    def make(metric: str, dimension: int, size: int) -> SearchIndex:
-        if approximate_above is not None and size > approximate_above:
-            try:
-                from .ann import ApproximateIndex  # type: ignore[import-not-found]
-            except ImportError:
-                pass
-            else:
-                return ApproximateIndex(metric, dimension)
-        return ExactIndex(metric, dimension, capacity=max(1024, size))
-
-    return make
-
-
-class _Entry:
-    """One collection's index in this process and how far it has caught up with the store."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.index: SearchIndex | None = None
-        self.generation: str | None = None
-        self.seq = 0
-        self.large = False  # built for a collection over approximate_above (the factory chose for that size)
-
-
-class Collections(UserOperations):
-    """The collection operations (see the module docstring; Users and tags: :mod:`.users`). Thread-safe; one per
-    process is enough."""
+    quality_reasons = staticmethod(quality_reasons)  # for the Users operations (users.py imports no service)
 
     def __init__(self, verifier: Verifier, store: CollectionStore, *, approximate_above: int | None = None,
                  index_factory: IndexFactory | None = None,
@@ -222,7 +181,7 @@ class Collections(UserOperations):
         self.approximate_above = approximate_above
         self.index_factory = index_factory or default_index_factory(approximate_above)
         self.max_faces_per_collection = max_faces_per_collection
-        self._indexes: dict[str, _Entry] = {}
+        self._indexes: dict[str, IndexEntry] = {}
         self._indexes_lock = threading.Lock()
         self._swept = time.monotonic()
         self._token_key = store.pagination_key()
@@ -456,149 +415,3 @@ class Collections(UserOperations):
                 matches.append(FaceMatch(faces[face_id], similarity))
         matches.sort(key=lambda m: m.similarity, reverse=True)
         return matches
-
-    # -- the in-process indexes -------------------------------------------------------------------------------------
-
-    def sweep(self, force: bool = False) -> None:
-        """Bring every index this process holds up to date with the store and forget those of collections that
-        are gone (deleted, or deleted and created again), at most every :data:`SWEEP_SECONDS` unless ``force``:
-        faces deleted through another process then leave this process's memory too, not only its answers. An
-        index busy in a search is left for the next sweep."""
-        now = time.monotonic()
-        if not force and now - self._swept < SWEEP_SECONDS:
-            return
-        self._swept = now
-        with self._indexes_lock:
-            entries = list(self._indexes.items())
-        for collection_id, entry in entries:
-            if not entry.lock.acquire(blocking=False):
-                continue
-            try:
-                changes = None
-                if entry.index is not None:
-                    try:
-                        changes = self.store.changes_since(collection_id, entry.generation, entry.seq)
-                    except ResourceNotFoundException:
-                        changes = None
-                if changes is None:  # gone or replaced: forget it (the next search rebuilds)
-                    entry.index = None
-                    with self._indexes_lock:
-                        if self._indexes.get(collection_id) is entry:
-                            del self._indexes[collection_id]
-                    continue
-                self._apply(entry, changes)
-            finally:
-                entry.lock.release()
-
-    def _forget(self, collection_id: str) -> None:
-        """After a deletion: this process's index of the collection catches up with the store at once (the deleted
-        embeddings leave memory now, not at the next search or sweep). Through changes_since, not by removing ids
-        directly, so that a face indexed again in between by another process stays."""
-        with self._indexes_lock:
-            entry = self._indexes.get(collection_id)
-        if entry is None:
-            return
-        with entry.lock:
-            if entry.index is None:
-                return
-            try:
-                changes = self.store.changes_since(collection_id, entry.generation, entry.seq)
-            except ResourceNotFoundException:
-                changes = None
-            if changes is None:
-                entry.index = None  # rebuilt by the next search
-            else:
-                self._apply(entry, changes)
-
-    @staticmethod
-    def _apply(entry: _Entry, changes: Changes) -> None:
-        """Removals first, then additions: a face deleted and indexed again in between is then present."""
-        entry.index.remove(changes.deleted)
-        if changes.added:
-            entry.index.add([f.face_id for f in changes.added],
-                            np.stack([np.asarray(f.embedding, dtype=np.float32) for f in changes.added]))
-        entry.seq = changes.seq
-
-    def _entry(self, collection_id: str) -> _Entry:
-        with self._indexes_lock:
-            entry = self._indexes.get(collection_id)
-            if entry is None:
-                entry = self._indexes[collection_id] = _Entry()
-            return entry
-
-    def _synced(self, entry: _Entry, info: CollectionInfo) -> SearchIndex:
-        """The collection's index, caught up with the store (another process's writes included): the changes
-        since the last number it saw (removals first, then additions: a face deleted and indexed again in
-        between is then present), or a rebuild when the store cannot say (another generation, an old number),
-        or when the collection crossed ``approximate_above`` (see :meth:`_large`)."""
-        changes = None
-        if entry.index is not None:
-            changes = self.store.changes_since(info.collection_id, entry.generation, entry.seq)
-        if changes is not None:
-            self._apply(entry, changes)
-            if entry.large == self._large(len(entry.index), entry.large):
-                return entry.index
-        generation, seq, ids, matrix = self.store.all_embeddings(info.collection_id)
-        index = self.index_factory(info.metric, info.dimension, len(ids))
-        if ids:
-            index.add(ids, matrix)
-        entry.index, entry.generation, entry.seq = index, generation, seq
-        entry.large = self._large(len(ids), entry.large)
-        return index
-
-    def _large(self, size: int, was_large: bool) -> bool:
-        """Whether a collection of ``size`` faces gets the index for large ones: over ``approximate_above``, and
-        once there, until it shrinks under 90 % of it (so that a collection near the line is not rebuilt on every
-        other search)."""
-        if self.approximate_above is None:
-            return False
-        return size > (0.9 * self.approximate_above if was_large else self.approximate_above)
-
-    # -- paging ---------------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _page_size(max_results: int | None) -> int:
-        if max_results is None:
-            return DEFAULT_PAGE_SIZE
-        check_int(max_results, "MaxResults", 0, MAX_PAGE_SIZE)
-        return max_results or DEFAULT_PAGE_SIZE
-
-    @staticmethod
-    def _hash(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def _mac(self, kind: str, scope: str, position: str) -> str:
-        message = f"{kind}\0{scope}\0{position}".encode()
-        return hmac.new(self._token_key, message, hashlib.sha256).hexdigest()[:16]
-
-    def _make_token(self, kind: str, scope: str, position: str) -> str:
-        token = f"v1:{kind}:{self._mac(kind, scope, position)}:{position}"
-        assert len(token) <= TOKEN_MAX
-        return token
-
-    def _read_token(self, token: object, kind: str, scope: str) -> str:
-        bad = InvalidPaginationTokenException(
-            f"Invalid pagination token {quote_input(token)}: pass the NextToken of the previous page of the same "
-            "request, unchanged."
-        )
-        if not isinstance(token, str) or len(token) > TOKEN_MAX:
-            raise bad
-        parts = token.split(":", 3)
-        if len(parts) != 4 or parts[0] != "v1" or parts[1] != kind:
-            raise bad
-        if not hmac.compare_digest(parts[2], self._mac(kind, scope, parts[3])):
-            raise bad
-        return parts[3]
-
-    def _collection_token_position(self, collection_id: str) -> str:
-        if len(collection_id) <= 200:
-            return collection_id
-        return f"{collection_id[:200]}~{self._hash(collection_id)}"  # '~' is never in a collection id
-
-    @staticmethod
-    def _collection_position(position: str) -> tuple[str, str | None]:
-        """(list collections after this id, and skip those up to the one of this hash, if any)."""
-        if "~" in position:
-            prefix, digest = position.split("~", 1)
-            return prefix, digest
-        return position, None

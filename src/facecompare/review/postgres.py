@@ -12,7 +12,8 @@ import logging
 import threading
 from contextlib import contextmanager
 
-from ..collections.postgres import open_pool, redact_url
+from ..db.postgres import open_pool
+from ..db.url import redact_url
 from ..errors import InternalServerError
 from .sql import SqlReviewStore
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 
 from ..errors import ResourceAlreadyExistsException, ResourceNotFoundException, quote_input
-from .store import (
+from .interface import (
     ACTIONS,
     DECIDED,
     ESCALATED,

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 
-from ..collections.sqlite import checkpoint_now, connect, transaction
+from ..db.sqlite import checkpoint_now, connect, transaction
 from ..errors import InvalidParameterException
 from .sql import SqlReviewStore
 
