@@ -19,9 +19,11 @@ from PIL import Image
 
 import facecompare
 import facecompare.engine
+from facecompare import InvalidParameterException, Settings
 from facecompare.engine import MAX_FACES, Verification, Verifier, page_from_notes
 from facecompare.engine.decision import decide
 from facecompare.engine.trace import collecting, stage
+from facecompare.faces import AnalyzedImage
 from facecompare.images import load_image
 from facecompare.models.nms import nms
 from facecompare.native import verification_dict
@@ -53,6 +55,18 @@ def test_decide_is_the_verifiers_decision_from_the_images_and_calibration_alone(
     assert too_small.decision == "REVIEW" and too_small.reasons == ["FACE_TOO_SMALL"]
     wide = decide(selfie, document, verifier.calibration, 80.0, min_face_px=settings.min_face_px, review_margin=50.0)
     assert wide.decision == "REVIEW" and wide.reasons == ["SIMILARITY_IN_REVIEW_BAND"]
+
+
+def test_match_faces_loads_the_calibration_only_to_compare_a_face(tmp_path, analysed):
+    """CompareFaces' input errors come before the calibration is read (as when the matching was in the Verifier)."""
+    lost = Verifier(Settings(calibration=str(tmp_path / "absent.json")))  # no model is loaded by these calls
+    empty = AnalyzedImage(width=640, height=480, faces=[], rotation=0)
+    with pytest.raises(InvalidParameterException, match="no face was found in the source image"):
+        lost.match_faces(empty, analysed["Colin_Powell_0002.jpg"])
+    with pytest.raises(InvalidParameterException, match="no face was found in the target image"):
+        lost.match_faces(analysed["Colin_Powell_0001.jpg"], empty)
+    with pytest.raises(InvalidParameterException, match="Calibration file not found"):
+        lost.match_faces(analysed["Colin_Powell_0001.jpg"], analysed["Colin_Powell_0002.jpg"])
 
 
 def test_the_engine_keeps_its_public_names_and_holds_no_presenter():
