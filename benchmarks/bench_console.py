@@ -31,7 +31,8 @@ def main() -> None:
 
     from starlette.testclient import TestClient
 
-    from facecompare.engine import Verifier, other_faces, verification_dict
+    from facecompare.engine import Verifier
+    from facecompare.native import other_faces, verification_dict
     from facecompare.server.app import create_app
     from facecompare.server.config import ServerConfig
     from facecompare.settings import Settings

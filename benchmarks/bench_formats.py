@@ -157,7 +157,7 @@ def two_page_pdf(front, back, dpi: int = 300) -> bytes:
 def bench_pdf(verifier) -> dict:
     from PIL import Image
 
-    from facecompare.engine import verification_dict
+    from facecompare.native import verification_dict
 
     card = Image.open(ROOT / "examples" / "id_card.jpg").convert("RGB")
     back = Image.open(ROOT / "tests" / "fixtures" / "id_back_mrz_only_che.jpg").convert("RGB")

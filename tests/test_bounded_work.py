@@ -281,7 +281,8 @@ def test_large_pil_image_and_array_are_reduced_without_a_full_size_copy():
 
 
 def test_jpeg_with_too_many_scans_is_refused_before_decoding():
-    from facecompare.images import MAX_JPEG_SCANS, _jpeg_structure
+    from facecompare.image_limits import MAX_JPEG_SCANS
+    from facecompare.image_limits import jpeg_structure as _jpeg_structure
 
     progressive = _jpeg(Image.new("RGB", (300, 200), (90, 120, 150)), progressive=True)
     assert _jpeg_structure(progressive).scans == 10

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from facecompare.engine import other_faces, verification_dict
+from facecompare.native import other_faces, verification_dict
 from facecompare.review.service import MAX_FAILED_SIGN_INS, ReviewQueue
 from facecompare.review.store import open_review_store
 from facecompare.server.app import create_app

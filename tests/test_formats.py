@@ -23,9 +23,10 @@ from starlette.testclient import TestClient
 
 import facecompare
 from facecompare import InvalidImageFormatException
-from facecompare.engine import other_faces, page_from_notes, verification_dict
+from facecompare.engine import page_from_notes
 from facecompare.formats import media_type, sniff_format
 from facecompare.images import load_image
+from facecompare.native import other_faces, verification_dict
 from facecompare.review.service import ReviewQueue
 from facecompare.review.store import open_review_store
 from facecompare.server.app import create_app

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecompare.engine import _rotate, _unrotate_points, upright_landmarks
+from facecompare.engine.geometry import rotate as _rotate
+from facecompare.engine.geometry import unrotate_points as _unrotate_points
+from facecompare.models.alignment import upright_landmarks
 from facecompare.quality import pose_from_landmarks
 
 FRONTAL = np.array([[40.0, 50.0], [80.0, 50.0], [60.0, 72.0], [45.0, 92.0], [75.0, 92.0]])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from facecompare.cli import MIN_REVIEWED_PER_CLASS, main
-from facecompare.engine import other_faces, verification_dict
+from facecompare.native import other_faces, verification_dict
 from facecompare.review.service import open_queue
 from facecompare.review.store import CaseFilter
 from facecompare.scoring import Calibration, fit_logistic, operating_points

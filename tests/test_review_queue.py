@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from facecompare.engine import verification_dict
 from facecompare.errors import InvalidParameterException, ResourceNotFoundException
+from facecompare.native import verification_dict
 from facecompare.review.service import (
     CASE_NAMESPACE,
     LOCKOUT_SECONDS,

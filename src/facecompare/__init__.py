@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 
 from .checks import check_quality_filter, check_threshold
-from .engine import Verification, Verifier, verification_dict
+from .engine import Verification, Verifier
 from .errors import (
     AccessDeniedException,
     FaceCompareError,
@@ -27,6 +27,7 @@ from .errors import (
     InvalidS3ObjectException,
 )
 from .images import ImageSource
+from .native import verification_dict
 from .rekognition import check_attributes, compare_faces_response, detect_faces_response
 from .settings import Settings
 

@@ -133,7 +133,7 @@ class RowProcessor:
         return location
 
     def __call__(self, row: BatchRow) -> dict:
-        from .engine import face_summary, other_faces
+        from .native import face_summary, other_faces
 
         result = {"id": row.id, "selfie": row.selfie, "document": row.document, "expected": row.expected}
         try:

@@ -1,7 +1,7 @@
 """Annotated images, in small composable pieces: boxes, landmarks, labels, and two panels side by side.
 
-Colours follow the original notebook: the source face in blue, matched target faces in green, unmatched in red,
-the similarity written by each box.
+A verification: the compared faces green (MATCH), red (NO_MATCH) or amber (REVIEW), the decision and Similarity by
+each box, the faces not compared in grey. A detection: every face in blue with its confidence, landmarks in amber.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .faces import AnalyzedImage, Comparison, Face
+from .faces import AnalyzedImage, Face
 
 GREEN = (0, 200, 70)
 RED = (230, 30, 30)
@@ -104,19 +104,6 @@ def annotate_detection(image: Image.Image, analyzed: AnalyzedImage) -> Image.Ima
         draw_box(draw, face, panel.size, BLUE, f"{face.confidence:.1f}%")
         draw_landmarks(draw, face, panel.size, AMBER)
     return panel
-
-
-def annotate_comparison(source: Image.Image, target: Image.Image, comparison: Comparison) -> Image.Image:
-    """Source panel (source face in blue) beside target panel (matches green, others red, similarity by each)."""
-    left = fit_height(source)
-    draw_box(ImageDraw.Draw(left), comparison.source_face, left.size, BLUE, "source")
-    right = fit_height(target)
-    draw = ImageDraw.Draw(right)
-    for match in comparison.unmatched:
-        draw_box(draw, match.face, right.size, RED, f"{match.similarity:.1f}")
-    for match in comparison.matches:
-        draw_box(draw, match.face, right.size, GREEN, f"{match.similarity:.1f}")
-    return side_by_side([left, right])
 
 
 DECISION_COLORS = {"MATCH": GREEN, "NO_MATCH": RED}  # anything else (REVIEW) is AMBER

@@ -13,7 +13,6 @@ import numpy as np
 from .errors import InvalidParameterException
 
 LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
-METRICS = ("cosine", "euclidean")
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,22 +7,19 @@ decode); other formats are decoded once and reduced with ``Image.reduce``.
 
 Work is bounded for any accepted image (``Settings.max_working_pixels``): an image over that many pixels is
 never held at full size. Its finest view is the first reduction that fits (a JPEG is decoded at that scale
-directly; other formats are converted to RGB and reduced band by band from the decoded raster, so no full-size
-RGB copy is made: the 8000x8000 1-bit PNG of 10 KB that cost 192 MB as RGB, 448 MB with its array, costs its
-64 MB raster and a 48 MB working copy). JPEGs whose decoder must buffer every coefficient of the image
-(progressive and other multi-scan files) are checked from their markers before decoding.
+directly; other formats are converted to RGB and reduced band by band from the decoded raster:
+:mod:`facecompare.image_pixels`). The byte, pixel and structure limits are checked before any pixel is decoded
+(:mod:`facecompare.image_limits`).
 """
 
 from __future__ import annotations
 
 import io
 import os
-import re
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -33,49 +30,28 @@ from .errors import (
     InvalidImageFormatException,
     InvalidParameterException,
 )
+from .image_limits import (
+    REDUCTIONS,
+    check_byte_size,
+    check_dimensions,
+    check_jpeg_buffer,
+    check_structure,
+    working_reduction,
+)
+from .image_pixels import (
+    DECODE_ERRORS,
+    ORIENTATION_TRANSPOSE,
+    apply_orientation,
+    array_rgb,
+    decode_upright,
+    reduced_bands,
+    reduced_rgb,
+    to_rgb,
+)
 from .settings import Settings
 
 ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO, Image.Image, np.ndarray]
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REDUCTIONS = (1, 2, 4, 8)
-#: most scans a JPEG may have. libjpeg makes a pass over the whole image's coefficients for every scan of a
-#: progressive file, whatever scale it decodes at: an 8000x8000 progressive JPEG with 1,000 copies of one of its
-#: scans (493 KB) took 5.2 s to decode at 1/8 instead of 0.25 s (about 5 ms per scan at 64 MP), and a 5 MB file
-#: can hold 40,000 scans. Encoders write 10 or so (libjpeg's progressive script: 10 for colour, 6 for grey)
-MAX_JPEG_SCANS = 100
-#: most marker segments a JPEG may have, and most chunks a PNG may have. Pillow reads both in Python, one at a
-#: time: 1.2 million empty comment segments (a 4.8 MB JPEG) took 10 s to open, 400,000 empty unknown chunks (a
-#: 4.8 MB PNG) 4 s. Real files have a few dozen segments (a progressive JPEG: about 30) and, at libpng's 8 KB
-#: per data chunk, about 1,900 chunks in 15 MB; counting stops at the limit, so the check costs at most a few ms
-MAX_JPEG_SEGMENTS = 1000
-MAX_PNG_CHUNKS = 20_000
-#: bytes of coefficient buffer a multi-scan (progressive) JPEG may need, per pixel of the pixel limit: libjpeg
-#: holds every DCT coefficient of such a file (2 bytes each) while decoding, at any scale: a 4:2:0 colour image
-#: needs 3 bytes per pixel (an 8000x8000 one: 190 MB measured), a 4:4:4 one 6 and a CMYK one 8 (4:4:4 at
-#: 8000x8000: 373 MB). 3 admits every 4:2:0 JPEG up to the pixel limit and 4:4:4 ones up to half of it
-JPEG_BUFFER_BYTES_PER_PIXEL = 3
-#: rows converted to RGB at a time when a large decoded image is reduced to its working size: 16 MB of RGB for
-#: a 8000 px wide image (Pillow holds RGB at 4 bytes per pixel), against 256 MB for the whole 8000x8000 image
-_BAND_ROWS = 512
-#: a JPEG marker in entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart marker or another 0xFF
-_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_JPEG_PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
-
-# EXIF orientation tag -> the transpose that makes the image upright (as ImageOps.exif_transpose does)
-_ORIENTATION_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -105,6 +81,17 @@ class DecodedImage:
         self._page_opener = page_opener
         self._views: dict[tuple[int, int], np.ndarray] = {}
         self._lock = threading.Lock()
+
+    @property
+    def encoded(self) -> bytes | None:
+        """The encoded JPEG bytes the views are decoded from, when the image kept them (a JPEG); else None."""
+        return self._encoded
+
+    @property
+    def raster(self) -> Image.Image | None:
+        """The decoded, oriented RGB image at ``base_reduction`` the views are reduced from (every format but JPEG;
+        else None). Shared, not a copy: read it, do not change it."""
+        return self._pil
 
     def open_page(self, page: int | None) -> DecodedImage:
         """Page ``page`` (1-based) of a PDF (rendered with the others when the PDF was read); this image itself
@@ -200,7 +187,7 @@ class DecodedImage:
             if reduction > 1:
                 w, h = im.size
                 im.draft("RGB", (max(1, -(-w // reduction)), max(1, -(-h // reduction))))
-            return np.asarray(_decode_upright(im, self.format, self.orientation))
+            return np.asarray(decode_upright(im, self.format, self.orientation))
 
 
 def load_image(source: ImageSource, settings: Settings | None = None, *, max_bytes: int | None = None) -> DecodedImage:
@@ -225,7 +212,7 @@ def read_source_bytes(source: object, settings: Settings, *, max_bytes: int | No
     if isinstance(source, (bytes, bytearray, memoryview)):
         limit = max_bytes or settings.max_image_bytes
         data = bytes(source)
-        _check_byte_size(len(data), limit, "image bytes")
+        check_byte_size(len(data), limit, "image bytes")
         return data
     if isinstance(source, (str, os.PathLike)):
         limit = max_bytes or settings.max_file_bytes
@@ -238,7 +225,7 @@ def read_source_bytes(source: object, settings: Settings, *, max_bytes: int | No
             raise InvalidParameterException(f"Cannot read image file {path}: {exc.strerror}.") from None
         if not path.is_file():
             raise InvalidParameterException(f"{path} is not a file. Give the path of a JPEG or PNG image.")
-        _check_byte_size(size, limit, str(path))
+        check_byte_size(size, limit, str(path))
         try:
             return path.read_bytes()
         except OSError as exc:
@@ -253,23 +240,13 @@ def read_source_bytes(source: object, settings: Settings, *, max_bytes: int | No
             raise InvalidParameterException(
                 "The image file object returned text; open the file in binary mode ('rb')."
             )
-        _check_byte_size(len(data), limit, "image file object", at_least=True)
+        check_byte_size(len(data), limit, "image file object", at_least=True)
         return bytes(data)
     raise InvalidParameterException(
         f"Unsupported image type {type(source).__name__}: pass bytes, a file path, a binary file object, "
         "a PIL image or an RGB numpy array."
     )
 
-
-def _check_byte_size(size: int, limit: int, what: str, *, at_least: bool = False) -> None:
-    if size == 0:
-        raise InvalidParameterException(f"The {what} is empty: send a JPEG or PNG image.")
-    if size > limit:
-        shown = "more than " if at_least else ""
-        raise ImageTooLargeException(
-            f"Image size is too large: {what} has {shown}{size:,} bytes, over the limit of {limit:,}. "
-            "Re-encode it smaller (e.g. JPEG quality 90, at most 4000 px on the long side) or raise the limit."
-        )
 
 
 def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedImage:
@@ -283,17 +260,17 @@ def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedIm
         )
     if fmt in formats.EXTRA_FORMATS:
         return _decode_extra(data, fmt, settings, page)
-    jpeg = _check_structure(data, fmt)
+    jpeg = check_structure(data, fmt)
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
         w, h = im.size
-        _check_dimensions(w, h, settings)
+        check_dimensions(w, h, settings)
         orientation = 1
         try:
             orientation = int(im.getexif().get(0x0112, 1) or 1)
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             orientation = 1  # unreadable EXIF: treat as no orientation tag
-        if orientation not in _ORIENTATION_TRANSPOSE:
+        if orientation not in ORIENTATION_TRANSPOSE:
             orientation = 1
     except (ImageTooLargeException, InvalidParameterException):
         raise
@@ -302,14 +279,14 @@ def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedIm
             f"Image size is too large: the {fmt} header declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
             "megapixels (a decompression bomb?). Downscale the image; faces need far fewer pixels."
         ) from None
-    except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+    except (UnidentifiedImageError, *DECODE_ERRORS) as exc:
         raise InvalidImageFormatException(
             f"Request has invalid image format: cannot read the {fmt} header ({exc}). "
             "Send a complete, uncorrupted JPEG or PNG file."
         ) from None
     base = working_reduction(w, h, settings)
     if jpeg is not None:
-        _check_jpeg_buffer(jpeg, w, h, settings)
+        check_jpeg_buffer(jpeg, w, h, settings)
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     if fmt == "JPEG":
@@ -317,7 +294,7 @@ def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedIm
                              base_reduction=base)
         image.view(image.reduction_for_long_side(settings.detection_size))  # decode now: errors surface here
         return image
-    rgb = _decode_upright(im, fmt, orientation, base)
+    rgb = decode_upright(im, fmt, orientation, base)
     return DecodedImage(encoded=None, pil=rgb, fmt=fmt, orientation=orientation, width=w, height=h,
                         base_reduction=base)
 
@@ -331,15 +308,15 @@ def _decode_extra(data: bytes, fmt: str, settings: Settings, page: int) -> Decod
                                min_side=settings.min_image_side)
         return _pdf_page(pdf, page)
     if fmt == "HEIF":
-        im = formats.open_heif(data, lambda w, h: _check_dimensions(w, h, settings))
+        im = formats.open_heif(data, lambda w, h: check_dimensions(w, h, settings))
         orientation = 1  # libheif applied irot/imir, and pillow-heif set the EXIF orientation to 1
     else:
         try:
             im = Image.open(io.BytesIO(data), formats=[fmt])
-            _check_dimensions(*im.size, settings)
+            check_dimensions(*im.size, settings)
             try:
                 orientation = int(im.getexif().get(0x0112, 1) or 1)
-            except _DECODE_ERRORS:
+            except DECODE_ERRORS:
                 orientation = 1
         except (ImageTooLargeException, InvalidParameterException):
             raise
@@ -348,16 +325,16 @@ def _decode_extra(data: bytes, fmt: str, settings: Settings, page: int) -> Decod
                 f"Image size is too large: the {formats.NAMES[fmt]} header declares more than "
                 f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels. Downscale the image."
             ) from None
-        except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+        except (UnidentifiedImageError, *DECODE_ERRORS) as exc:
             why = "its decoder refused it" if isinstance(exc, UnidentifiedImageError) else str(exc)[:160]
             raise InvalidImageFormatException(
                 f"Request has invalid image format: cannot read the {formats.NAMES[fmt]} header ({why}). "
                 f"Send a complete, uncorrupted {formats.NAMES[fmt]} file, or convert it to JPEG or PNG."
             ) from None
-    orientation = orientation if orientation in _ORIENTATION_TRANSPOSE else 1
+    orientation = orientation if orientation in ORIENTATION_TRANSPOSE else 1
     w, h = im.size
     base = working_reduction(w, h, settings)
-    rgb = _decode_upright(im, formats.NAMES[fmt], orientation, base)  # the first frame of an animated file
+    rgb = decode_upright(im, formats.NAMES[fmt], orientation, base)  # the first frame of an animated file
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     return DecodedImage(encoded=None, pil=rgb, fmt=fmt, orientation=orientation, width=w, height=h,
@@ -375,206 +352,20 @@ def _pdf_page(pdf: formats.PdfPages, page: int) -> DecodedImage:
                         pages=pdf.count, page_opener=lambda n: _pdf_page(pdf, n))
 
 
-def working_reduction(width: int, height: int, settings: Settings) -> int:
-    """The smallest reduction (1, 2, 4, 8) at which the image fits ``settings.max_working_pixels`` (0: 1)."""
-    limit = settings.max_working_pixels
-    for r in REDUCTIONS:
-        if limit <= 0 or -(-width // r) * -(-height // r) <= limit:
-            return r
-    return REDUCTIONS[-1]
-
-
-class _JpegStructure(NamedTuple):
-    segments: int
-    scans: int
-    components: list[tuple[int, int]]  # each component's (horizontal, vertical) sampling factors
-    progressive: bool
-
-
-def _check_structure(data: bytes, fmt: str) -> _JpegStructure | None:
-    """Refuse, before Pillow reads anything, a JPEG with more than :data:`MAX_JPEG_SEGMENTS` marker segments or
-    :data:`MAX_JPEG_SCANS` scans, or a PNG with more than :data:`MAX_PNG_CHUNKS` chunks (see those constants).
-    Returns the JPEG's structure (None for a PNG)."""
-    if fmt == "PNG":
-        if _png_chunks(data) > MAX_PNG_CHUNKS:
-            raise ImageTooLargeException(
-                f"Image size is too large: the PNG has more than {MAX_PNG_CHUNKS:,} chunks, and each costs time to "
-                "read. Re-encode it (encoders write a few dozen to a few thousand)."
-            )
-        return None
-    jpeg = _jpeg_structure(data)
-    if jpeg.segments > MAX_JPEG_SEGMENTS:
-        raise ImageTooLargeException(
-            f"Image size is too large: the JPEG has more than {MAX_JPEG_SEGMENTS:,} marker segments, and each "
-            "costs time to read. Re-encode it (encoders write a few dozen)."
-        )
-    if jpeg.scans > MAX_JPEG_SCANS:
-        raise ImageTooLargeException(
-            f"Image size is too large: the JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes), and "
-            "each costs a pass over the whole image. Re-encode it (encoders write about 10)."
-        )
-    return jpeg
-
-
-def _check_jpeg_buffer(jpeg: _JpegStructure, width: int, height: int, settings: Settings) -> None:
-    """Refuse a multi-scan JPEG whose coefficient buffer is over ``JPEG_BUFFER_BYTES_PER_PIXEL * max_pixels``
-    bytes (see that constant)."""
-    if jpeg.scans > 1 or jpeg.progressive:
-        buffer = jpeg_coefficient_bytes(width, height, jpeg.components)
-        limit = JPEG_BUFFER_BYTES_PER_PIXEL * settings.max_pixels
-        if buffer > limit:
-            raise ImageTooLargeException(
-                f"Image size is too large: this {width}x{height} progressive (multi-scan) JPEG needs a "
-                f"{buffer / 1e6:.0f} MB decoding buffer, over the limit of {limit / 1e6:.0f} MB (what 4:2:0 colour "
-                f"needs at {settings.max_pixels / 1e6:.0f} megapixels). Save it as a baseline JPEG or downscale it."
-            )
-
-
-def jpeg_coefficient_bytes(width: int, height: int, components: list[tuple[int, int]]) -> int:
-    """Bytes of DCT coefficients (2 bytes each, one per sample of each component at its sampling factors) of a
-    JPEG: what libjpeg buffers to decode a multi-scan file (a little more: it pads to whole 8x8 blocks)."""
-    h_max = max((c[0] for c in components), default=1) or 1
-    v_max = max((c[1] for c in components), default=1) or 1
-    return round(sum(2 * width * height * hs * vs / (h_max * v_max) for hs, vs in components))
-
-
-def _jpeg_structure(data: bytes) -> _JpegStructure:
-    """A JPEG's marker segments, scans, components' sampling factors and whether its frame is progressive, from
-    its markers: segments are skipped by their lengths, entropy-coded data by searching for the next marker.
-    Counting stops past :data:`MAX_JPEG_SEGMENTS` segments or :data:`MAX_JPEG_SCANS` scans. Malformed structure
-    is left to the decoder to report."""
-    segments, scans, components, progressive = 0, 0, [], False
-    i, n = 2, len(data)
-    while i + 4 <= n and segments <= MAX_JPEG_SEGMENTS and scans <= MAX_JPEG_SCANS:
-        if data[i] != 0xFF:
-            break
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xD9:  # end of image
-            break
-        segments += 1
-        if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):  # markers without a length
-            i += 2
-            continue
-        segment_end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
-        if marker in _JPEG_SOF and not components and i + 10 <= n:
-            progressive = marker in _JPEG_PROGRESSIVE_SOF
-            for c in range(data[i + 9]):
-                at = i + 11 + 3 * c
-                if at < min(segment_end, n):
-                    components.append((data[at] >> 4, data[at] & 0x0F))
-        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
-            scans += 1
-            found = _JPEG_MARKER.search(data, segment_end)
-            if found is None:
-                break
-            i = found.start()
-            continue
-        i = segment_end
-    return _JpegStructure(segments, scans, components, progressive)
-
-
-def _png_chunks(data: bytes) -> int:
-    """How many chunks a PNG has, up to IEND (counting stops past :data:`MAX_PNG_CHUNKS`)."""
-    count, i, n = 0, 8, len(data)
-    while i + 8 <= n and count <= MAX_PNG_CHUNKS:
-        count += 1
-        if data[i + 4:i + 8] == b"IEND":
-            break
-        i += 12 + int.from_bytes(data[i:i + 4], "big")
-    return count
-
-
-def _decode_upright(im: Image.Image, fmt: str, orientation: int, reduction: int = 1) -> Image.Image:
-    """Decode the pixels of an opened image to RGB, reduced by ``reduction`` (band by band: no full-size RGB
-    copy is made), turned upright by its EXIF orientation; decoding failures become the matching Rekognition
-    errors."""
-    try:
-        im.load()
-        rgb = _to_rgb(im) if reduction == 1 else _reduced_rgb(im, reduction)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeException(f"Image size is too large: {exc}") from None
-    except MemoryError:
-        raise ImageTooLargeException("Image size is too large: not enough memory to decode it.") from None
-    except _DECODE_ERRORS as exc:
-        raise InvalidImageFormatException(
-            f"Request has invalid image format: the {fmt} could not be decoded ({exc}). "
-            + ("Send a complete, uncorrupted JPEG or PNG file." if fmt in formats.BASE_FORMATS else
-               f"Send a complete, uncorrupted {fmt} file, or convert it to JPEG or PNG.")
-        ) from None
-    return _upright(rgb, orientation)
-
-
-def _upright(rgb: Image.Image, orientation: int) -> Image.Image:
-    transpose = _ORIENTATION_TRANSPOSE.get(orientation)
-    return rgb.transpose(transpose) if transpose is not None else rgb
-
-
-def _reduced_rgb(im: Image.Image, reduction: int) -> Image.Image:
-    """``_to_rgb(im).reduce(reduction)``, made band by band so that only one band is ever held as RGB.
-
-    Bands are whole multiples of ``reduction`` rows, so each output row averages the same source pixels as a
-    reduction of the whole image would (16-bit values map to 8 bits by a fixed scale, so bands agree)."""
-    return _reduced_bands(lambda y0, y1: _to_rgb(im.crop((0, y0, im.width, y1))), im.width, im.height, reduction)
-
-
-def _reduced_bands(band, width: int, height: int, reduction: int) -> Image.Image:
-    """An RGB image ``reduction`` times smaller, from ``band(y0, y1)``: the RGB rows y0 to y1 of the source."""
-    out = Image.new("RGB", (-(-width // reduction), -(-height // reduction)))
-    rows = max(1, _BAND_ROWS // reduction) * reduction
-    for y in range(0, height, rows):
-        out.paste(band(y, min(height, y + rows)).reduce(reduction), (0, y // reduction))
-    return out
-
-
-#: modes holding 16-bit samples (a 16-bit greyscale PNG opens as I;16; older Pillow opened it as I). Their full
-#: range 0-65535 maps to 0-255 (divided by 257, as libpng's 16-to-8 reduction does): a value's brightness does not
-#: depend on the rest of the image (a uniform 40000 is 156, not 255; a dark scan stays dark)
-_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I")
-
-
-def _check_dimensions(w: int, h: int, settings: Settings) -> None:
-    if w * h > settings.max_pixels:
-        raise ImageTooLargeException(
-            f"Image size is too large: {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
-            f"{settings.max_pixels / 1e6:.0f}. Downscale the image (faces need far fewer pixels) "
-            "or raise FACECOMPARE_MAX_PIXELS."
-        )
-    if min(w, h) < settings.min_image_side:
-        raise InvalidParameterException(
-            f"Request has invalid parameters: the image is {w}x{h} pixels; both sides must be at least "
-            f"{settings.min_image_side} pixels."
-        )
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode == "RGB":
-        return im
-    if im.mode in _INTEGER_MODES:
-        array = np.asarray(im, dtype=np.float64)
-        return Image.fromarray(np.rint(np.clip(array, 0, 65535) / 257.0).astype(np.uint8)).convert("RGB")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
-
 
 def _from_pil(im: Image.Image, settings: Settings) -> DecodedImage:
     w, h = im.size
-    _check_dimensions(w, h, settings)
+    check_dimensions(w, h, settings)
     base = working_reduction(w, h, settings)
     try:
         if base == 1:
-            rgb = _to_rgb(ImageOps.exif_transpose(im))
+            rgb = to_rgb(ImageOps.exif_transpose(im))
             rgb.load()
         else:  # reduced band by band, then turned: no full-size copy of the caller's image
             orientation = int(im.getexif().get(0x0112, 1) or 1)
-            orientation = orientation if orientation in _ORIENTATION_TRANSPOSE else 1
-            rgb = _upright(_reduced_rgb(im, base), orientation)
-    except _DECODE_ERRORS as exc:
+            orientation = orientation if orientation in ORIENTATION_TRANSPOSE else 1
+            rgb = apply_orientation(reduced_rgb(im, base), orientation)
+    except DECODE_ERRORS as exc:
         raise InvalidImageFormatException(
             f"Request has invalid image format: the PIL image cannot be read ({exc})."
         ) from None
@@ -598,16 +389,11 @@ def _from_array(array: np.ndarray, settings: Settings) -> DecodedImage:
             f"Image arrays must have shape (height, width, 3) in RGB order or (height, width); got {array.shape}."
         )
     h, w = array.shape[:2]
-    _check_dimensions(w, h, settings)
+    check_dimensions(w, h, settings)
     base = working_reduction(w, h, settings)
     if base > 1:  # reduced band by band: no full-size copy of the caller's array
-        pil = _reduced_bands(lambda y0, y1: _array_rgb(array[y0:y1]), w, h, base)
+        pil = reduced_bands(lambda y0, y1: array_rgb(array[y0:y1]), w, h, base)
     else:
-        pil = _array_rgb(array)
+        pil = array_rgb(array)
     return DecodedImage(encoded=None, pil=pil, fmt="ARRAY", orientation=1, width=w, height=h, base_reduction=base)
 
-
-def _array_rgb(array: np.ndarray) -> Image.Image:
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    return Image.fromarray(np.ascontiguousarray(array), "RGB")

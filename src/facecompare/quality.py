@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 
-from .faces import Pose, Quality
+from .faces import Face, Pose, Quality
 
-# how quality filter levels are defined (Rekognition leaves the bar to the service; these are ours)
+# how quality filter levels are defined (Rekognition leaves the bar to the service; these are ours): every check of
+# them is below (passes_quality_filter, face_passes, quality_reasons)
 QUALITY_BARS = {
     #          min confidence, min face px, min sharpness, brightness range, max |yaw|, max |pitch|
     "LOW": (50.0, 20, 5.0, (5.0, 98.0), 80.0, 70.0),
@@ -100,3 +101,39 @@ def passes_quality_filter(level: str, *, confidence: float, width_px: float, qua
         and abs(pose.yaw) <= max_yaw
         and abs(pose.pitch) <= max_pitch
     )
+
+
+def face_passes(level: str, face: Face) -> bool:
+    """Whether a detected face passes ``QualityFilter`` ``level``: the filter CompareFaces, the KYC decision and the
+    collections apply."""
+    return passes_quality_filter(level, confidence=face.confidence, width_px=face.width_px,
+                                 quality=face.quality, pose=face.pose)
+
+
+def quality_reasons(level: str, face: Face, min_face_px: float) -> list[str]:
+    """Why a face fails QualityFilter ``level`` (empty when it passes), in Rekognition's Reason enum. The bars
+    are :data:`QUALITY_BARS` (the ones CompareFaces uses); a face narrower than the engine's minimum face size
+    (``Settings.min_face_px``) is SMALL_BOUNDING_BOX at every level but NONE."""
+    if level == "NONE":
+        return []
+    min_conf, min_px, min_sharp, (lo, hi), max_yaw, max_pitch = QUALITY_BARS[level]
+    reasons = []
+    if face.confidence < min_conf:
+        reasons.append("LOW_CONFIDENCE")
+    if face.width_px < max(min_px, min_face_px):
+        reasons.append("SMALL_BOUNDING_BOX")
+    if abs(face.pose.yaw) > max_yaw or abs(face.pose.pitch) > max_pitch:
+        reasons.append("EXTREME_POSE")
+    if face.quality.sharpness < min_sharp:
+        reasons.append("LOW_SHARPNESS")
+    if not lo <= face.quality.brightness <= hi:
+        reasons.append("LOW_BRIGHTNESS")
+    if not reasons and not face_passes(level, face):  # the filter has a bar the list above does not name
+        reasons.append("LOW_FACE_QUALITY")
+    return reasons
+
+
+def strictest_level_passed(face: Face) -> int:
+    """3 when the face passes HIGH, 2 MEDIUM, 1 LOW, 0 none: IndexFaces' order when there are more faces than
+    MaxFaces."""
+    return next((rank for rank, level in ((3, "HIGH"), (2, "MEDIUM"), (1, "LOW")) if face_passes(level, face)), 0)

@@ -108,7 +108,7 @@ def quality_reasons(level: str, face: Face, min_face_px: float) -> list[str]:
     the engine's minimum face size (``Settings.min_face_px``) is SMALL_BOUNDING_BOX at every level but NONE."""
     if level == "NONE":
         return []
-    from ..engine import _passes
+    from ..quality import face_passes as _passes
 
     min_conf, min_px, min_sharp, (lo, hi), max_yaw, max_pitch = QUALITY_BARS[level]
     reasons = []
@@ -128,7 +128,7 @@ def quality_reasons(level: str, face: Face, min_face_px: float) -> list[str]:
 
 
 def _strictest_level_passed(face: Face) -> int:
-    from ..engine import _passes
+    from ..quality import face_passes as _passes
 
     return next((rank for rank, level in ((3, "HIGH"), (2, "MEDIUM"), (1, "LOW")) if _passes(level, face)), 0)
 

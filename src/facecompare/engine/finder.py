@@ -37,9 +37,9 @@ from PIL import Image
 from ..images import DecodedImage
 from ..memory import note_large_work
 from ..models import Detection, Detector
+from ..models.nms import nms
 from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
-from ..models.retinaface import nms
 from ..settings import Settings
 from .geometry import landmark_turn, rotate, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
 from .trace import stage

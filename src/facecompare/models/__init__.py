@@ -4,12 +4,15 @@
 name             model                                                       weights
 ===============  ==========================================================  ===========================
 ``retinaface``   RetinaFace MobileNet-0.25 detector, 5 landmarks (default)   in this package (MIT)
+``yunet``        YuNet 2023mar int8bq detector, 5 landmarks                  in this package (MIT)
 ``sface``        SFace 2021dec int8bq recognizer, 128-d, cosine (default)    in this package (Apache-2.0)
 ``dlib``         dlib ResNet-29 recognizer, 128-d, Euclidean                 ``facecompare[dlib]``
 ``onnx:PATH``    a user's ArcFace-style ONNX recognizer (see onnx_recognizer)  the user's file
 ===============  ==========================================================  ===========================
 
-A new model is one module here plus one entry in ``RECOGNIZERS`` or ``DETECTORS``.
+A new model is one module here plus one entry in ``RECOGNIZERS`` or ``DETECTORS``. What the models share: ``base``
+(Detection, the Detector and Recognizer protocols), ``alignment``, ``nms``, ``orientation`` (which turn is
+upright), ``onnx_graph`` (sessions, folding), ``weights`` (the shipped files and their hashes).
 """
 
 from __future__ import annotations
@@ -38,13 +41,13 @@ def _retinaface(threads: int) -> Detector:
     return RetinaFaceDetector(threads=threads)
 
 
-RECOGNIZERS: dict[str, Callable[[int], Recognizer]] = {"sface": _sface, "dlib": _dlib}
 def _yunet(threads: int) -> Detector:
     from .yunet import YuNetDetector
 
     return YuNetDetector(threads=threads)
 
 
+RECOGNIZERS: dict[str, Callable[[int], Recognizer]] = {"sface": _sface, "dlib": _dlib}
 DETECTORS: dict[str, Callable[[int], Detector]] = {"retinaface": _retinaface, "yunet": _yunet}
 DEFAULT_RECOGNIZER = "sface"
 DEFAULT_DETECTOR = "retinaface"

