@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from .errors import InvalidParameterException, quote_input
 from .faces import AnalyzedImage, Comparison, Face
-from .quality import QUALITY_FILTERS  # noqa: F401  (re-exported for the protocol layers)
 
 if TYPE_CHECKING:
     from .collections.service import FaceMatch, IndexResult, SearchResult

@@ -55,7 +55,7 @@ from ..errors import (
 )
 from ..faces import Face
 from ..images import DecodedImage, decode_bytes, read_source_bytes
-from ..quality import QUALITY_BARS
+from ..quality import quality_reasons, strictest_level_passed
 from ..settings import Settings
 from .indexes import DEFAULT_MAX_MATCHES, MAX_MATCHES, IndexEntry, IndexFactory, IndexKeeping, default_index_factory
 from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Paging  # noqa: F401 - the page sizes are imported from here
@@ -102,37 +102,6 @@ class SearchResult:
     matches: list[FaceMatch] = field(default_factory=list)
 
 
-def quality_reasons(level: str, face: Face, min_face_px: float) -> list[str]:
-    """Why a face fails QualityFilter ``level`` (empty when it passes), in Rekognition's Reason enum. The bars
-    are the engine's (:data:`facecompare.quality.QUALITY_BARS`, the ones CompareFaces uses); a face narrower than
-    the engine's minimum face size (``Settings.min_face_px``) is SMALL_BOUNDING_BOX at every level but NONE."""
-    if level == "NONE":
-        return []
-    from ..quality import face_passes as _passes
-
-    min_conf, min_px, min_sharp, (lo, hi), max_yaw, max_pitch = QUALITY_BARS[level]
-    reasons = []
-    if face.confidence < min_conf:
-        reasons.append("LOW_CONFIDENCE")
-    if face.width_px < max(min_px, min_face_px):
-        reasons.append("SMALL_BOUNDING_BOX")
-    if abs(face.pose.yaw) > max_yaw or abs(face.pose.pitch) > max_pitch:
-        reasons.append("EXTREME_POSE")
-    if face.quality.sharpness < min_sharp:
-        reasons.append("LOW_SHARPNESS")
-    if not lo <= face.quality.brightness <= hi:
-        reasons.append("LOW_BRIGHTNESS")
-    if not reasons and not _passes(level, face):  # the engine's filter has a bar the list above does not name
-        reasons.append("LOW_FACE_QUALITY")
-    return reasons
-
-
-def _strictest_level_passed(face: Face) -> int:
-    from ..quality import face_passes as _passes
-
-    return next((rank for rank, level in ((3, "HIGH"), (2, "MEDIUM"), (1, "LOW")) if _passes(level, face)), 0)
-
-
 def image_digest(image: object, settings: Settings) -> tuple[str, object]:
     """(SHA-256 hex of the image's bytes, the image to analyse). Bytes are hashed as given; a file or stream is
     read once, within the file size limit and with the loader's errors, hashed and decoded from those bytes; a
@@ -147,11 +116,11 @@ def image_digest(image: object, settings: Settings) -> tuple[str, object]:
         h.update(data)
         return h.hexdigest(), decode_bytes(data, settings)
     if isinstance(image, DecodedImage):
-        encoded = getattr(image, "_encoded", None)  # the JPEG bytes it decodes from, when it has them
+        encoded = image.encoded  # the JPEG bytes it decodes from, when it has them
         if encoded is not None:
             h.update(encoded)
             return h.hexdigest(), image
-        pil = getattr(image, "_pil", None)
+        pil = image.raster
         if pil is not None:
             h.update(f"{pil.mode}{pil.size}".encode())
             h.update(pil.tobytes())
@@ -171,7 +140,6 @@ class Collections(UserOperations, IndexKeeping, Paging):
     """The collection operations (see the module docstring; Users and tags: :mod:`.users`; the in-process indexes:
     :mod:`.indexes`; page tokens: :mod:`.paging`). Thread-safe; one per process is enough."""
 
-    quality_reasons = staticmethod(quality_reasons)  # for the Users operations (users.py imports no service)
 
     def __init__(self, verifier: Verifier, store: CollectionStore, *, approximate_above: int | None = None,
                  index_factory: IndexFactory | None = None,
@@ -277,7 +245,7 @@ class Collections(UserOperations, IndexKeeping, Paging):
             else:
                 passing.append(face)
         if max_faces is not None and len(passing) > max_faces:
-            ranked = sorted(passing, key=lambda f: (_strictest_level_passed(f), f.bounding_box.area), reverse=True)
+            ranked = sorted(passing, key=lambda f: (strictest_level_passed(f), f.bounding_box.area), reverse=True)
             kept = {id(f) for f in ranked[:max_faces]}
             unindexed.extend(UnindexedFace(f, ["EXCEEDS_MAX_FACES"]) for f in passing if id(f) not in kept)
             passing = [f for f in passing if id(f) in kept]

@@ -46,6 +46,7 @@ from ..checks import (
 from ..engine import MAX_FACES
 from ..errors import InvalidParameterException, ResourceNotFoundException, quote_input
 from ..faces import Face
+from ..quality import quality_reasons
 from .indexes import DEFAULT_MAX_MATCHES
 from .store import MAX_FACES_PER_USER, CollectionInfo, Refusal, StoredFace, StoredUser, UserChange
 
@@ -109,7 +110,7 @@ def user_distance(metric: str, probe: np.ndarray, faces: np.ndarray, scoring: st
 
 class UserOperations:
     """The Users API and tagging; mixed into :class:`~facecompare.collections.service.Collections`, which supplies
-    ``store``, ``verifier``, ``sweep``, ``quality_reasons``, ``_bound``, the indexes (``_entry``, ``_synced``) and
+    ``store``, ``verifier``, ``sweep``, ``_bound``, the indexes (``_entry``, ``_synced``) and
     the page tokens (``_make_token``, ``_read_token``)."""
 
     user_scoring: str = USER_SCORING
@@ -219,7 +220,6 @@ class UserOperations:
         """SearchUsersByImage: the largest face is searched; the others are UnsearchedFaces (FACE_NOT_LARGEST, and
         the QualityFilter's reasons). A largest face that fails the QualityFilter is not searched: no
         SearchedFace, no matches, and it is the first of the UnsearchedFaces with its reasons."""
-        quality_reasons = self.quality_reasons
         info = self._bound(collection_id)
         threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
         k = MAX_USER_RESULTS if max_users is None else check_int(max_users, "MaxUsers", 1, MAX_USER_RESULTS)
