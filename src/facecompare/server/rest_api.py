@@ -25,13 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..engine import other_faces, verification_dict
-from ..errors import FaceCompareError, InvalidParameterException, quote_input
+from ..errors import InvalidParameterException, quote_input
 from ..rekognition import compared_face, detect_faces_response
 from ..review.service import queue_mode
 from . import sigv4
 from .config import hash_api_key
 from .edges import check_browser_request
-from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
+from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json
+from .protocol_errors import rest_error
 from .rest_models import (
     COLLECTION_ID_PATTERN,
     FACE_ID_PATTERN,
@@ -111,21 +112,9 @@ def request_body(json_model, form_model) -> dict:
     }}}
 
 
-# the REST statuses of errors that AWS answers with a 400: an unknown collection or face is a 404, a collection
-# that exists already a 409
-REST_STATUS = {"ResourceNotFoundException": 404, "ResourceAlreadyExistsException": 409, "ConflictException": 409,
-               "IdempotentParameterMismatchException": 409}
 NOT_FOUND_RESPONSES = {
     404: {"model": Error, "description": "no collection of that id (ResourceNotFoundException)"},
 }
-
-
-def rest_error(exc: FaceCompareError, request_id: str, status: int | None = None) -> JSONResponse:
-    retry = retry_headers(exc)
-    return JSONResponse({"error": {"type": exc.code, "message": exc.message}, "request_id": request_id},
-                        status_code=status or REST_STATUS.get(exc.code) or getattr(exc, "rest_status", exc.http_status),
-                        headers={"x-request-id": request_id, **({"Retry-After": retry["Retry-After"]}
-                                                                if retry else {})})
 
 
 def png_b64(image) -> str:
