@@ -9,6 +9,10 @@ import argparse
 import json
 from collections.abc import Callable
 
+from ..checks import check_threshold
+from ..errors import InvalidParameterException
+from ..rekognition import ACCOUNT, collection_arn
+
 
 def add_collection_parser(sub, recognizer_argument: Callable[[argparse.ArgumentParser], None]) \
         -> argparse.ArgumentParser:
@@ -168,8 +172,6 @@ class LocalContext:
     image_source = staticmethod(local_image)
 
     def __init__(self, open_collections: Callable[[], object], region: str) -> None:
-        from ..rekognition import ACCOUNT
-
         self.open_collections, self.region, self.account = open_collections, region, ACCOUNT
         self.opened = None
 
@@ -195,9 +197,6 @@ class LocalContext:
 
 def run_collection(args: argparse.Namespace, open_collections: Callable[[], object], region: str) -> int:
     """One collection operation through its handler; prints its Rekognition response as JSON."""
-    from ..checks import check_threshold
-    from ..errors import InvalidParameterException
-    from ..rekognition import collection_arn
     from .operations import call
 
     action = args.action

@@ -8,6 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..engine import Verifier
+from ..settings import Settings
+
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_REVIEW = 0, 1, 2, 3
 EXIT_CODES = {"MATCH": EXIT_MATCH, "NO_MATCH": EXIT_NO_MATCH, "REVIEW": EXIT_REVIEW}
 
@@ -29,15 +32,11 @@ def add_calibration_argument(p: argparse.ArgumentParser) -> None:
 
 def settings_of(args: argparse.Namespace, **overrides):
     """FACECOMPARE_* settings with the command's --recognizer and --calibration (where it has them) on top."""
-    from ..settings import Settings
-
     values = {"recognizer": getattr(args, "recognizer", None), "calibration": getattr(args, "calibration", None)}
     return Settings.from_env(**{**values, **overrides})
 
 
 def verifier_of(args: argparse.Namespace):
-    from ..engine import Verifier
-
     return Verifier(settings_of(args))
 
 

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from ..errors import InvalidParameterException
 from .common import add_recognizer_argument, settings_of
 
 
@@ -82,8 +83,6 @@ def load_pairs(args: argparse.Namespace):
 
     fmt = args.format or ("csv" if args.pairs.lower().endswith(".csv") else "lfw")
     if not Path(args.pairs).is_file():
-        from ..errors import InvalidParameterException
-
         raise InvalidParameterException(f"Pair list not found: {args.pairs}.")
     if fmt == "lfw":
         root = args.root or str(Path(args.pairs).parent / "lfw-deepfunneled")
@@ -100,8 +99,6 @@ def in_fold(pairs: list, fold: int | None, source: str) -> list[int]:
         return list(range(len(pairs)))
     keep = [i for i, p in enumerate(pairs) if p.fold == fold]
     if not keep:
-        from ..errors import InvalidParameterException
-
         raise InvalidParameterException(f"No pairs in fold {fold} of {source}: folds are numbered from 0.")
     return keep
 
@@ -113,8 +110,6 @@ def read_results(args: argparse.Namespace):
     pairs, distances, model = read_pair_rows(args.from_results)
     keep = in_fold(pairs, args.fold, args.from_results)
     if args.recognizer or args.tta:
-        from ..errors import InvalidParameterException
-
         raise InvalidParameterException("--from-results reuses the distances of the earlier run; --recognizer and "
                                         "--tta apply only when images are embedded.")
     return [pairs[i] for i in keep], distances[keep], model
@@ -139,7 +134,6 @@ def embed_pairs(args: argparse.Namespace):
 def calibration_for(model: str, path: str | None):
     """The calibration to score ``model``'s distances with; None when none ships for it and none was given (the
     evaluation then reports the threshold-free figures and says that Similarity needs `facecompare calibrate`)."""
-    from ..errors import InvalidParameterException
     from ..scoring import load_calibration
 
     try:
@@ -248,7 +242,6 @@ MIN_REVIEWED_PER_CLASS = 5
 def run_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..errors import InvalidParameterException
     from ..scoring import Calibration, fit_logistic, operating_points
 
     if not (args.pairs or args.from_results or args.from_reviews):

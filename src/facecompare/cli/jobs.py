@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from ..checks import check_quality_filter, check_threshold
+from ..errors import InvalidParameterException
 from ..review.cli import add_queue_arguments, batch_reviews
 from .common import add_calibration_argument, add_recognizer_argument, require_calibration, settings_of, verifier_of
 
@@ -105,8 +108,6 @@ def add_synth_parser(sub) -> None:
 
 def run_batch_command(args: argparse.Namespace) -> int:
     from ..batch import read_manifest, rows_for_folder, run_batch
-    from ..checks import check_threshold
-    from ..errors import InvalidParameterException
 
     threshold = check_threshold(args.threshold, "--threshold")
     if args.manifest and (args.selfie or args.documents):
@@ -151,9 +152,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 
 def run_dedupe_command(args: argparse.Namespace) -> int:
-    from ..checks import check_quality_filter, check_threshold
     from ..dedupe import read_dedupe_manifest, run_dedupe
-    from ..errors import InvalidParameterException
 
     threshold = check_threshold(args.threshold, "--threshold")
     quality_filter = check_quality_filter(args.quality_filter)
@@ -184,9 +183,6 @@ def run_dedupe_command(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    import os
-
-    from ..errors import InvalidParameterException
     from ..synth import generate_kyc_set
 
     if not Path(args.faces).is_dir():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import secrets
 import sys
 
 from .common import (
@@ -87,8 +89,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def loopback_host(host: str) -> bool:
     """Whether ``--host`` listens on this machine only (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
     if host.strip().lower() in ("localhost", "localhost."):
         return True
     try:
@@ -98,8 +98,6 @@ def loopback_host(host: str) -> bool:
 
 
 def run_api_key(args: argparse.Namespace) -> int:
-    import secrets
-
     from ..server.app import hash_api_key
 
     key = secrets.token_urlsafe(32)

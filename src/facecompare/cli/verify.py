@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ..checks import check_quality_filter, check_threshold
+from ..engine import MAX_FACES, other_faces, verification_dict
 from ..errors import FaceCompareError
+from ..rekognition import compare_faces_response, detect_faces_response
 from ..review.cli import add_queue_arguments, queue_modes
 from .common import EXIT_CODES, add_recognizer_argument, verifier_of
 
@@ -49,10 +52,6 @@ def add_detect_parser(sub) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..checks import check_quality_filter, check_threshold
-    from ..engine import MAX_FACES, other_faces, verification_dict
-    from ..rekognition import compare_faces_response
-
     threshold = check_threshold(args.threshold, "--threshold")
     quality_filter = check_quality_filter(args.quality_filter)
     modes = queue_modes(args)
@@ -127,8 +126,6 @@ def print_summary(v, annotate: str | None) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from ..rekognition import detect_faces_response
-
     verifier = verifier_of(args)
     decoded = verifier.load(args.image)
     analyzed = verifier.analyze(decoded, embed=0)
