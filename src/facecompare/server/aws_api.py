@@ -160,7 +160,7 @@ class AwsApi:
         if payload is NOT_JSON:
             raise ProtocolError("SerializationException", NOT_JSON_MESSAGE)
         parse, handle = handler_of(operation)
-        params = parse(payload)
+        params = parse(payload, PipelineContext.image_source)
         handler = on_pipeline(handle)
         if "signature" in context:  # first use in this process: now in the store every worker and replica shares
             handler = first_use_in_store(handler, context)
