@@ -291,8 +291,8 @@ _IMAGE = {"Bytes": "aGVsbG8="}
     ("parse_search_faces_by_image", {"CollectionId": "c", "Image": _IMAGE, "FaceMatchThreshold": MB}),
 ])
 def test_invalid_parameters_are_refused_with_short_messages(parse, body):
+    from facecompare.aws import operations as aws
     from facecompare.errors import InvalidParameterException
-    from facecompare.server import aws
 
     with pytest.raises(InvalidParameterException) as info:
         getattr(aws, parse)(body)
@@ -311,15 +311,15 @@ def test_invalid_parameters_are_refused_with_short_messages(parse, body):
     ("parse_describe_collection", {}),
 ])
 def test_out_of_range_and_missing_members(parse, body):
+    from facecompare.aws import operations as aws
     from facecompare.errors import InvalidParameterException
-    from facecompare.server import aws
 
     with pytest.raises(InvalidParameterException):
         getattr(aws, parse)(body)
 
 
 def test_parsed_defaults_and_configuration():
-    from facecompare.server import aws
+    from facecompare.aws import operations as aws
     from facecompare.server.config import ServerConfig
 
     assert aws.parse_index_faces({"CollectionId": "c", "Image": _IMAGE})["quality_filter"] == "AUTO"

@@ -232,8 +232,8 @@ _FACE = "00000000-0000-4000-8000-000000000000"
     ("parse_list_tags_for_resource", {"ResourceArn": "arn:aws:s3:::bucket-of-twenty-chars"}),
 ])
 def test_bad_user_and_tag_requests_are_refused_with_short_messages(parse, body):
+    from facecompare.aws import operations as aws
     from facecompare.errors import InvalidParameterException
-    from facecompare.server import aws
 
     with pytest.raises(InvalidParameterException) as info:
         getattr(aws, parse)(body)

@@ -2,8 +2,9 @@
 
 Its steps of the request path (:meth:`.pipeline.Pipeline.serve`): authentication is the declared length and
 the SigV4 signature of the headers; parsing is the body (and its payload hash), the operation from
-X-Amz-Target and its parameters (:mod:`.aws`); dispatch is one handler per operation. Errors are ``{"__type",
-"Message"}`` with the status AWS uses."""
+X-Amz-Target and its parameters; dispatch is the operation's handler. The handlers, one per operation with its
+parse function beside it, are :mod:`facecompare.aws.operations`; errors (``{"__type", "Message"}`` with the status AWS uses)
+are :func:`.protocol_errors.aws_error`."""
 
 from __future__ import annotations
 
@@ -17,22 +18,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import rekognition as shapes
-from ..engine import MAX_FACES
-from ..errors import FaceCompareError, InvalidImageFormatException, ResourceNotFoundException, quote_input
+from ..aws.operations import handler_of, operation_from_target
+from ..aws.wire import image_source
+from ..errors import InvalidImageFormatException
 from ..formats import BASE_FORMATS, sniff_format
-from ..rekognition import compare_faces_response, detect_faces_response
-from . import aws, sigv4
-from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
-
-AWS_CONTENT_TYPE = "application/x-amz-json-1.1"
-
-
-def aws_error(exc: FaceCompareError, request_id: str) -> Response:
-    body = {"__type": exc.code, "Message": exc.message}
-    if isinstance(exc, sigv4.AuthError):
-        body = {"__type": exc.code, "message": exc.message}
-    return Response(json.dumps(body), status_code=exc.http_status, media_type=AWS_CONTENT_TYPE,
-                    headers={"x-amzn-RequestId": request_id, **retry_headers(exc)})
+from . import sigv4
+from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json
+from .protocol_errors import AWS_CONTENT_TYPE, ProtocolError, aws_error
 
 
 def changes_state(operation: str) -> bool:
@@ -87,180 +79,37 @@ def aws_image(pipeline: Pipeline, source: tuple[str, object]):
         data, max_bytes=pipeline.s3.max_bytes)
 
 
-# -- one handler per operation: parsed parameters in, the response shape out (run in an engine thread) ----------
+class PipelineContext:
+    """The handlers' :class:`facecompare.aws.context.Context` on the server: the Pipeline's verifier and collections, the
+    configured region, and images read from the request (S3 objects by the service's reader) with Rekognition's
+    format contract (:func:`check_aws_format`)."""
 
-def compare_faces(pipeline: Pipeline, params: dict) -> dict:
-    source = aws_image(pipeline, params["source"])
-    target = aws_image(pipeline, params["target"])
-    comparison = pipeline.verifier.compare(source, target, params["threshold"], params["quality_filter"])
-    return compare_faces_response(comparison)
+    image_source = staticmethod(image_source)
+    account = shapes.ACCOUNT
 
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.verifier = pipeline.verifier
+        self.region = pipeline.config.region
 
-def detect_faces(pipeline: Pipeline, params: dict) -> dict:
-    image = aws_image(pipeline, params["image"])
-    return detect_faces_response(pipeline.verifier.analyze(image, embed=0, max_faces=MAX_FACES), params["attributes"])
+    @property
+    def collections(self):
+        return self.pipeline.collections
 
+    def load_image(self, source: tuple[str, object]):
+        return aws_image(self.pipeline, source)
 
-# collections: the store's calls run on the engine queue too (they are short, and one queue keeps the limits,
-# metrics and log lines of every operation in one place)
-
-def create_collection(pipeline: Pipeline, params: dict) -> dict:
-    info = pipeline.collections.create_collection(params["collection_id"], params["tags"])
-    return shapes.create_collection_response(info, pipeline.config.region)
-
-
-def delete_collection(pipeline: Pipeline, params: dict) -> dict:
-    pipeline.collections.delete_collection(params["collection_id"])
-    return shapes.delete_collection_response()
+    def index_image(self, source: tuple[str, object]) -> bytes:
+        return check_aws_format(self.pipeline, self.pipeline.image_bytes(source))
 
 
-def describe_collection(pipeline: Pipeline, params: dict) -> dict:
-    info = pipeline.collections.describe_collection(params["collection_id"])
-    return shapes.describe_collection_response(info, pipeline.config.region)
+def on_pipeline(handle: Callable) -> Callable[[Pipeline, dict], dict]:
+    """An operation's handler as the Pipeline runs it (in an engine thread): ``(pipeline, params)``."""
 
+    def run(pipeline: Pipeline, params: dict) -> dict:
+        return handle(PipelineContext(pipeline), params)
 
-def list_collections(pipeline: Pipeline, params: dict) -> dict:
-    infos, token = pipeline.collections.list_collections(params["next_token"], params["max_results"])
-    return shapes.list_collections_response(infos, token)
-
-
-def index_faces(pipeline: Pipeline, params: dict) -> dict:
-    collections = pipeline.collections
-    collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
-    result = collections.index_faces(params["collection_id"],
-                                     check_aws_format(pipeline, pipeline.image_bytes(params["image"])),
-                                     external_image_id=params["external_image_id"], max_faces=params["max_faces"],
-                                     quality_filter=params["quality_filter"])
-    return shapes.index_faces_response(result, collections.model_version)
-
-
-def list_faces(pipeline: Pipeline, params: dict) -> dict:
-    collections = pipeline.collections
-    info = collections.describe_collection(params["collection_id"])
-    faces, token = collections.list_faces(params["collection_id"], params["next_token"], params["max_results"],
-                                          params["face_ids"], user_id=params["user_id"])
-    return shapes.list_faces_response(faces, token, info.model)
-
-
-def delete_faces(pipeline: Pipeline, params: dict) -> dict:
-    deleted, refused = pipeline.collections.delete_faces_with_reasons(params["collection_id"], params["face_ids"])
-    return shapes.delete_faces_response(deleted, refused)
-
-
-def search_faces(pipeline: Pipeline, params: dict) -> dict:
-    collections = pipeline.collections
-    matches = collections.search_faces(params["collection_id"], params["face_id"], max_faces=params["max_faces"],
-                                       threshold=params["threshold"])
-    return shapes.search_faces_response(params["face_id"], matches, collections.model_version)
-
-
-def search_faces_by_image(pipeline: Pipeline, params: dict) -> dict:
-    collections = pipeline.collections
-    collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
-    result = collections.search_faces_by_image(params["collection_id"], aws_image(pipeline, params["image"]),
-                                               max_faces=params["max_faces"], threshold=params["threshold"],
-                                               quality_filter=params["quality_filter"])
-    return shapes.search_faces_by_image_response(result, collections.model_version)
-
-
-# users
-
-def create_user(pipeline: Pipeline, params: dict) -> dict:
-    pipeline.collections.create_user(params["collection_id"], params["user_id"], params["token"])
-    return {}
-
-
-def delete_user(pipeline: Pipeline, params: dict) -> dict:
-    pipeline.collections.delete_user(params["collection_id"], params["user_id"], params["token"])
-    return {}
-
-
-def list_users(pipeline: Pipeline, params: dict) -> dict:
-    users, token = pipeline.collections.list_users(params["collection_id"], params["next_token"],
-                                                   params["max_results"])
-    return shapes.list_users_response(users, token)
-
-
-def associate_faces(pipeline: Pipeline, params: dict) -> dict:
-    result = pipeline.collections.associate_faces(params["collection_id"], params["user_id"], params["face_ids"],
-                                                  user_match_threshold=params["threshold"],
-                                                  client_request_token=params["token"])
-    return shapes.associate_faces_response(result)
-
-
-def disassociate_faces(pipeline: Pipeline, params: dict) -> dict:
-    change = pipeline.collections.disassociate_faces(params["collection_id"], params["user_id"], params["face_ids"],
-                                                     client_request_token=params["token"])
-    return shapes.disassociate_faces_response(change)
-
-
-def search_users(pipeline: Pipeline, params: dict) -> dict:
-    collections = pipeline.collections
-    matches = collections.search_users(params["collection_id"], user_id=params["user_id"], face_id=params["face_id"],
-                                       user_match_threshold=params["threshold"], max_users=params["max_users"])
-    return shapes.search_users_response(matches, collections.model_version, face_id=params["face_id"],
-                                        user_id=params["user_id"])
-
-
-def search_users_by_image(pipeline: Pipeline, params: dict) -> dict:
-    collections = pipeline.collections
-    collections.describe_collection(params["collection_id"])  # an unknown collection before any image work
-    result = collections.search_users_by_image(params["collection_id"], aws_image(pipeline, params["image"]),
-                                               user_match_threshold=params["threshold"],
-                                               max_users=params["max_users"], quality_filter=params["quality_filter"])
-    return shapes.search_users_by_image_response(result, collections.model_version)
-
-
-# tags: a collection's ARN as this service makes it (its region, the account of rekognition.ACCOUNT)
-
-def _tagged_collection(pipeline: Pipeline, arn: tuple[str, str, str, str]) -> str:
-    region, account, kind, resource = arn
-    if kind != "collection" or region != pipeline.config.region or account != shapes.ACCOUNT:
-        raise ResourceNotFoundException(f"The resource {quote_input(f'{kind}/{resource}')} does not exist here: "
-                                        f"this service holds collections of region {pipeline.config.region} and "
-                                        f"account {shapes.ACCOUNT}.")
-    return resource
-
-
-def tag_resource(pipeline: Pipeline, params: dict) -> dict:
-    pipeline.collections.tag_collection(_tagged_collection(pipeline, params["arn"]), params["tags"])
-    return {}
-
-
-def untag_resource(pipeline: Pipeline, params: dict) -> dict:
-    pipeline.collections.untag_collection(_tagged_collection(pipeline, params["arn"]), params["keys"])
-    return {}
-
-
-def list_tags_for_resource(pipeline: Pipeline, params: dict) -> dict:
-    return shapes.list_tags_response(pipeline.collections.collection_tags(_tagged_collection(pipeline, params["arn"])))
-
-
-# operation -> (its parameters from the request body, its handler)
-OPERATIONS: dict[str, tuple[Callable[[dict], dict], Callable[[Pipeline, dict], dict]]] = {
-    "CompareFaces": (aws.parse_compare, compare_faces),
-    "DetectFaces": (aws.parse_detect, detect_faces),
-    "CreateCollection": (aws.parse_create_collection, create_collection),
-    "DeleteCollection": (aws.parse_delete_collection, delete_collection),
-    "DescribeCollection": (aws.parse_describe_collection, describe_collection),
-    "ListCollections": (aws.parse_list_collections, list_collections),
-    "IndexFaces": (aws.parse_index_faces, index_faces),
-    "ListFaces": (aws.parse_list_faces, list_faces),
-    "DeleteFaces": (aws.parse_delete_faces, delete_faces),
-    "SearchFaces": (aws.parse_search_faces, search_faces),
-    "SearchFacesByImage": (aws.parse_search_faces_by_image, search_faces_by_image),
-    "CreateUser": (aws.parse_create_user, create_user),
-    "DeleteUser": (aws.parse_delete_user, delete_user),
-    "ListUsers": (aws.parse_list_users, list_users),
-    "AssociateFaces": (aws.parse_associate_faces, associate_faces),
-    "DisassociateFaces": (aws.parse_disassociate_faces, disassociate_faces),
-    "SearchUsers": (aws.parse_search_users, search_users),
-    "SearchUsersByImage": (aws.parse_search_users_by_image, search_users_by_image),
-    "TagResource": (aws.parse_tag_resource, tag_resource),
-    "UntagResource": (aws.parse_untag_resource, untag_resource),
-    "ListTagsForResource": (aws.parse_list_tags_for_resource, list_tags_for_resource),
-}
-assert set(OPERATIONS) == set(aws.OPERATIONS)
+    return run
 
 
 class AwsApi:
@@ -291,13 +140,13 @@ class AwsApi:
                                     region=config.region, query=request.scope.get("query_string", b""))
 
     def operation_hint(self, request: Request) -> str | None:
-        return aws.operation_from_target(request.headers.get("x-amz-target"))
+        return operation_from_target(request.headers.get("x-amz-target"))
 
     async def parse(self, request: Request, pending: sigv4.PendingSignature | None, context: dict) -> Call:
         body = await self.pipeline.read_body(request)
         if pending is not None:
             pending.verify_payload(body)
-        operation = context["operation"] = aws.operation_from_target(request.headers.get("x-amz-target"))
+        operation = context["operation"] = operation_from_target(request.headers.get("x-amz-target"))
         payload = parse_json(body)
         if (pending is not None and self.pipeline.config.refuse_replays and changes_state(operation)
                 and not has_request_token(payload)):
@@ -309,9 +158,10 @@ class AwsApi:
                 raise sigv4.AuthError("InvalidSignatureException", sigv4.REPLAY_MESSAGE)
             context["signature"] = pending.signature  # forgotten again if the request fails (a retry may follow)
         if payload is NOT_JSON:
-            raise aws.ProtocolError("SerializationException", NOT_JSON_MESSAGE)
-        parse, handler = OPERATIONS[operation]
-        params = parse(payload)
+            raise ProtocolError("SerializationException", NOT_JSON_MESSAGE)
+        parse, handle = handler_of(operation)
+        params = parse(payload, PipelineContext.image_source)
+        handler = on_pipeline(handle)
         if "signature" in context:  # first use in this process: now in the store every worker and replica shares
             handler = first_use_in_store(handler, context)
         return Call(handler, params)

@@ -1,15 +1,15 @@
 """The native REST API: ``POST /v1/verify`` and ``POST /v1/detect``, multipart/form-data or JSON with base64, and
 the face collections under ``/v1/collections`` (create, list, describe, delete; index, list and erase faces;
-search by image or by face id), which call the pipeline's one
-:class:`~facecompare.collections.service.Collections`. Their path and query parameters are read in the pipeline,
-after the API key, and declared in the document by hand (:func:`_query_parameters`); an unknown collection is a
-404 and an existing one a 409 (AWS answers both with a 400).
+search by image or by face id; users; tags), which call the pipeline's one
+:class:`~facecompare.collections.service.Collections` (their handlers: :mod:`.rest_collections`). Their path and
+query parameters are read in the pipeline, after the API key, and declared in the document by hand
+(:mod:`.rest_openapi`); an unknown collection is a 404 and an existing one a 409 (AWS answers both with a 400).
 
 FastAPI routes: their OpenAPI operations (request bodies, responses, errors, the API key) are generated from
-the pydantic models of :mod:`.rest_models`, which also validate the requests. Its steps of the request path
-(:meth:`.pipeline.Pipeline.serve`): authentication is the API key; parsing is the body (multipart or JSON,
-within the limits) into the operation's model; dispatch is one handler per operation. Errors are ``{"error":
-{"type", "message"}, "request_id"}``."""
+the pydantic models of :mod:`.rest_models` and :mod:`.rest_collection_models`, which also validate the
+requests. Its steps of the request path (:meth:`.pipeline.Pipeline.serve`): authentication is the API key;
+parsing is the body (multipart or JSON, within the limits) into the operation's model; dispatch is one handler
+per operation. Errors are ``{"error": {"type", "message"}, "request_id"}`` (:func:`.protocol_errors.rest_error`)."""
 
 from __future__ import annotations
 
@@ -18,24 +18,22 @@ import io
 import re
 
 from fastapi import APIRouter, Security
-from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..engine import other_faces, verification_dict
-from ..errors import FaceCompareError, InvalidParameterException, quote_input
-from ..rekognition import compared_face, detect_faces_response
+from ..errors import InvalidParameterException, quote_input
+from ..rekognition import detect_faces_response
 from ..review.service import queue_mode
 from . import sigv4
 from .config import hash_api_key
 from .edges import check_browser_request
-from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json, retry_headers
-from .rest_models import (
+from .pipeline import NOT_JSON, NOT_JSON_MESSAGE, Call, Pipeline, parse_json
+from .protocol_errors import rest_error
+from .rest_collection_models import (
     COLLECTION_ID_PATTERN,
-    FACE_ID_PATTERN,
-    MAX_QUERY_FACE_IDS,
     USER_ID_PATTERN,
     CollectionCreate,
     CollectionCreated,
@@ -43,10 +41,6 @@ from .rest_models import (
     CollectionDescription,
     CollectionList,
     DeleteFacesJson,
-    DetectForm,
-    Detection,
-    DetectJson,
-    Error,
     FaceList,
     FacesDeleted,
     FacesQuery,
@@ -70,6 +64,13 @@ from .rest_models import (
     UserSearchJson,
     UserSearchResult,
     UsersQuery,
+)
+from .rest_collections import COLLECTION_OPERATIONS
+from .rest_models import (
+    DetectForm,
+    Detection,
+    DetectJson,
+    Error,
     Verification,
     VerifyForm,
     VerifyJson,
@@ -77,56 +78,20 @@ from .rest_models import (
     rest_threshold,
     validate,
 )
+from .rest_openapi import (
+    API_KEY,
+    COLLECTION_ID_PARAMETER,
+    ERROR_RESPONSES,
+    NOT_FOUND_RESPONSES,
+    USER_ID_PARAMETER,
+    json_body,
+    query_parameters,
+    request_body,
+)
 
 __all__ = ["RestApi", "rest_error", "rest_flag", "rest_threshold"]
 
 MAX_FORM_FIELDS = 10  # multipart fields besides the files, at most
-
-# the document's API key (the check itself is RestApi.check_api_key, in the pipeline, before the body)
-API_KEY = APIKeyHeader(name="X-API-Key", scheme_name="apiKey", auto_error=False,
-                       description="an API key (`facecompare api-key`); `Authorization: Bearer KEY` works too")
-_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
-ERROR_RESPONSES = {
-    400: {"model": Error, "description": "invalid input: a malformed body, a bad parameter, an image that is not "
-                                         "JPEG/PNG, too large, too small or has no face; a body over the size limit "
-                                         "(ImageTooLargeException) or that did not arrive in time "
-                                         "(RequestTimeoutException)"},
-    401: {"model": Error, "description": "missing or invalid API key (UnauthorizedException)"},
-    429: {"model": Error, "headers": _RETRY_AFTER,
-          "description": "ThrottlingException: too many requests are waiting for the engine; retry after "
-                         "Retry-After seconds"},
-    500: {"model": Error, "description": "internal error, or the request took longer than the timeout "
-                                         "(InternalServerError)"},
-    503: {"model": Error, "headers": _RETRY_AFTER,
-          "description": "ThrottlingException: the server has too many connections open; retry after "
-                         "Retry-After seconds"},
-}
-
-
-def request_body(json_model, form_model) -> dict:
-    """The OpenAPI requestBody of an operation that takes either content type, from its two models."""
-    return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": form_model.model_json_schema()},
-        "application/json": {"schema": json_model.model_json_schema()},
-    }}}
-
-
-# the REST statuses of errors that AWS answers with a 400: an unknown collection or face is a 404, a collection
-# that exists already a 409
-REST_STATUS = {"ResourceNotFoundException": 404, "ResourceAlreadyExistsException": 409, "ConflictException": 409,
-               "IdempotentParameterMismatchException": 409}
-NOT_FOUND_RESPONSES = {
-    404: {"model": Error, "description": "no collection of that id (ResourceNotFoundException)"},
-}
-
-
-def rest_error(exc: FaceCompareError, request_id: str, status: int | None = None) -> JSONResponse:
-    retry = retry_headers(exc)
-    return JSONResponse({"error": {"type": exc.code, "message": exc.message}, "request_id": request_id},
-                        status_code=status or REST_STATUS.get(exc.code) or getattr(exc, "rest_status", exc.http_status),
-                        headers={"x-request-id": request_id, **({"Retry-After": retry["Retry-After"]}
-                                                                if retry else {})})
-
 
 def png_b64(image) -> str:
     buffer = io.BytesIO()
@@ -166,231 +131,6 @@ def detect(pipeline: Pipeline, params: DetectJson | DetectForm) -> dict:
 
         result["annotated_png"] = png_b64(annotate_detection(panel(decoded, analyzed), analyzed))
     return result
-
-
-# -- collections (1:N search) ----------------------------------------------------------------------------------
-
-
-def _box(box) -> dict:
-    width, height, left, top = box
-    return {"width": round(float(width), 6), "height": round(float(height), 6), "left": round(float(left), 6),
-            "top": round(float(top), 6)}
-
-
-def stored_face_dict(face) -> dict:
-    """A :class:`~facecompare.collections.store.StoredFace` as the REST API shows it (never its embedding)."""
-    return {"face_id": face.face_id, "image_id": face.image_id, "external_image_id": face.external_image_id,
-            "bounding_box": _box(face.bounding_box), "confidence": round(float(face.confidence), 4),
-            "indexed_at": round(float(face.indexed_at), 3), "user_id": face.user_id}
-
-
-def collection_dict(info) -> dict:
-    return {"collection_id": info.collection_id, "face_model_version": info.model, "face_count": info.face_count,
-            "created_at": round(float(info.created_at), 3), "tags": dict(info.tags), "user_count": info.user_count}
-
-
-def create_collection(pipeline: Pipeline, params: dict) -> dict:
-    body: CollectionCreate = params["body"]
-    return collection_dict(pipeline.collections.create_collection(body.collection_id, body.tags))
-
-
-def list_collections(pipeline: Pipeline, params: dict) -> dict:
-    query: ListQuery = params["query"]
-    infos, token = pipeline.collections.list_collections(query.next_token, query.max_results)
-    return {"collections": [collection_dict(i) for i in infos], **({"next_token": token} if token else {})}
-
-
-def describe_collection(pipeline: Pipeline, params: dict) -> dict:
-    return collection_dict(pipeline.collections.describe_collection(params["collection_id"]))
-
-
-def delete_collection(pipeline: Pipeline, params: dict) -> dict:
-    pipeline.collections.delete_collection(params["collection_id"])
-    return {"collection_id": params["collection_id"], "deleted": True}
-
-
-def index_faces(pipeline: Pipeline, params: dict) -> dict:
-    body: IndexJson = params["body"]
-    collections = pipeline.collections
-    result = collections.index_faces(params["collection_id"], pipeline.verifier.load(body.image),
-                                     external_image_id=body.external_image_id, max_faces=body.max_faces,
-                                     quality_filter=body.quality_filter)
-    return {"faces": [{"face": stored_face_dict(r.stored), "detail": compared_face(r.face)} for r in result.records],
-            "unindexed": [{"face": compared_face(u.face), "reasons": list(u.reasons)} for u in result.unindexed],
-            "face_model_version": collections.model_version, "image_width": result.image_width,
-            "image_height": result.image_height}
-
-
-def list_faces(pipeline: Pipeline, params: dict) -> dict:
-    query: FacesQuery = params["query"]
-    collections = pipeline.collections
-    faces, token = collections.list_faces(params["collection_id"], query.next_token, query.max_results,
-                                          query.face_ids, user_id=query.user_id)
-    return {"faces": [stored_face_dict(f) for f in faces], **({"next_token": token} if token else {}),
-            "face_model_version": collections.model_version}
-
-
-def delete_faces(pipeline: Pipeline, params: dict) -> dict:
-    body: DeleteFacesJson = params["body"]
-    deleted, refused = pipeline.collections.delete_faces_with_reasons(params["collection_id"], body.face_ids)
-    return {"deleted": list(deleted), "not_found": [r.face_id for r in refused if r.reason == "FACE_NOT_FOUND"],
-            "associated": [{"face_id": r.face_id, "user_id": r.user_id} for r in refused
-                           if r.reason == "ASSOCIATED_TO_AN_EXISTING_USER"]}
-
-
-def search_faces(pipeline: Pipeline, params: dict) -> dict:
-    body: SearchJson = params["body"]
-    collections = pipeline.collections
-    if body.face_id is not None:
-        matches = collections.search_faces(params["collection_id"], body.face_id, max_faces=body.max_faces,
-                                           threshold=body.threshold)
-        searched = {"searched_face_id": body.face_id}
-    else:
-        result = collections.search_faces_by_image(params["collection_id"], pipeline.verifier.load(body.image),
-                                                   max_faces=body.max_faces, threshold=body.threshold,
-                                                   quality_filter=body.quality_filter)
-        matches = result.matches
-        searched = {"searched_face": compared_face(result.searched_face)}
-    return {**searched, "matches": [{"similarity": round(float(m.similarity), 4), "face": stored_face_dict(m.face)}
-                                    for m in matches],
-            "face_model_version": collections.model_version}
-
-
-# -- users (Rekognition's Users API) and tags ----------------------------------------------------------------
-
-
-def user_dict(user) -> dict:
-    return {"user_id": user.user_id, "status": user.status}
-
-
-def create_user(pipeline: Pipeline, params: dict) -> dict:
-    body: UserCreate = params["body"]
-    return user_dict(pipeline.collections.create_user(params["collection_id"], body.user_id,
-                                                      body.client_request_token))
-
-
-def list_users(pipeline: Pipeline, params: dict) -> dict:
-    query: UsersQuery = params["query"]
-    users, token = pipeline.collections.list_users(params["collection_id"], query.next_token, query.max_results)
-    return {"users": [user_dict(u) for u in users], **({"next_token": token} if token else {})}
-
-
-def delete_user(pipeline: Pipeline, params: dict) -> dict:
-    pipeline.collections.delete_user(params["collection_id"], params["user_id"])
-    return {"user_id": params["user_id"], "deleted": True}
-
-
-def _refusals(refused, low=()) -> list[dict]:
-    return [{"face_id": r.face_id, "reason": r.reason, "user_id": r.user_id} for r in refused] + [
-        {"face_id": f, "reason": "LOW_MATCH_CONFIDENCE", "similarity": round(float(c), 4)} for f, c in low]
-
-
-def associate_faces(pipeline: Pipeline, params: dict) -> dict:
-    body: UserFacesJson = params["body"]
-    result = pipeline.collections.associate_faces(params["collection_id"], params["user_id"], body.face_ids,
-                                                  user_match_threshold=body.user_match_threshold,
-                                                  client_request_token=body.client_request_token)
-    return {"changed": result.associated, "refused": _refusals(result.refused, result.low_confidence),
-            "user": user_dict(result.user)}
-
-
-def disassociate_faces(pipeline: Pipeline, params: dict) -> dict:
-    body: UserFacesJson = params["body"]
-    change = pipeline.collections.disassociate_faces(params["collection_id"], params["user_id"], body.face_ids,
-                                                     client_request_token=body.client_request_token)
-    return {"changed": change.changed, "refused": _refusals(change.refused), "user": user_dict(change.user)}
-
-
-def search_users(pipeline: Pipeline, params: dict) -> dict:
-    body: UserSearchJson = params["body"]
-    collections = pipeline.collections
-    out: dict = {}
-    if body.image is not None:
-        result = collections.search_users_by_image(params["collection_id"], pipeline.verifier.load(body.image),
-                                                   user_match_threshold=body.threshold, max_users=body.max_users,
-                                                   quality_filter=body.quality_filter)
-        matches = result.matches
-        if result.searched_face is not None:
-            out["searched_face"] = compared_face(result.searched_face)
-        out["unsearched"] = [{"face": compared_face(f), "reasons": list(r)} for f, r in result.unsearched]
-    else:
-        matches = collections.search_users(params["collection_id"], user_id=body.user_id, face_id=body.face_id,
-                                           user_match_threshold=body.threshold, max_users=body.max_users)
-        out["searched_face_id" if body.face_id else "searched_user_id"] = body.face_id or body.user_id
-    return {**out, "matches": [{"similarity": round(float(m.similarity), 4), "user": user_dict(m.user)}
-                               for m in matches], "face_model_version": collections.model_version}
-
-
-def tag_collection(pipeline: Pipeline, params: dict) -> dict:
-    body: TagsJson = params["body"]
-    return {"tags": pipeline.collections.tag_collection(params["collection_id"], body.tags)}
-
-
-def untag_collection(pipeline: Pipeline, params: dict) -> dict:
-    body: TagKeysJson = params["body"]
-    return {"tags": pipeline.collections.untag_collection(params["collection_id"], body.keys)}
-
-
-def list_tags(pipeline: Pipeline, params: dict) -> dict:
-    return {"tags": pipeline.collections.collection_tags(params["collection_id"])}
-
-
-# operation -> (what its parameters come from: "body" (JSON, or multipart with the images), "json" (JSON only),
-# "query" or nothing; its JSON model, its multipart model, its image fields, its handler)
-COLLECTION_OPERATIONS = {
-    "create_collection": ("json", CollectionCreate, None, (), create_collection),
-    "list_collections": ("query", ListQuery, None, (), list_collections),
-    "describe_collection": (None, None, None, (), describe_collection),
-    "delete_collection": (None, None, None, (), delete_collection),
-    "index_faces": ("body", IndexJson, IndexForm, ("image",), index_faces),
-    "list_faces": ("query", FacesQuery, None, (), list_faces),
-    "delete_faces": ("json", DeleteFacesJson, None, (), delete_faces),
-    "search_faces": ("body", SearchJson, SearchForm, ("image",), search_faces),
-    "create_user": ("json", UserCreate, None, (), create_user),
-    "list_users": ("query", UsersQuery, None, (), list_users),
-    "delete_user": (None, None, None, (), delete_user),
-    "associate_faces": ("json", UserFacesJson, None, (), associate_faces),
-    "disassociate_faces": ("json", UserFacesJson, None, (), disassociate_faces),
-    "search_users": ("body", UserSearchJson, UserSearchForm, ("image",), search_users),
-    "tag_collection": ("json", TagsJson, None, (), tag_collection),
-    "untag_collection": ("json", TagKeysJson, None, (), untag_collection),
-    "list_tags": (None, None, None, (), list_tags),
-}
-
-
-COLLECTION_ID_PARAMETER = {"name": "collection_id", "in": "path", "required": True,
-                           "description": "the collection's id (1-255 characters of [a-zA-Z0-9_.-])",
-                           "schema": {"type": "string", "pattern": COLLECTION_ID_PATTERN}}
-USER_ID_PARAMETER = {"name": "user_id", "in": "path", "required": True,
-                     "description": "the user's id (1-128 characters of [a-zA-Z0-9_.-:])",
-                     "schema": {"type": "string", "pattern": USER_ID_PATTERN}}
-
-
-def _query_parameters(model) -> dict:
-    """The OpenAPI query parameters of a query model (the routes read them in the pipeline, after the API key)."""
-    schema = model.model_json_schema()
-    parameters = []
-    for name, prop in schema["properties"].items():
-        prop = dict(prop)
-        if name == "face_ids":
-            parameters.append({"name": "face_id", "in": "query", "required": False, "explode": True,
-                               "description": f"only these faces (repeat the parameter, at most "
-                                              f"{MAX_QUERY_FACE_IDS} times)",
-                               "schema": {"type": "array", "items": {"type": "string", "pattern": FACE_ID_PATTERN},
-                                          "maxItems": MAX_QUERY_FACE_IDS}})
-            continue
-        options = prop.pop("anyOf", None)
-        if options:
-            prop.update(next(o for o in options if o.get("type") != "null"))
-        prop.pop("default", None)
-        description = prop.pop("description", None)
-        parameters.append({"name": name, "in": "query", "required": False, "schema": prop,
-                           **({"description": description} if description else {})})
-    return {"parameters": parameters}
-
-
-def json_body(model) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 # operation -> (its JSON model, its multipart model, its image fields, its handler)
@@ -443,7 +183,7 @@ class RestApi:
         route("/v1/collections", "create_collection", "POST", CollectionCreated,
               "Create a collection (bound to the service's recognizer)", json_body(CollectionCreate), False, True)
         route("/v1/collections", "list_collections", "GET", CollectionList, "List the collections, a page at a time",
-              _query_parameters(ListQuery), False)
+              query_parameters(ListQuery), False)
         route("/v1/collections/{collection_id}", "describe_collection", "GET", CollectionDescription,
               "Describe a collection")
         route("/v1/collections/{collection_id}", "delete_collection", "DELETE", CollectionDeleted,
@@ -451,7 +191,7 @@ class RestApi:
         route("/v1/collections/{collection_id}/faces", "index_faces", "POST", IndexResult,
               "Index the faces of an image (the largest first)", request_body(IndexJson, IndexForm))
         route("/v1/collections/{collection_id}/faces", "list_faces", "GET", FaceList,
-              "List a collection's faces, a page at a time", _query_parameters(FacesQuery))
+              "List a collection's faces, a page at a time", query_parameters(FacesQuery))
         route("/v1/collections/{collection_id}/faces", "delete_faces", "DELETE", FacesDeleted,
               "Erase faces from a collection", json_body(DeleteFacesJson))
         route("/v1/collections/{collection_id}/search", "search_faces", "POST", SearchResult,
@@ -461,7 +201,7 @@ class RestApi:
         route(users, "create_user", "POST", UserCreated, "Create a user (Rekognition's CreateUser)",
               json_body(UserCreate), conflict=True)
         route(users, "list_users", "GET", UserList, "List a collection's users, a page at a time",
-              _query_parameters(UsersQuery))
+              query_parameters(UsersQuery))
         route(users + "/search", "search_users", "POST", UserSearchResult,
               "Search the users with an image's largest face, a face of the collection or a user",
               request_body(UserSearchJson, UserSearchForm))

@@ -7,11 +7,11 @@ import math
 import time
 from pathlib import Path
 
-from .errors import InvalidParameterException
+from ..errors import InvalidParameterException
 
 
 def evaluate_all_impostors(args, settings, load_pairs, calibration_for) -> int:
-    from .evaluation_strict import (
+    from ..evaluation_strict import (
         FaceTable,
         embed_all_faces,
         image_set_from_pairs,
@@ -20,7 +20,7 @@ def evaluate_all_impostors(args, settings, load_pairs, calibration_for) -> int:
         worst_impostors,
         write_det,
     )
-    from .models import create_recognizer
+    from ..models import create_recognizer
 
     if args.from_results:
         raise InvalidParameterException("--all-impostors embeds the images' faces; it cannot reuse a pairs.csv "
