@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     args.face = None
-    from facecompare.cli import _load_pairs  # the same pair reading as `evaluate`
+    from facecompare.cli import load_pairs as _load_pairs  # the same pair reading as `evaluate`
     from facecompare.evaluation_strict import image_set_from_pairs, score_set
     from facecompare.scoring import load_calibration
     from facecompare.settings import Settings

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from facecompare.cli import _load_pairs  # the same pair reading as `evaluate`
+from facecompare.cli import load_pairs as _load_pairs  # the same pair reading as `evaluate`
 from facecompare.evaluation_strict import FEATURES, FaceTable, image_set_from_pairs, score_set, tar_at_fmr
 from facecompare.quality import QUALITY_BARS
 from facecompare.scoring import load_calibration

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from ..checks import check_quality_filter, check_threshold
-from ..engine import MAX_FACES, other_faces, verification_dict
+from ..engine import MAX_FACES
 from ..errors import FaceCompareError
+from ..native import other_faces, verification_dict
 from ..rekognition import compare_faces_response, detect_faces_response
 from ..review.cli import add_queue_arguments, queue_modes
 from .common import EXIT_CODES, add_recognizer_argument, verifier_of

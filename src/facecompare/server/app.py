@@ -5,8 +5,8 @@ This module only assembles the service; each part is in its own module:
 
 * :mod:`.pipeline`: the request path every call takes (limits, engine queue, request id, typed errors,
   metrics, the log line), and what the handlers share;
-* :mod:`.aws_api`: the AWS protocol (SigV4, X-Amz-Target, one handler per operation), :mod:`.aws` its
-  parameters and :mod:`.sigv4` its signatures;
+* :mod:`.aws_api`: the AWS protocol (SigV4, X-Amz-Target, one handler per operation), :mod:`facecompare.aws` its
+  handlers and :mod:`.sigv4` its signatures;
 * :mod:`.rest_api`: the native REST API (FastAPI routes), :mod:`.rest_models` its types (pydantic), from
   which its validation and the OpenAPI document at /openapi.json are generated;
 * :mod:`.ops`: probes, metrics and the API explorer at /docs (Swagger UI, served from a package's files);
@@ -28,7 +28,8 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from .. import __version__
+import facecompare
+
 from ..engine import Verifier
 from ..errors import InvalidParameterException, quote_input
 from ..settings import Settings
@@ -41,7 +42,8 @@ from .limits import BodyGuard
 from .logs import UVICORN_LOG_CONFIG, JsonLogFormatter, capture_warnings, configure_logging, json_log
 from .ops import Ops
 from .pipeline import Pipeline
-from .rest_api import RestApi, rest_error
+from .protocol_errors import rest_error
+from .rest_api import RestApi
 
 __all__ = ["ServerConfig", "create_app", "app_from_env", "hash_api_key", "load_api_key_hashes",
            "UVICORN_LOG_CONFIG", "JsonLogFormatter", "configure_logging", "capture_warnings"]
@@ -114,7 +116,7 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
     # FastAPI for the REST API, the probes and the document; the AWS protocol is a plain route beside them,
     # outside the document (its clients are boto3's models)
     ops = Ops(pipeline, TITLE)
-    app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION, lifespan=lifespan,
+    app = FastAPI(title=TITLE, version=facecompare.__version__, description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url=None, redoc_url=None,
                   routes=[*AwsApi(pipeline).routes(), ops.assets(), Console(pipeline).mount()],
                   exception_handlers={HTTPException: plain_http_error, RequestValidationError: validation_error},

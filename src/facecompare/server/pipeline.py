@@ -35,11 +35,11 @@ from ..engine import Verifier
 from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError, InvalidS3ObjectException
 from ..memory import released_after_large_work
 from ..storage import S3Reader
-from . import aws
 from .config import ServerConfig, s3_allowed
 from .limits import OVER_CAPACITY, EngineQueue, OverCapacityError, ThrottlingError
 from .logs import exception_fields, json_log
 from .metrics import Metrics
+from .protocol_errors import ProtocolError
 
 CLIENT_CLOSED_REQUEST = 499  # the status label of a request whose client went away mid-body
 NOT_JSON = object()
@@ -101,18 +101,9 @@ def typed_error(exc: Exception) -> FaceCompareError | None:
     if isinstance(exc, FaceCompareError):
         return exc
     if isinstance(exc, HTTPException) and 400 <= exc.status_code < 500:
-        return aws.ProtocolError("InvalidParameterException",
+        return ProtocolError("InvalidParameterException",
                                  f"Request has invalid parameters: {str(exc.detail)[:200]}", exc.status_code)
     return None
-
-
-def retry_headers(exc: FaceCompareError) -> dict[str, str]:
-    seconds = getattr(exc, "retry_after", None)
-    if seconds is None:
-        return {}
-    # Retry-After for any HTTP client; x-amz-retry-after (milliseconds) is what botocore's standard retry
-    # mode reads to lengthen its backoff
-    return {"Retry-After": str(seconds), "x-amz-retry-after": str(int(1000 * seconds))}
 
 
 def _run_releasing(fn, *args):

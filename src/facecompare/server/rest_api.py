@@ -23,8 +23,8 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..engine import other_faces, verification_dict
 from ..errors import InvalidParameterException, quote_input
+from ..native import other_faces, verification_dict
 from ..rekognition import detect_faces_response
 from ..review.service import queue_mode
 from . import sigv4
