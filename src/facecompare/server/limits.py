@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import anyio
 
-from ..errors import FaceCompareError, ImageTooLargeException
+from ..errors import ConfigurationError, FaceCompareError, ImageTooLargeException
 
 OVER_CAPACITY = "facecompare.over_capacity"  # scope key: the request arrived over the worker's connection cap
 DEFAULT_HEADER_TIMEOUT = 10.0  # FACECOMPARE_HEADER_TIMEOUT
@@ -50,8 +50,8 @@ class RequestTimeoutError(FaceCompareError):
 
 def env_number(environ, name: str, default: float, kind=int, minimum: float = 0, allow_none: bool = False):
     """A numeric setting from the environment; a value that is not a number of ``kind`` at least ``minimum``
-    stops the server with a message that names the variable (not a traceback). Empty or unset is ``default``;
-    with ``allow_none``, ``none`` or ``off`` is None (no limit)."""
+    is :class:`~facecompare.errors.ConfigurationError` naming the variable (the CLI prints it and exits 2). Empty
+    or unset is ``default``; with ``allow_none``, ``none`` or ``off`` is None (no limit)."""
     raw = (environ.get(name) or "").strip()
     if not raw:
         return default
@@ -63,8 +63,8 @@ def env_number(environ, name: str, default: float, kind=int, minimum: float = 0,
         value = None
     if value is None or not math.isfinite(value) or value < minimum:
         kind_name = "an integer" if kind is int else "a number"
-        raise SystemExit(f"facecompare serve: {name}={raw[:40]!r} is not valid: it must be {kind_name} >= {minimum:g}"
-                         + (" (or 'none')" if allow_none else "") + ".")
+        raise ConfigurationError(f"{name}={raw[:40]!r} is not valid: it must be {kind_name} >= {minimum:g}"
+                                 + (" (or 'none')" if allow_none else "") + ".", setting=name)
     return value
 
 
