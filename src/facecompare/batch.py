@@ -204,6 +204,10 @@ def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 8
 
     if settings is None:
         settings = Settings.from_env(**(settings_kwargs or {}))
+    if engine == "dask":
+        from .extras import require_extra
+
+        require_extra("batch", "--engine dask")
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,9 @@ class ReviewQueue:
         self.store = store
         self.retention_days = float(retention_days)
         self.clock = clock
+        from ..extras import require_extra
+
+        require_extra("console", "the review queue")
         from argon2 import PasswordHasher
 
         self._hasher = PasswordHasher()  # argon2id, the library's current recommended parameters

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigurationError
+from ..settings import env_number
 from . import sigv4
-from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, env_number
+from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
