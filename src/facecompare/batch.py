@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FaceCompareError, InvalidParameterException, quote_input
+from .journal import append, open_journal, read_journal
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CHUNK = 64  # rows handed to the workers at a time
@@ -116,21 +117,16 @@ class RowProcessor:
         """``settings`` (a :class:`~facecompare.settings.Settings`), else ``Settings.from_env(**settings_kwargs)``."""
         from .engine import Verifier
         from .settings import Settings
-        from .storage import S3Reader
+        from .sources import ImageReader
 
         self.verifier = Verifier(settings or Settings.from_env(**(settings_kwargs or {})))
         self.verifier.warm()
-        self.s3 = S3Reader()
+        self.images = ImageReader(settings=self.verifier.settings)
         self.threshold = threshold
 
     def read(self, location: str):
-        if location.startswith("s3://"):
-            from .storage import parse_s3_url
-
-            bucket, key = parse_s3_url(location)
-            # decoded here: S3 objects may be up to 15 MB, inline bytes only 5 MB
-            return self.verifier.load(self.s3.read(bucket, key), max_bytes=self.s3.max_bytes)
-        return location
+        # an S3 object decoded here (it may be up to 15 MB, inline bytes only 5 MB); a path as it is
+        return self.images.source(self.verifier, location)
 
     def __call__(self, row: BatchRow) -> dict:
         from .native import face_summary, other_faces
@@ -181,26 +177,7 @@ def _run_row(row: BatchRow) -> dict:
 
 def load_finished(results: Path) -> set[str]:
     """Ids already in ``results.jsonl``. A line cut by a kill is dropped from the file (that row runs again)."""
-    if not results.exists():
-        return set()
-    good: list[bytes] = []
-    finished: set[str] = set()
-    with open(results, "rb") as handle:  # bytes: a damaged line need not even be UTF-8
-        for line in handle:
-            try:
-                record = json.loads(line.decode("utf-8"))
-            except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
-                continue
-            # a damaged line can still be JSON (null, a number, a record without a string id): not a result
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                continue
-            finished.add(record["id"])
-            good.append(line if line.endswith(b"\n") else line + b"\n")
-    if sum(len(line) for line in good) != results.stat().st_size:  # in bytes, so non-ASCII text is no damage
-        tmp = results.with_suffix(".jsonl.tmp")
-        tmp.write_bytes(b"".join(good))
-        tmp.replace(results)
-    return finished
+    return set(read_journal(results, "id"))
 
 
 def _chunks(rows: Iterable[BatchRow], size: int) -> Iterator[list[BatchRow]]:
@@ -227,6 +204,10 @@ def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 8
 
     if settings is None:
         settings = Settings.from_env(**(settings_kwargs or {}))
+    if engine == "dask":
+        from .extras import require_extra
+
+        require_extra("batch", "--engine dask")
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,10 +217,9 @@ def run_batch(rows: Iterable[BatchRow], out: str | Path, *, threshold: float = 8
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=total, initial=len(finished), disable=not progress, unit="pair", desc="verifying",
                smoothing=0.1)
-    with open(results_path, "a", encoding="utf-8") as sink:
+    with open_journal(results_path) as sink:
         def write(result: dict) -> None:
-            sink.write(json.dumps(result, separators=(",", ":")) + "\n")
-            sink.flush()
+            append(sink, result)
             if on_result is not None:
                 on_result(result)
             bar.update(1)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .batch import manifest_rows
 from .errors import FaceCompareError, InvalidParameterException, quote_input
+from .journal import append, open_journal, read_journal
 
 DEFAULT_COLLECTION = "dedupe"
 #: Similarity from which two rows count as one person. Stricter than compare's 80: a sweep of N faces makes N(N-1)/2
@@ -91,30 +92,6 @@ class UnionFind:
         return [sorted(m) for m in members.values()]
 
 
-# -- the journal files (resume) -----------------------------------------------------------------------------
-
-
-def read_journal(path: Path, key: str) -> dict[str, dict]:
-    """Records of a ``.jsonl`` journal by ``key``. A line cut by a kill is dropped from the file (redone)."""
-    if not path.exists():
-        return {}
-    good: list[str] = []
-    records: dict[str, dict] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-                records[record[key]] = record
-                good.append(line if line.endswith("\n") else line + "\n")
-            except (ValueError, KeyError, TypeError):
-                continue
-    if sum(len(line.encode()) for line in good) != path.stat().st_size:
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(good), encoding="utf-8")
-        tmp.replace(path)
-    return records
-
-
 def _chunks(rows: Iterable, size: int) -> Iterator[list]:
     chunk: list = []
     for row in rows:
@@ -139,16 +116,9 @@ class Deduper:
         self.threshold = threshold
         self.quality_filter = quality_filter
         self.max_matches = max_matches
-        self._s3 = s3
+        from .sources import ImageReader
 
-    def read(self, location: str) -> bytes | str:
-        if location.startswith("s3://"):
-            from .storage import S3Reader, parse_s3_url
-
-            if self._s3 is None:
-                self._s3 = S3Reader()
-            return self._s3.read(*parse_s3_url(location))
-        return location
+        self.images = ImageReader(s3, collections.verifier.settings)
 
     def index_row(self, row: DedupeRow) -> dict:
         """The row's record: its largest face indexed, or the error (never an exception for bad input)."""
@@ -156,7 +126,7 @@ class Deduper:
         try:
             # every face that passes the filter is indexed (IndexFaces' MaxFaces would keep the best-quality face,
             # not the largest), then all but the largest are erased at once
-            image = self.collections.verifier.load(self.read(row.image))  # typed errors for a bad file
+            image = self.images.load(self.collections.verifier, row.image)  # typed errors for a bad file
             result = self.collections.index_faces(self.collection_id, image,
                                                   external_image_id=external_image_id(row.id),
                                                   quality_filter=self.quality_filter)
@@ -242,11 +212,10 @@ def run_dedupe(rows: Iterable[DedupeRow], out: str | Path, *, threshold: float =
         pending = (row for row in rows if row.id not in done)
         workers = max(1, workers or 2)
         bar = tqdm(total=total, initial=len(done), disable=not progress, unit="image", desc="indexing", smoothing=0.1)
-        with open(rows_path, "a", encoding="utf-8") as sink, ThreadPoolExecutor(workers) as pool:
+        with open_journal(rows_path) as sink, ThreadPoolExecutor(workers) as pool:
             for chunk in _chunks(pending, CHUNK * workers):
                 for record in pool.map(deduper.index_row, chunk):
-                    sink.write(json.dumps(record, separators=(",", ":")) + "\n")
-                    sink.flush()
+                    append(sink, record)
                     done[record["id"]] = record
                     bar.update(1)
         bar.close()
@@ -256,11 +225,10 @@ def run_dedupe(rows: Iterable[DedupeRow], out: str | Path, *, threshold: float =
         to_search = [f for f in sorted(indexed) if f not in searched]
         bar = tqdm(total=len(indexed), initial=len(indexed) - len(to_search), disable=not progress, unit="face",
                    desc="searching", smoothing=0.1)
-        with open(searched_path, "a", encoding="utf-8") as sink, ThreadPoolExecutor(workers) as pool:
+        with open_journal(searched_path) as sink, ThreadPoolExecutor(workers) as pool:
             for chunk in _chunks(to_search, CHUNK * workers):
                 for record in pool.map(deduper.search, chunk):
-                    sink.write(json.dumps(record, separators=(",", ":")) + "\n")
-                    sink.flush()
+                    append(sink, record)
                     searched[record["face_id"]] = record
                     bar.update(1)
         bar.close()

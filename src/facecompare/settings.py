@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 
-from .errors import InvalidParameterException
+from .errors import ConfigurationError, InvalidParameterException
 
 MIB = 1024 * 1024
 
@@ -144,3 +145,23 @@ def _parse(name: str, type_name: object, raw: str) -> object:
             f"FACECOMPARE_{name.upper()}={raw!r} is not a valid {type_name}; fix or unset the variable."
         ) from None
     return raw
+
+
+def env_number(environ, name: str, default: float, kind=int, minimum: float = 0, allow_none: bool = False):
+    """A numeric setting from the environment; a value that is not a number of ``kind`` at least ``minimum``
+    is :class:`~facecompare.errors.ConfigurationError` naming the variable (the CLI prints it and exits 2). Empty
+    or unset is ``default``; with ``allow_none``, ``none`` or ``off`` is None (no limit)."""
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if allow_none and raw.lower() in ("none", "off"):
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        kind_name = "an integer" if kind is int else "a number"
+        raise ConfigurationError(f"{name}={raw[:40]!r} is not valid: it must be {kind_name} >= {minimum:g}"
+                                 + (" (or 'none')" if allow_none else "") + ".", setting=name)
+    return value

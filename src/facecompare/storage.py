@@ -8,20 +8,39 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .errors import AccessDeniedException, ImageTooLargeException, InvalidS3ObjectException, quote_input
 
 S3_MAX_BYTES = 15 * 1000 * 1000  # Rekognition's limit for images read from S3
 
 
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the object store is: the only place this layer reads the environment (credentials are boto3's own)."""
+
+    endpoint_url: str | None = None  # FACECOMPARE_S3_ENDPOINT_URL; None: AWS S3
+    region: str = "us-east-1"  # AWS_REGION, else AWS_DEFAULT_REGION
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings:
+        environ = os.environ if environ is None else environ
+        return cls(environ.get("FACECOMPARE_S3_ENDPOINT_URL"),
+                   environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+
+
 class S3Reader:
     """Reads objects with one shared boto3 client (thread-safe), with timeouts and a size limit."""
 
     def __init__(self, endpoint_url: str | None = None, region: str | None = None, max_bytes: int = S3_MAX_BYTES,
-                 connect_timeout: float = 3.0, read_timeout: float = 10.0, client=None) -> None:
-        """``client``: an existing boto3 S3 client to use instead of one built from the environment."""
-        self.endpoint_url = endpoint_url if endpoint_url is not None else os.environ.get("FACECOMPARE_S3_ENDPOINT_URL")
-        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+                 connect_timeout: float = 3.0, read_timeout: float = 10.0, client=None,
+                 settings: S3Settings | None = None) -> None:
+        """``client``: an existing boto3 S3 client to use instead of one built from the environment. What
+        ``endpoint_url`` and ``region`` leave unset comes from ``settings`` (default :meth:`S3Settings.from_env`)."""
+        configured = settings or S3Settings.from_env()
+        self.endpoint_url = endpoint_url if endpoint_url is not None else configured.endpoint_url
+        self.region = region or configured.region
         self.max_bytes = max_bytes
         self._timeouts = (connect_timeout, read_timeout)
         self._client = client

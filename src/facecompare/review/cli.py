@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from pathlib import Path
 
@@ -175,45 +174,34 @@ class BatchReviews:
         self.queue = open_queue(args.review_store)
         self.queued = 0
         self.failed: list[str] = []
-        self._s3 = None
+        from ..sources import ImageReader
 
-    def read(self, location: str) -> bytes:
-        if location.startswith("s3://"):
-            from ..storage import S3Reader, parse_s3_url
-
-            self._s3 = self._s3 or S3Reader()
-            return self._s3.read(*parse_s3_url(location))
-        return Path(location).read_bytes()
+        self.images = ImageReader()
 
     def catch_up(self, results: Path) -> None:
         """Queue the rows of an earlier run's ``results.jsonl`` that should be queued and are not: that run was
         killed between writing a row and queueing it, a row could not be queued then, or it ran without
         --queue-review (or --queue-no-match). A resumed run skips its finished rows, so only this reaches them."""
         from ..errors import ResourceNotFoundException
+        from ..journal import iter_records
 
-        if not results.is_file():
-            return
-        with open(results, "rb") as handle:
-            for line in handle:
-                try:
-                    result = json.loads(line.decode("utf-8"))
-                except ValueError:  # a line cut by a kill: run_batch drops it and verifies that row again
-                    continue
-                if (not isinstance(result, dict) or not isinstance(result.get("id"), str)
-                        or result.get("decision") not in self.modes):
-                    continue
-                try:
-                    self.queue.store.get_case(self.case_id(result))
-                except ResourceNotFoundException:
-                    self(result)
+        # a line cut by a kill is skipped: run_batch drops it and verifies that row again
+        for result in iter_records(results, "id"):
+            if result.get("decision") not in self.modes:
+                continue
+            try:
+                self.queue.store.get_case(self.case_id(result))
+            except ResourceNotFoundException:
+                self(result)
 
     def case_id(self, result: dict) -> str:
         """A row's case: its batch label, its id and its two images. The label and id alone would be one case
         for two runs whose --out folders share a name (or that share a --review-batch) and whose manifests share
         row ids, so the second run's pairs were never queued."""
+        from ..sources import is_s3_url
         from .service import batch_case_id
 
-        images = [where if where.startswith("s3://") else str(Path(where).resolve())
+        images = [where if is_s3_url(where) else str(Path(where).resolve())
                   for where in (result["selfie"], result["document"])]
         return batch_case_id(self.label, "\x00".join([result["id"], *images]))
 
@@ -223,10 +211,14 @@ class BatchReviews:
         if not all(key in result for key in ("id", "model", "threshold", "review_band", "selfie", "document")):
             self.failed.append(f"{result.get('id')}: written by an older facecompare (run that row again)")
             return
+        from .service import queue_result
+
         try:
-            _, created = self.queue.queue(result, result["model"], self.read(result["selfie"]),
-                                          self.read(result["document"]), source="batch", batch=self.label,
-                                          reference=result["id"], case_id=self.case_id(result))
+            _, created = queue_result(self.queue, self.modes, result, result["model"],
+                                      lambda: (self.images.read_bytes(result["selfie"]),
+                                               self.images.read_bytes(result["document"])),
+                                      source="batch", batch=self.label, reference=result["id"],
+                                      case_id=self.case_id(result))
             self.queued += int(created)
         except (FaceCompareError, OSError) as exc:
             self.failed.append(f"{result['id']}: {getattr(exc, 'code', type(exc).__name__)}")

@@ -15,7 +15,9 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InvalidParameterException, quote_input
 from .store import (
@@ -127,6 +129,9 @@ class ReviewQueue:
         self.store = store
         self.retention_days = float(retention_days)
         self.clock = clock
+        from ..extras import require_extra
+
+        require_extra("console", "the review queue")
         from argon2 import PasswordHasher
 
         self._hasher = PasswordHasher()  # argon2id, the library's current recommended parameters
@@ -348,6 +353,55 @@ class ReviewQueue:
     def sign_out(self, session: Session) -> None:
         self.store.delete_sessions(token_hash=session.token_hash)
         self.store.append_audit(session.username, "SIGN_OUT", self.clock())
+
+
+def queue_result(queue: ReviewQueue, modes: tuple[str, ...], result: dict, model: str,
+                 read_images: Callable[[], tuple[bytes, bytes]], *, source: str, batch: str | None = None,
+                 reference: str | None = None, case_id: str | None = None) -> tuple[ReviewCase, bool] | None:
+    """Queue ``result`` (a verification as ``verification_dict`` gives it, or a batch row's dictionary) with its two
+    images when its decision is one of ``modes`` (:func:`queue_mode`'s); None when it is not. ``read_images()``
+    gives the (selfie, document) bytes and is called only then. Returns the case and whether it is new."""
+    if result.get("decision") not in modes:
+        return None
+    selfie, document = read_images()
+    return queue.queue(result, model, selfie, document, source=source, batch=batch, reference=reference,
+                       case_id=case_id)
+
+
+@dataclass(frozen=True)
+class VerifiedCase:
+    """:func:`verify_and_queue`'s answer: the engine's Verification, the two analysed images, and the case queued
+    (None when the decision is not one that is queued)."""
+
+    verification: Any
+    selfie: Any
+    document: Any
+    case: ReviewCase | None
+
+
+def verify_and_queue(verifier, selfie, document, threshold: float, modes: tuple[str, ...],
+                     queue: Callable[[], ReviewQueue], read_images: Callable[[], tuple[bytes, bytes]], *,
+                     source: str, batch: str | None = None, reference: str | None = None, embed_second: int = 1,
+                     close_queue: bool = False) -> VerifiedCase:
+    """The KYC decision on two images (``verifier.load``'s), and its case queued with the two images when the
+    decision is one of ``modes``: ``facecompare compare --queue-review`` (source ``cli``) and ``POST /v1/verify``
+    with ``queue_review`` (source ``api``). ``queue()`` gives the review queue and is called only when a case is
+    queued (``close_queue``: its store is closed afterwards); ``embed_second``: the document's faces to embed."""
+    from ..engine import other_faces, verification_dict
+
+    selfie_image, document_image = verifier.analyze_pair(selfie, document, embed_first=1, embed_second=embed_second)
+    verification = verifier.decide(selfie_image, document_image, threshold)
+    case = None
+    if verification.decision in modes:
+        opened = queue()
+        try:
+            case, _ = queue_result(opened, modes, {**verification_dict(verification), "other_faces":
+                                                   other_faces(verification)}, verifier.recognizer.name, read_images,
+                                   source=source, batch=batch, reference=reference)
+        finally:
+            if close_queue:
+                opened.store.close()
+    return VerifiedCase(verification, selfie_image, document_image, case)
 
 
 def check_username(username: str) -> None:

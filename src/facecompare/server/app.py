@@ -31,7 +31,7 @@ from starlette.responses import PlainTextResponse, Response
 import facecompare
 
 from ..engine import Verifier
-from ..errors import InvalidParameterException, quote_input
+from ..errors import ConfigurationError, InvalidParameterException, quote_input
 from ..settings import Settings
 from ..storage import S3Reader
 from .aws_api import AwsApi
@@ -93,10 +93,10 @@ def create_app(settings: Settings | None = None, config: ServerConfig | None = N
     settings = settings or Settings.from_env()
     config = config or ServerConfig.from_env()
     if config.auth and not config.access_keys and not config.api_key_hashes:
-        raise SystemExit(
-            "facecompare serve: authentication is on but no keys are configured. Set FACECOMPARE_AUTH_KEYS="
+        raise ConfigurationError(
+            "authentication is on but no keys are configured. Set FACECOMPARE_AUTH_KEYS="
             "AKID:SECRET (SigV4, for boto3) and/or FACECOMPARE_API_KEYS_FILE (REST), or run with --no-auth "
-            "for local development only."
+            "for local development only.", setting="FACECOMPARE_AUTH_KEYS"
         )
     pipeline = Pipeline(config, verifier or Verifier(settings), s3 or S3Reader())
 

@@ -9,8 +9,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigurationError
+from ..settings import env_number
 from . import sigv4
-from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, env_number
+from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -79,16 +81,19 @@ class ServerConfig:
         environ = os.environ if environ is None else environ
         try:  # a missing or malformed keys file stops the server with a message, not a traceback
             access_keys = sigv4.load_keys(environ)
+        except ValueError as exc:
+            raise ConfigurationError(f"{exc}.", setting="FACECOMPARE_AUTH_KEYS_FILE") from None
+        try:
             api_key_names = load_api_keys(environ.get("FACECOMPARE_API_KEYS_FILE"))
         except ValueError as exc:
-            raise SystemExit(f"facecompare serve: {exc}.") from None
+            raise ConfigurationError(f"{exc}.", setting="FACECOMPARE_API_KEYS_FILE") from None
         from ..errors import InvalidParameterException
         from ..review.service import retention_days_from_env
 
         try:
             retention_days = retention_days_from_env(environ)
         except InvalidParameterException as exc:
-            raise SystemExit(f"facecompare serve: {exc.message}") from None
+            raise ConfigurationError(exc.message, setting="FACECOMPARE_REVIEW_RETENTION_DAYS") from None
         config = cls(
             auth=environ.get("FACECOMPARE_AUTH", "on").lower() not in ("off", "none", "0", "false"),
             access_keys=access_keys,
@@ -101,11 +106,10 @@ class ServerConfig:
             request_timeout=env_number(environ, "FACECOMPARE_REQUEST_TIMEOUT", 60.0, float, minimum=0.1),
             concurrency=env_number(environ, "FACECOMPARE_CONCURRENCY", 2, int, minimum=1),
             max_queue=env_number(environ, "FACECOMPARE_MAX_QUEUE", None, int, minimum=0),
-            body_timeout=env_number(environ, "FACECOMPARE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, minimum=0.1),
+            body_timeout=body_timeout_setting(environ),
             max_connections=env_number(environ, "FACECOMPARE_MAX_CONNECTIONS", 64, int, minimum=1,
                                        allow_none=True),
-            header_timeout=env_number(environ, "FACECOMPARE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float,
-                                      minimum=0.1),
+            header_timeout=header_timeout_setting(environ),
             keepalive_timeout=env_number(environ, "FACECOMPARE_KEEPALIVE_TIMEOUT", 5.0, float, minimum=0.1),
             collections_url=(environ.get("FACECOMPARE_COLLECTIONS") or "").strip()
             or "sqlite:///facecompare-collections.db",
@@ -128,8 +132,26 @@ class ServerConfig:
         return config
 
 
+def header_timeout_setting(environ) -> float:
+    """FACECOMPARE_HEADER_TIMEOUT: seconds a request's headers have to arrive (uvicorn's protocol, protocol.py)."""
+    return env_number(environ, "FACECOMPARE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float, minimum=0.1)
+
+
+def body_timeout_setting(environ) -> float:
+    """FACECOMPARE_BODY_TIMEOUT: seconds a request's body has to arrive (BodyGuard), and a response's reader has to
+    make room (protocol.py)."""
+    return env_number(environ, "FACECOMPARE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, minimum=0.1)
+
+
+def connection_timeouts(environ: dict[str, str] | None = None) -> tuple[float, float]:
+    """(header timeout, send timeout) for uvicorn's protocol, which starts before any app (and ServerConfig) exists
+    in the worker: the same two variables as ``ServerConfig.header_timeout`` and ``body_timeout``."""
+    environ = os.environ if environ is None else environ
+    return header_timeout_setting(environ), body_timeout_setting(environ)
+
+
 def on_off(environ, name: str, default: bool) -> bool:
-    """An on/off variable (on, true, yes, 1 / off, false, no, 0); anything else stops the server naming it."""
+    """An on/off variable (on, true, yes, 1 / off, false, no, 0); anything else is ConfigurationError naming it."""
     raw = (environ.get(name) or "").strip().lower()
     if not raw:
         return default
@@ -137,24 +159,25 @@ def on_off(environ, name: str, default: bool) -> bool:
         return True
     if raw in ("off", "false", "no", "0"):
         return False
-    raise SystemExit(f"facecompare serve: {name}={raw[:40]!r}: use on or off")
+    raise ConfigurationError(f"{name}={raw[:40]!r}: use on or off", setting=name)
 
 
 def console_origins(value: str) -> frozenset[str]:
     """FACECOMPARE_CONSOLE_ORIGINS: origins such as ``https://review.example.com`` separated by commas; anything
-    else stops the server with a message naming the variable."""
+    else is ConfigurationError naming the variable."""
     origins = set()
     for item in filter(None, (part.strip() for part in value.split(","))):
         if not re.match(r"^https?://[^/\s?#]+\Z", item):
-            raise SystemExit(f"facecompare serve: FACECOMPARE_CONSOLE_ORIGINS: {item[:80]!r} is not an origin "
-                             "(scheme://host[:port], e.g. https://review.example.com, no path)")
+            raise ConfigurationError(f"FACECOMPARE_CONSOLE_ORIGINS: {item[:80]!r} is not an origin "
+                                     "(scheme://host[:port], e.g. https://review.example.com, no path)",
+                                     setting="FACECOMPARE_CONSOLE_ORIGINS")
         origins.add(item.lower())
     return frozenset(origins)
 
 
 def s3_access_rules(value: str) -> dict[str, tuple[tuple[str, str], ...]] | None:
     """FACECOMPARE_S3_ACCESS: ``caller=bucket[/prefix][,bucket[/prefix]...]`` rules separated by ``;``. Empty:
-    None (no rules: everything the service's credentials reach). Anything malformed stops the server."""
+    None (no rules: everything the service's credentials reach). Anything malformed is ConfigurationError."""
     if not value.strip():
         return None
     rules: dict[str, list[tuple[str, str]]] = {}
@@ -163,12 +186,13 @@ def s3_access_rules(value: str) -> dict[str, tuple[tuple[str, str], ...]] | None
         caller = caller.strip()
         places = [item.strip() for item in objects.split(",") if item.strip()]
         if not sep or not caller or not places:
-            raise SystemExit("facecompare serve: FACECOMPARE_S3_ACCESS: each rule is caller=bucket[/prefix][,...] "
-                             f"(rules separated by ';'); got {rule[:60]!r}")
+            raise ConfigurationError("FACECOMPARE_S3_ACCESS: each rule is caller=bucket[/prefix][,...] "
+                                     f"(rules separated by ';'); got {rule[:60]!r}", setting="FACECOMPARE_S3_ACCESS")
         for place in places:
             bucket, _, prefix = place.partition("/")
             if not re.match(r"^[a-z0-9][a-z0-9.-]{1,62}\Z", bucket):
-                raise SystemExit(f"facecompare serve: FACECOMPARE_S3_ACCESS: {bucket[:64]!r} is not a bucket name")
+                raise ConfigurationError(f"FACECOMPARE_S3_ACCESS: {bucket[:64]!r} is not a bucket name",
+                                         setting="FACECOMPARE_S3_ACCESS")
             rules.setdefault(caller, []).append((bucket, prefix))
     return {caller: tuple(places) for caller, places in rules.items()}
 
@@ -186,8 +210,8 @@ def s3_allowed(rules: dict[str, tuple[tuple[str, str], ...]] | None, caller: str
 def replay_setting(value: str) -> bool:
     value = value.strip().lower()
     if value not in ("", "refuse", "allow"):
-        raise SystemExit(f"facecompare serve: FACECOMPARE_SIGV4_REPLAY={value[:40]!r} is not valid: refuse (the "
-                         "default) or allow.")
+        raise ConfigurationError(f"FACECOMPARE_SIGV4_REPLAY={value[:40]!r} is not valid: refuse (the default) or "
+                                 "allow.", setting="FACECOMPARE_SIGV4_REPLAY")
     return value != "allow"
 
 
@@ -198,8 +222,8 @@ def trusted_proxies(value: str) -> tuple:
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise SystemExit(f"facecompare serve: FACECOMPARE_TRUSTED_PROXIES: {item[:80]!r} is not an IP address "
-                             "or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+            raise ConfigurationError(f"FACECOMPARE_TRUSTED_PROXIES: {item[:80]!r} is not an IP address or network "
+                                     "(e.g. 127.0.0.1 or 10.0.0.0/8)", setting="FACECOMPARE_TRUSTED_PROXIES") from None
     return tuple(networks)
 
 

@@ -7,12 +7,12 @@ app-level half and has no uvicorn import, so ``create_app`` under any ASGI serve
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import anyio
 
 from ..errors import FaceCompareError, ImageTooLargeException
+from ..settings import env_number  # noqa: F401 - cli.py's import until it takes it from settings
 
 OVER_CAPACITY = "facecompare.over_capacity"  # scope key: the request arrived over the worker's connection cap
 DEFAULT_HEADER_TIMEOUT = 10.0  # FACECOMPARE_HEADER_TIMEOUT
@@ -46,26 +46,6 @@ class RequestTimeoutError(FaceCompareError):
     code = "RequestTimeoutException"
     http_status = 400
     default_message = "The request body did not arrive in time."
-
-
-def env_number(environ, name: str, default: float, kind=int, minimum: float = 0, allow_none: bool = False):
-    """A numeric setting from the environment; a value that is not a number of ``kind`` at least ``minimum``
-    stops the server with a message that names the variable (not a traceback). Empty or unset is ``default``;
-    with ``allow_none``, ``none`` or ``off`` is None (no limit)."""
-    raw = (environ.get(name) or "").strip()
-    if not raw:
-        return default
-    if allow_none and raw.lower() in ("none", "off"):
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value < minimum:
-        kind_name = "an integer" if kind is int else "a number"
-        raise SystemExit(f"facecompare serve: {name}={raw[:40]!r} is not valid: it must be {kind_name} >= {minimum:g}"
-                         + (" (or 'none')" if allow_none else "") + ".")
-    return value
 
 
 class EngineQueue:

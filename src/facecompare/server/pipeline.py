@@ -34,6 +34,7 @@ from starlette.responses import Response
 from ..engine import Verifier
 from ..errors import FaceCompareError, ImageTooLargeException, InternalServerError, InvalidS3ObjectException
 from ..memory import released_after_large_work
+from ..sources import ImageReader
 from ..storage import S3Reader
 from .config import ServerConfig, s3_allowed
 from .limits import OVER_CAPACITY, EngineQueue, OverCapacityError, ThrottlingError
@@ -124,6 +125,7 @@ class Pipeline:
     metrics: Metrics = field(default_factory=Metrics)
     ready: threading.Event = field(default_factory=threading.Event)
     engine: EngineQueue = field(init=False)
+    images: ImageReader = field(init=False, repr=False)
     _collections: Any = field(init=False, default=None, repr=False)
     _collections_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
     _review: Any = field(init=False, default=None, repr=False)
@@ -133,6 +135,7 @@ class Pipeline:
         self.metrics.watch_engine(self.engine)
         from .sigv4 import ReplayGuard
 
+        self.images = ImageReader(self.s3, self.verifier.settings)  # S3 objects (the one reader of sources.py)
         self.replays = ReplayGuard()  # SigV4 signatures accepted in the skew window (aws_api refuses a second use)
 
     @property
@@ -243,7 +246,7 @@ class Pipeline:
             return value
         bucket, key, version = value
         self.check_s3_access(bucket, key)
-        return self.s3.read(bucket, key, version)
+        return self.images.object_bytes(bucket, key, version)
 
     def load_image(self, source: tuple[str, object]):
         """An image from a parsed source: ``('bytes', data)`` or ``('s3', (bucket, key, version))``."""
@@ -252,7 +255,7 @@ class Pipeline:
             return self.verifier.load(value)
         bucket, key, version = value
         self.check_s3_access(bucket, key)
-        return self.verifier.load(self.s3.read(bucket, key, version), max_bytes=self.s3.max_bytes)
+        return self.images.load_object(self.verifier, bucket, key, version)
 
     # -- the path --------------------------------------------------------------------------------------------
 

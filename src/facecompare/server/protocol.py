@@ -23,22 +23,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, OVER_CAPACITY, env_number
+from .config import connection_timeouts
+from .limits import OVER_CAPACITY
 
 # reason -> connections this worker closed or dropped on a timeout: header_timeout (no complete request headers
 # in time), send_timeout (the client stopped reading what the server had to send)
 CLOSED: Counter[str] = Counter()
-
-
-def timeouts_from_env() -> tuple[float, float]:
-    return (env_number(os.environ, "FACECOMPARE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float, minimum=0.1),
-            env_number(os.environ, "FACECOMPARE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, minimum=0.1))
 
 
 class _TimedFlowControl(FlowControl):
@@ -58,13 +53,13 @@ class _TimedFlowControl(FlowControl):
 
 
 class FaceCompareH11Protocol(H11Protocol):
-    _header_timeout: float | None = None  # read from the environment once per worker process
+    _header_timeout: float | None = None  # read once per worker process (config.connection_timeouts)
     _send_timeout: float | None = None
 
     def __init__(self, config, server_state, app_state, _loop=None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         if FaceCompareH11Protocol._header_timeout is None:
-            FaceCompareH11Protocol._header_timeout, FaceCompareH11Protocol._send_timeout = timeouts_from_env()
+            FaceCompareH11Protocol._header_timeout, FaceCompareH11Protocol._send_timeout = connection_timeouts()
         self.max_connections = self.limit_concurrency
         self.limit_concurrency = None  # over the cap, the app answers (see _flag_over_capacity)
         self._inner_app = self.app
