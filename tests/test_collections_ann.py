@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from facecompare.collections.ann import ApproximateIndex
+from facecompare.errors import ConfigurationError
 
 
 def exact(matrix: np.ndarray, ids: list[str], query: np.ndarray, k: int, metric: str = "cosine",
@@ -277,5 +278,5 @@ def test_the_approximate_index_is_opt_in(tmp_path):
     factory = default_index_factory(config.collection_approximate_above)
     assert isinstance(factory("cosine", 128, 1000), ExactIndex)
     assert isinstance(factory("cosine", 128, 1001), ApproximateIndex)
-    with pytest.raises(SystemExit, match="FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE"):
+    with pytest.raises(ConfigurationError, match="FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE"):
         ServerConfig.from_env({"FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE": "many"})

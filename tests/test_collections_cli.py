@@ -125,6 +125,17 @@ def test_collection_command_errors(capsys, tmp_path, fixtures):
     assert code == 0 and out["FaceRecords"] == [] and out["UnindexedFaces"] == []  # no face: nothing indexed
 
 
+@pytest.mark.parametrize(("variable", "value"), [("FACECOMPARE_COLLECTION_MAX_FACES", "abc"),
+                                                 ("FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE", "-1")])
+def test_a_setting_that_is_not_valid_exits_2_naming_it(capsys, tmp_path, monkeypatch, variable, value):
+    """Library code raises ConfigurationError; only the CLI turns it into exit status 2 and one line that names the
+    command and the variable (before #19 this was a SystemExit from library code: exit 1, "facecompare serve:")."""
+    monkeypatch.setenv(variable, value)
+    code, out, err = _run(capsys, "collection", "list", "--store", f"sqlite:///{tmp_path / 'c.db'}")
+    assert code == 2 and out is None and err.startswith(f"facecompare collection: {variable}="), err
+    assert "Traceback" not in err and not (tmp_path / "c.db").exists()  # refused before the store is opened
+
+
 @pytest.mark.parametrize("action", ["create", "delete", "list", "describe", "index", "list-faces", "delete-faces",
                                     "search"])
 def test_collection_help(capsys, action):

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 import facecompare
 from conftest import free_port
+from facecompare.errors import ConfigurationError
 from facecompare.server.config import ServerConfig
 
 #: the console script pip installed beside this interpreter (setup.sh's venv, or CI's)
@@ -102,7 +103,7 @@ def test_a_missing_or_malformed_keys_file_stops_the_server_with_a_message(tmp_pa
     path = tmp_path / "keys"
     if content is not None:
         path.write_text(content)
-    with pytest.raises(SystemExit, match=f"facecompare serve: {variable}=") as stop:
+    with pytest.raises(ConfigurationError, match=f"^{variable}=") as stop:
         ServerConfig.from_env({variable: str(path), "FACECOMPARE_AUTH_KEYS": "AKID:secret"})
     if content is not None and "\n" in content:
         assert "line 1" in str(stop.value)

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from facecompare.errors import ConfigurationError
 from facecompare.native import other_faces, verification_dict
 from facecompare.review.service import MAX_FAILED_SIGN_INS, ReviewQueue
 from facecompare.review.store import open_review_store
@@ -438,5 +439,5 @@ def test_console_origins_setting(value, expected):
 
 @pytest.mark.parametrize("value", ["review.example.com", "https://review.example.com/console", "ftp://x", "https://"])
 def test_console_origins_setting_refuses_what_is_not_an_origin(value):
-    with pytest.raises(SystemExit, match="FACECOMPARE_CONSOLE_ORIGINS"):
+    with pytest.raises(ConfigurationError, match="FACECOMPARE_CONSOLE_ORIGINS"):
         ServerConfig.from_env({"FACECOMPARE_CONSOLE_ORIGINS": value})

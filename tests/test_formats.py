@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 import facecompare
 from facecompare import InvalidImageFormatException
 from facecompare.engine import page_from_notes
+from facecompare.errors import ConfigurationError
 from facecompare.formats import media_type, sniff_format
 from facecompare.images import load_image
 from facecompare.native import other_faces, verification_dict
@@ -219,7 +220,7 @@ def test_aws_endpoint_keeps_jpeg_and_png_unless_the_setting_is_on(client_for):
 def test_aws_extra_formats_setting_from_the_environment():
     assert ServerConfig.from_env({}).aws_extra_formats is False
     assert ServerConfig.from_env({"FACECOMPARE_AWS_EXTRA_FORMATS": "on"}).aws_extra_formats is True
-    with pytest.raises(SystemExit, match="FACECOMPARE_AWS_EXTRA_FORMATS"):
+    with pytest.raises(ConfigurationError, match="FACECOMPARE_AWS_EXTRA_FORMATS"):
         ServerConfig.from_env({"FACECOMPARE_AWS_EXTRA_FORMATS": "maybe"})
 
 

@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from starlette.testclient import TestClient
 
+from facecompare.errors import ConfigurationError
 from facecompare.server import sigv4
 from facecompare.server.app import create_app
 from facecompare.server.config import ServerConfig
@@ -140,7 +141,7 @@ def test_replay_refusal_can_be_turned_off(verifier, tmp_path):
                                     "FACECOMPARE_COLLECTIONS": f"sqlite:///{tmp_path / 'c.db'}"})
     assert config.refuse_replays is False
     assert ServerConfig.from_env({"FACECOMPARE_AUTH_KEYS": f"{ACCESS}:{SECRET}"}).refuse_replays is True
-    with pytest.raises(SystemExit, match="FACECOMPARE_SIGV4_REPLAY"):
+    with pytest.raises(ConfigurationError, match="FACECOMPARE_SIGV4_REPLAY"):
         ServerConfig.from_env({"FACECOMPARE_SIGV4_REPLAY": "maybe"})
     config.warm = False
     with TestClient(create_app(verifier.settings, config, verifier=verifier, s3=S3Reader()), base_url=URL) as c:

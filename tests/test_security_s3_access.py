@@ -15,6 +15,7 @@ from botocore.credentials import Credentials
 from starlette.testclient import TestClient
 
 from conftest import BUCKET, S3_ACCESS, S3_SECRET
+from facecompare.errors import ConfigurationError
 from facecompare.server.app import create_app
 from facecompare.server.config import ServerConfig, s3_access_rules, s3_allowed
 from facecompare.storage import S3Reader
@@ -74,5 +75,5 @@ def test_rules():
     assert s3_allowed(None, "anyone", "any", "thing")  # no rules at all: as before
     assert s3_access_rules("") is None
     for bad in ("no-equals-sign", "a=", "=bucket", "a=Bad_Bucket"):
-        with pytest.raises(SystemExit, match="FACECOMPARE_S3_ACCESS"):
+        with pytest.raises(ConfigurationError, match="FACECOMPARE_S3_ACCESS"):
             s3_access_rules(bad)

@@ -11,6 +11,7 @@ import threading
 import pytest
 from starlette.testclient import TestClient
 
+from facecompare.errors import ConfigurationError
 from facecompare.review import service
 from facecompare.review.service import (
     MAX_FAILED_SIGN_INS,
@@ -137,7 +138,7 @@ def test_the_pipeline_takes_the_bound_from_the_configuration(tmp_path):
     app = create_app(Settings(), ServerConfig(**{**config.__dict__, "warm": False}), s3=S3Reader())
     assert app.state.pipeline.review.max_concurrent_hashes == 3
     app.state.pipeline.close()
-    with pytest.raises(SystemExit, match="FACECOMPARE_CONSOLE_MAX_SIGN_INS"):
+    with pytest.raises(ConfigurationError, match="FACECOMPARE_CONSOLE_MAX_SIGN_INS"):
         ServerConfig.from_env({"FACECOMPARE_CONSOLE_MAX_SIGN_INS": "0"})
 
 
@@ -204,7 +205,7 @@ def test_client_address():
     assert client_address("127.0.0.1", "1.2.3.4, 203.0.113.9, 10.1.2.3", proxies) == "203.0.113.9"  # from the right
     assert client_address("127.0.0.1", "10.1.1.1", proxies) == "127.0.0.1"
     assert client_address(None, None, proxies) == "-"
-    with pytest.raises(SystemExit, match="FACECOMPARE_TRUSTED_PROXIES"):
+    with pytest.raises(ConfigurationError, match="FACECOMPARE_TRUSTED_PROXIES"):
         trusted_proxies("proxy.example")
 
 

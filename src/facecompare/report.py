@@ -18,11 +18,9 @@ COLORS = {"MATCH": "#1a9e4b", "NO_MATCH": "#d62728", "REVIEW": "#e69500", "ERROR
 
 
 def _read(location: str, s3) -> bytes:
-    if location.startswith("s3://"):
-        from .storage import parse_s3_url
+    from .sources import ImageReader
 
-        return s3.read(*parse_s3_url(location))
-    return Path(location).read_bytes()
+    return ImageReader(s3).read_bytes(location)
 
 
 def thumbnail(location: str, face: dict | None, color: str, s3, page: int | None = None) -> str:

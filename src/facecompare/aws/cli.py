@@ -150,11 +150,12 @@ def add_user_parsers(actions, store: argparse.ArgumentParser) -> None:
 
 
 def read_image(location: str) -> bytes | str:
-    """A path as it is (the engine reads it), or the bytes of an ``s3://bucket/key`` object."""
-    if location.startswith("s3://"):
-        from ..storage import S3Reader, parse_s3_url
+    """A path as it is (the engine reads it), or the bytes of an ``s3://bucket/key`` object (within the S3 limit:
+    :class:`facecompare.sources.ImageReader`, the one reader of locations)."""
+    from ..sources import ImageReader, is_s3_url
 
-        return S3Reader().read(*parse_s3_url(location))
+    if is_s3_url(location):
+        return ImageReader().read_bytes(location)
     return location
 
 

@@ -72,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     except FaceCompareError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed: name it
+        from ..extras import MissingExtraError, extra_providing
+
+        extra = extra_providing(exc.name)
+        if extra is None:
+            raise
+        print(f"facecompare {args.command}: {MissingExtraError(extra).message}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -64,7 +64,7 @@ def open_collections(args: argparse.Namespace):
     FACECOMPARE_COLLECTION_MAX_FACES and FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE."""
     from ..collections.service import Collections
     from ..collections.store import open_store
-    from ..server.limits import env_number
+    from ..settings import env_number
 
     cap = env_number(os.environ, "FACECOMPARE_COLLECTION_MAX_FACES", 20_000_000, int, minimum=1)
     approximate_above = env_number(os.environ, "FACECOMPARE_COLLECTION_APPROXIMATE_ABOVE", None, int, minimum=0,

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..checks import check_quality_filter, check_threshold
 from ..engine import MAX_FACES
 from ..errors import FaceCompareError
-from ..native import other_faces, verification_dict
+from ..native import verification_dict
 from ..rekognition import compare_faces_response, detect_faces_response
 from ..review.cli import add_queue_arguments, queue_modes
 from .common import EXIT_CODES, add_recognizer_argument, verifier_of
@@ -57,8 +57,10 @@ def run_compare(args: argparse.Namespace) -> int:
     quality_filter = check_quality_filter(args.quality_filter)
     modes = queue_modes(args)
     if modes:
+        from ..extras import require_extra
         from ..review.service import check_label
 
+        require_extra("console", "--queue-review")
         check_label(args.review_batch, "--review-batch")
         check_label(args.review_reference, "--review-reference")
     verifier = verifier_of(args)
@@ -66,21 +68,14 @@ def run_compare(args: argparse.Namespace) -> int:
     selfie = verifier.load(args.selfie)
     document = verifier.load(args.document)
     want_all = args.json
-    selfie_image, document_image = verifier.analyze_pair(selfie, document, embed_first=1,
-                                                         embed_second=MAX_FACES if want_all else 1)
-    verification = verifier.decide(selfie_image, document_image, threshold)
-    queued = None
-    if verification.decision in modes:
-        from ..review.service import open_queue
+    from ..review.service import open_queue, verify_and_queue
 
-        queue = open_queue(args.review_store)
-        try:
-            queued, _ = queue.queue({**verification_dict(verification), "other_faces": other_faces(verification)},
-                                    verifier.recognizer.name,
-                                    Path(args.selfie).read_bytes(), Path(args.document).read_bytes(), source="cli",
-                                    batch=args.review_batch, reference=args.review_reference)
-        finally:
-            queue.store.close()
+    verified = verify_and_queue(verifier, selfie, document, threshold, modes, lambda: open_queue(args.review_store),
+                                lambda: (Path(args.selfie).read_bytes(), Path(args.document).read_bytes()),
+                                source="cli", batch=args.review_batch, reference=args.review_reference,
+                                embed_second=MAX_FACES if want_all else 1, close_queue=True)
+    verification, queued = verified.verification, verified.case
+    selfie_image, document_image = verified.selfie, verified.document
     if args.annotate:
         from ..draw import annotate_verification, panel, save_png
 

@@ -387,7 +387,7 @@ def verify_and_queue(verifier, selfie, document, threshold: float, modes: tuple[
     decision is one of ``modes``: ``facecompare compare --queue-review`` (source ``cli``) and ``POST /v1/verify``
     with ``queue_review`` (source ``api``). ``queue()`` gives the review queue and is called only when a case is
     queued (``close_queue``: its store is closed afterwards); ``embed_second``: the document's faces to embed."""
-    from ..engine import other_faces, verification_dict
+    from ..native import other_faces, verification_dict
 
     selfie_image, document_image = verifier.analyze_pair(selfie, document, embed_first=1, embed_second=embed_second)
     verification = verifier.decide(selfie_image, document_image, threshold)

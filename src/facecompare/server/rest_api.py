@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidParameterException, quote_input
-from ..native import other_faces, verification_dict
+from ..native import verification_dict
 from ..rekognition import detect_faces_response
-from ..review.service import queue_mode
+from ..review.service import queue_mode, verify_and_queue
 from . import sigv4
 from .config import hash_api_key
 from .edges import check_browser_request
@@ -104,14 +104,13 @@ def png_b64(image) -> str:
 def verify(pipeline: Pipeline, params: VerifyJson | VerifyForm) -> dict:
     verifier = pipeline.verifier
     s, d = verifier.load(params.selfie), verifier.load(params.document)
-    s_img, d_img = verifier.analyze_pair(s, d, embed_first=1, embed_second=1)
-    verification = verifier.decide(s_img, d_img, params.threshold)
+    verified = verify_and_queue(verifier, s, d, params.threshold, queue_mode(params.queue_review),
+                                lambda: pipeline.review, lambda: (params.selfie, params.document), source="api",
+                                batch=params.review_batch, reference=params.review_reference)
+    verification = verified.verification
     result = verification_dict(verification)
-    if verification.decision in queue_mode(params.queue_review):
-        case, _ = pipeline.review.queue({**result, "other_faces": other_faces(verification)}, verifier.recognizer.name,
-                                        params.selfie, params.document, source="api",
-                                        batch=params.review_batch, reference=params.review_reference)
-        result["review_case_id"] = case.case_id
+    if verified.case is not None:
+        result["review_case_id"] = verified.case.case_id
     if params.annotate:
         from ..draw import annotate_verification, panel
 
