@@ -27,6 +27,22 @@ ABOVE_THE_ENGINE = ("facecompare.rekognition", "facecompare.collections", "facec
                     "facecompare.native", "facecompare.evaluation")
 
 
+#: the layers of the README's Code map, lowest first: a module imports only from its own layer or those before it
+#: (top-level modules and packages of ``facecompare``; the package's ``__init__`` is the public face above them all)
+LAYERS = (
+    ("errors", "settings", "checks", "faces", "quality", "scoring", "journal", "extras", "data"),  # leaves
+    ("images", "image_limits", "image_pixels", "formats", "pdf_worker", "storage", "sources"),  # decoding
+    ("models", "memory"),
+    ("engine",),
+    ("native",),  # the native JSON shapes
+    ("db", "collections", "review"),  # the stores
+    ("rekognition",),  # the AWS response shapes (of the engine's and the stores' results)
+    ("batch", "dedupe", "workers", "evaluation", "evaluation_strict", "report", "plots", "draw", "synth", "synth_photo"),
+    ("aws",),  # the Rekognition operations' handlers
+    ("server", "cli"),  # the surfaces
+)
+
+
 @dataclass
 class Tree:
     """The modules of a package: their names, files, imports (module -> modules it imports) and private imports."""
@@ -136,6 +152,24 @@ def engine_reaches(tree: Tree, engine: str = ENGINE, forbidden: tuple[str, ...] 
     return sorted(m for m in reached_from(tree, engine) if any(m == f or m.startswith(f + ".") for f in forbidden))
 
 
+def layer_breaches(tree: Tree, layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[str]:
+    """Imports that reach up a layer, and modules that belong to no layer."""
+    where = {name: rank for rank, names in enumerate(layers) for name in names}
+
+    def rank(module: str) -> int | None:
+        parts = module.split(".")
+        return -1 if len(parts) == 1 else where.get(parts[1])
+
+    found = []
+    for module in sorted(m for m in tree.modules if rank(m) != -1):
+        if rank(module) is None:
+            found.append(f"{module} is in no layer")
+            continue
+        found += [f"{module} imports {d}" for d in sorted(tree.imports.get(module, ()))
+                  if d in tree.modules and rank(d) is not None and rank(d) > rank(module)]
+    return found
+
+
 def long_modules(tree: Tree, most: int = MAX_MODULE_LINES) -> list[tuple[str, int]]:
     sizes = ((m, len(p.read_text(encoding="utf-8").splitlines())) for m, p in tree.modules.items())
     return sorted((m, n) for m, n in sizes if n > most)
@@ -166,6 +200,11 @@ def test_the_engine_knows_no_aws_shape_store_or_surface(package):
     assert ENGINE in package.modules
     found = engine_reaches(package)
     assert not found, f"{ENGINE} imports, directly or not: {', '.join(found)}"
+
+
+def test_each_layer_imports_only_from_the_layers_below(package):
+    found = layer_breaches(package)
+    assert not found, "against the Code map's layers (README):\n" + "\n".join(found)
 
 
 def test_no_private_name_crosses_a_module(package):
@@ -211,6 +250,10 @@ def test_the_rules_catch_what_they_are_for(tmp_path):
     assert tree.private == [("pkg.server.app", "pkg.a", "_hidden")]  # __version__ is not private
     assert long_modules(tree) == [("pkg.big", 602)]
     assert long_functions(tree) == [("pkg.big", "long", 101)]
+    assert layer_breaches(tree, (("a", "b", "big"), ("engine",), ("server",))) == [
+        "pkg.engine.core imports pkg.server.app"]  # a TYPE_CHECKING import up a layer counts
+    assert layer_breaches(tree, (("a", "b", "big"), ("engine",))) == ["pkg.server is in no layer",
+                                                                      "pkg.server.app is in no layer"]
 
 
 def test_a_clean_tree_passes_every_rule(tmp_path):
@@ -223,3 +266,4 @@ def test_a_clean_tree_passes_every_rule(tmp_path):
     tree = read_tree(src, "pkg")
     assert (cycles(tree), engine_reaches(tree, "pkg.engine", ("pkg.server",)), tree.private,
             long_modules(tree), long_functions(tree)) == ([], [], [], [], [])
+    assert layer_breaches(tree, (("leaf",), ("engine",), ("server",))) == []
