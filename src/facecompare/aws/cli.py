@@ -149,17 +149,6 @@ def add_user_parsers(actions, store: argparse.ArgumentParser) -> None:
 
 
 
-def read_image(location: str) -> bytes | str:
-    """A path as it is (the engine reads it), or the bytes of an ``s3://bucket/key`` object (within the S3 limit:
-    :class:`facecompare.sources.ImageReader`, the one reader of locations)."""
-    from ..sources import ImageReader, is_s3_url
-
-    if is_s3_url(location):
-        return ImageReader().read_bytes(location)
-    return location
-
-
-
 def local_image(image: object, name: str) -> tuple[str, object]:
     """The CLI's Image member, ``{"Location": path or s3://bucket/key}`` (never read from the wire)."""
     return "location", image["Location"]
@@ -167,7 +156,8 @@ def local_image(image: object, name: str) -> tuple[str, object]:
 
 class LocalContext:
     """The handlers' context (:class:`.context.Context`) in the CLI: the Collections service opened on first use
-    (after the arguments are checked), images read with :func:`read_image` and decoded by the engine (every format
+    (after the arguments are checked), images read by :class:`facecompare.sources.ImageReader` (the one
+    reader of a path or an ``s3://`` URL; S3 objects within the S3 limit) and decoded by the engine (every format
     it reads), and the region of ``FACECOMPARE_REGION``."""
 
     image_source = staticmethod(local_image)
@@ -187,7 +177,9 @@ class LocalContext:
         return self.collections.verifier
 
     def load_image(self, source: tuple[str, object]):
-        return self.collections.verifier.load(read_image(source[1]))
+        from ..sources import ImageReader
+
+        return ImageReader().load(self.collections.verifier, source[1])
 
     index_image = load_image
 

@@ -75,8 +75,8 @@ def aws_image(pipeline: Pipeline, source: tuple[str, object]):
     """An image of a request, its format checked (:func:`check_aws_format`) before anything is decoded."""
     kind, value = source
     data = check_aws_format(pipeline, pipeline.image_bytes(source))
-    return pipeline.load_image(("bytes", data)) if kind == "bytes" else pipeline.verifier.load(
-        data, max_bytes=pipeline.s3.max_bytes)
+    return pipeline.load_image(("bytes", data)) if kind == "bytes" else pipeline.images.decode_object(
+        pipeline.verifier, data)
 
 
 class PipelineContext:
