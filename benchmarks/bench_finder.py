@@ -12,8 +12,13 @@ DetectFaces (wall time and the process's peak memory after it), and a 1280x960 p
 Or one checkout under two settings (the portrait search's cascade against RetinaFace alone), in alternating
 processes (``--rounds``; each row is the median of the rounds' p50s, so a change of load hits both alike):
 
-    python benchmarks/bench_finder.py --baseline-env FACECOMPARE_PORTRAIT_SEARCH=retinaface \
+    python benchmarks/bench_finder.py --baseline-env FACECOMPARE_PORTRAIT_SEARCH=retinaface \\
         --current-env FACECOMPARE_PORTRAIT_SEARCH=cascade --rounds 3 --out benchmarks/results/finder-cascade.json
+
+Or the portrait searches of this checkout in one process, alternating run by run on each file (the fairest
+comparison on a machine whose load changes by the second; ``FaceFinder.portrait_search`` switched in place):
+
+    python benchmarks/bench_finder.py --interleave retinaface,cascade --runs 7 --out benchmarks/results/finder-cascade.json
 """
 
 from __future__ import annotations
@@ -65,6 +70,49 @@ hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
 out["peak_rss_mib"] = hwm / 1024
 print(json.dumps(out))
 """
+
+
+INTERLEAVED = r"""
+import json, statistics, sys, time
+import numpy as np
+import facecompare
+cases = json.loads(sys.argv[1]); runs = int(sys.argv[2]); searches = sys.argv[3].split(",")
+v = facecompare.Verifier(); v.warm(); v.finder.warm()
+out = {}
+for name, (kind, files) in cases.items():
+    times = {s: [] for s in searches}; seen = {}
+    for i in range(runs + 1):
+        for search in searches:
+            v.finder.portrait_search = search
+            t = time.perf_counter()
+            try:
+                if kind == "compare":
+                    r = facecompare.compare_faces(files[0], files[1], verifier=v)
+                    seen[search] = (bool(r["FaceMatches"] or r["UnmatchedFaces"]),
+                                    r["FaceMatches"][0]["Similarity"] if r["FaceMatches"] else None)
+                else:
+                    seen[search] = (bool(facecompare.detect_faces(open(files[0], "rb").read(), verifier=v)["FaceDetails"]),
+                                    None)
+            except facecompare.FaceCompareError:
+                seen[search] = (False, None)
+            if i:  # the first is a warm-up
+                times[search].append(time.perf_counter() - t)
+    out[name] = {s: {"p50_ms": 1000 * statistics.median(times[s]), "p95_ms": 1000 * float(np.percentile(times[s], 95)),
+                     "found": seen[s][0], "similarity": seen[s][1]} for s in searches}
+print(json.dumps(out))
+"""
+
+
+def interleaved(cases: dict, runs: int, searches: str) -> dict:
+    """Every portrait search of this checkout in one process, alternating run by run."""
+    out = subprocess.run([sys.executable, "-c", INTERLEAVED, json.dumps(cases), str(runs), searches],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    first, *others = searches.split(",")
+    for row in rows.values():
+        for other in others:
+            row[f"ratio_p50_{first}_over_{other}"] = row[first]["p50_ms"] / row[other]["p50_ms"]
+    return rows
 
 
 def make_cases(workdir: Path) -> dict:
@@ -125,11 +173,21 @@ def main() -> None:
     parser.add_argument("--current-env", action="append", default=[], metavar="FACECOMPARE_X=V",
                         help="a setting for the current process (repeatable)")
     parser.add_argument("--rounds", type=int, default=1, help="alternating baseline/current processes (default 1)")
+    parser.add_argument("--interleave", metavar="SEARCH,SEARCH",
+                        help="compare portrait searches of this checkout in one process instead (e.g. retinaface,cascade)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "finder.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cases = make_cases(Path(tmp))
+        if args.interleave:
+            report = {"machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}, "runs": args.runs,
+                      "interleaved": args.interleave, "cases": interleaved(cases, args.runs, args.interleave),
+                      "load_average_at_end": os.getloadavg()}
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+            print(json.dumps(report, indent=2))
+            return
         envs = {"baseline": settings_env(args.baseline_env), "current": settings_env(args.current_env)}
         srcs = {"baseline": args.baseline_src.resolve(), "current": args.current_src.resolve()}
         report = {"machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}, "runs": args.runs,
