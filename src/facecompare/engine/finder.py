@@ -314,6 +314,8 @@ class FaceFinder:
             for factor in [f_first, *passes]:
                 found, _ = self._box_pass(decoded, r, factor, self._to_turn(decoded, box, r0, r), cache,
                                           cascade=factor > f_first)
+                if found and self.portrait_search == "cascade":  # the ghost beside a portrait found at this turn
+                    return r, self._completed(decoded, r, found)
                 if found:
                     return r, found
         cache.clear()
