@@ -11,9 +11,12 @@ import pytest
 from PIL import Image
 
 from facecompare import Settings, Verifier
+from facecompare.engine.cascade import chosen_portrait_search
 from facecompare.engine.finder import FaceFinder, Found, landmark_turn, textured_box, turn_points, unrotate_points
+from facecompare.errors import ConfigurationError
 from facecompare.models.alignment import upright_landmarks
 from facecompare.models.retinaface import RetinaFaceDetector
+from facecompare.models.yunet import YuNetDetector
 from facecompare.synth import PhotoConditions, photograph, render_card
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -171,3 +174,105 @@ def test_textured_box_skips_flat_tiles():
     x1, y1, x2, y2 = textured_box(card)
     assert x1 <= 100 and y1 <= 300 and x2 >= 220 and y2 >= 380  # the card is in the box
     assert (x2 - x1) * (y2 - y1) < 0.2 * 640 * 480  # and the table around it is not
+
+
+# -- the cascade: YuNet proposes over the document's box, RetinaFace confirms in a window around each proposal --
+
+
+class CountingYuNet(CountingDetector):
+    """The real YuNet detector (the cascade's proposer), counting its inputs the same way."""
+
+    def __init__(self) -> None:
+        self.inner = YuNetDetector(threads=2)
+        self.default_threshold = self.inner.default_threshold
+        self.name = self.inner.name
+        self.pixels = self.calls = self.largest = 0
+
+
+@pytest.fixture(scope="module")
+def cascading():
+    detector, proposer = CountingDetector(), CountingYuNet()
+    verifier = Verifier(Settings(), detector=detector)
+    verifier.finder = FaceFinder(detector, verifier.settings, verifier.recognizer.chip_face_px, verifier.orientation,
+                                 portrait_search="cascade", proposer=proposer)
+    verifier.finder.warm()
+    return verifier, detector, proposer
+
+
+def _cascade(cascading, data):
+    verifier, detector, proposer = cascading
+    for d in (detector, proposer):
+        d.pixels = d.calls = d.largest = 0
+    return verifier.analyze(data, embed=1)
+
+
+#: the first pass's input over a 4:3 frame (640x480) and the largest window the cascade gives RetinaFace (a turned
+#: face's window, 8 face widths at 80 px): with the cascade RetinaFace never sees the document's box at a fine scale
+FIRST_PASS_PIXELS = 640 * 480
+TURN_WINDOW_PIXELS = 640 * 640
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_the_cascade_finds_a_turned_card_at_its_turn(cascading, fixtures, rotation):
+    """A card turned 90/180/270 (no EXIF), portrait 3 % of a 12 MP frame: YuNet proposes it over the card's box,
+    RetinaFace confirms it in a window, and it is embedded upright (the same person); RetinaFace never sees more
+    than a 640 px input (RetinaFace alone: the card's box at up to full resolution, 0.6 MP here)."""
+    verifier, detector, proposer = cascading
+    data, _ = _document(fixtures, rotation=rotation)
+    analyzed = _cascade(cascading, data)
+    assert analyzed.faces and analyzed.rotation == rotation
+    comparison = verifier.match_faces(verifier.analyze(fixtures / "obama.jpg", embed=1), analyzed)
+    assert comparison.matches and comparison.matches[0].similarity >= 90
+    assert proposer.calls >= 1
+    assert detector.largest <= TURN_WINDOW_PIXELS and detector.pixels < 2 * SMALL_PASS_PIXELS, detector.pixels
+
+
+def test_the_cascade_finds_a_2_percent_portrait_not_the_ghost(cascading, fixtures):
+    """A portrait 2 % of a 12 MP frame (face about 30 px; about 18 px in YuNet's input): found where the card's
+    portrait is, not on the ghost, with RetinaFace given nothing larger than the first pass."""
+    _, detector, proposer = cascading
+    data, meta = _document(fixtures, fraction=0.02, ghost=True)
+    analyzed = _cascade(cascading, data)
+    assert analyzed.faces and proposer.calls >= 1
+    face = analyzed.largest
+    fw, fh = meta["frame"]
+    cx = (face.bounding_box.left + face.bounding_box.width / 2) * fw
+    cy = (face.bounding_box.top + face.bounding_box.height / 2) * fh
+    px, py, pw, ph = meta["portrait_box"]
+    assert px <= cx <= px + pw and py <= cy <= py + ph
+    gx, gy, gw, gh = meta["ghost_box"]
+    assert not (gx <= cx <= gx + gw and gy <= cy <= gy + gh)
+    assert detector.largest <= FIRST_PASS_PIXELS, detector.largest
+
+
+@pytest.mark.parametrize("rotation", [0, 180])
+def test_the_cascade_gives_the_portrait_and_its_ghost_on_a_small_card(cascading, rotation):
+    """examples/id_card.jpg at half size in a 3600x3600 frame (portrait about 95 px, its faint ghost about 40 px;
+    too small for the 640 px pass), turned in its pixels: YuNet proposes both, RetinaFace confirms both, the
+    portrait the largest. (At 90 and 270 neither search finds the ghost: the portrait only.)"""
+    image = Image.open(EXAMPLES / "id_card.jpg")
+    image = image.resize((image.width // 2, image.height // 2))
+    canvas = Image.new("RGB", (image.width * 3, image.width * 3), (120, 110, 100))
+    canvas.paste(image, (image.width, image.width))
+    buffer = io.BytesIO()
+    canvas.rotate(rotation, expand=True).save(buffer, "JPEG", quality=92)
+    analyzed = _cascade(cascading, buffer.getvalue())
+    assert analyzed.rotation == rotation and len(analyzed.faces) == 2
+    portrait, ghost = analyzed.faces
+    assert 85 < portrait.width_px < 115 and ghost.width_px < 0.5 * portrait.width_px
+    assert cascading[1].largest <= TURN_WINDOW_PIXELS
+
+
+def test_the_cascade_proposes_nothing_on_a_blank_8000px_png(cascading):
+    """A flat image: the first pass only; YuNet is never run."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8000, 8000), (250, 250, 250)).save(buffer, "PNG")
+    analyzed = _cascade(cascading, buffer.getvalue())
+    _, detector, proposer = cascading
+    assert analyzed.faces == [] and proposer.calls == 0 and detector.pixels <= 640 * 640
+
+
+def test_an_unknown_portrait_search_is_a_configuration_error(verifier):
+    with pytest.raises(ConfigurationError, match="FACECOMPARE_PORTRAIT_SEARCH"):
+        FaceFinder(verifier.detector, verifier.settings, verifier.recognizer.chip_face_px, portrait_search="yunet")
+    assert chosen_portrait_search(verifier.settings, "cascade") == "cascade"

@@ -15,7 +15,8 @@ The search, cheapest first, each step only when the one before found nothing:
    face and costs nothing more. The finer passes look only at the box around the textured tiles, at the scale
    that box allows within the pixel budget of one small-face pass over the whole frame (1600x1200), so a
    portrait on a card that covers a tenth of the frame is searched at full resolution. A whole frame is never
-   enlarged; windows are.
+   enlarged; windows are. With the cascade (``portrait_search="cascade"``; :mod:`.cascade`) YuNet
+   proposes faces over that box at 0.6 of that scale and RetinaFace confirms each in a small window instead.
 3. The other turns at those scales, over that box, for a turned face the first passes did not see at all.
 4. The last resort: that box at up to full resolution (``max_detection_size``), at most
    ``max_detection_pixels`` of detector input: the bound applies to the box, not the frame.
@@ -41,6 +42,7 @@ from ..models.nms import nms
 from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
 from ..settings import Settings
+from .cascade import PROPOSAL_SCALE, PROPOSAL_SCORE, Proposer, chosen_portrait_search, confirm_windows
 from .geometry import landmark_turn, rotate, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
 from .trace import stage
 
@@ -143,11 +145,22 @@ class FaceFinder:
     """The detection plan over one detector (see the module's docstring). Thread-safe, like the detector."""
 
     def __init__(self, detector: Detector, settings: Settings, chip_face_px: float,
-                 orientation: OrientationCheck | None = None) -> None:
+                 orientation: OrientationCheck | None = None, *, portrait_search: str | None = None,
+                 proposer: Detector | None = None) -> None:
         self.detector = detector
         self.settings = settings
         self.chip_face_px = chip_face_px
         self.orientation = orientation or OrientationCheck(detector)
+        #: "cascade" (YuNet proposes over a document's box, RetinaFace confirms) or "retinaface" (RetinaFace
+        #: alone over the box); see :mod:`facecompare.engine.cascade`
+        self.portrait_search = chosen_portrait_search(settings, portrait_search)
+        self.proposer = Proposer(settings.threads, proposer)
+
+    def warm(self) -> None:
+        """Load the models the search runs (the cascade's proposer too)."""
+        self.detector.load()
+        if self.portrait_search == "cascade":
+            self.proposer.load()
 
     @property
     def threshold(self) -> float:
@@ -192,14 +205,15 @@ class FaceFinder:
     # -- one detector input ------------------------------------------------------------------------------------
 
     def _detect_box(self, decoded: DecodedImage, rotation: int, factor: float, box: Box, label: str,
-                    cache: dict | None = None, forget_view: bool = False
+                    cache: dict | None = None, forget_view: bool = False, detector: Detector | None = None,
+                    threshold: float | None = None
                     ) -> tuple[list[Detection], list[tuple[Detection, int]], np.ndarray]:
         """Detections in ``box`` (full-resolution pixels of the image turned by ``rotation``) with the image
         scaled by ``factor``: (upright ones, (sideways or upside-down one, its turn) pairs, the detector input).
         Coordinates are full-resolution pixels of the image turned by ``rotation``. The crop is cut from the
         smallest JPEG decode that is fine enough, upright, resized, and only then turned. With ``forget_view``
         the decoded view is dropped once resized (the last resort's: up to 48 MB; decoded again if a chip needs
-        it)."""
+        it). ``detector`` and ``threshold`` default to the finder's (the cascade's proposals pass others)."""
         long_side = max(decoded.width, decoded.height)
         factor = min(factor, TURN_WINDOW_MAX_FACTOR)
         reduction = decoded.reduction_for(factor * long_side, long_side)
@@ -234,7 +248,7 @@ class FaceFinder:
         crop, used_up = pixels
         turned = rotate(crop, rotation)
         with stage(f"detect {label}" + (f", turned {rotation}" if rotation else "")):
-            hits = self.detector.detect(turned, score_threshold=self.threshold)
+            hits = (detector or self.detector).detect(turned, score_threshold=threshold or self.threshold)
         used = self._to_turn(decoded, used_up, 0, rotation)
         sx = (used[2] - used[0]) / max(1, turned.shape[1])
         sy = (used[3] - used[1]) / max(1, turned.shape[0])
@@ -287,7 +301,7 @@ class FaceFinder:
         f_small = self._pixel_bounded(f_small, box)
         passes: list[float] = [f_small] if f_small > 1.2 * f_first else []
         for factor in passes:
-            found, sideways, _ = self._detect_box(decoded, r0, factor, box, "where a portrait can be")
+            found, sideways = self._box_pass(decoded, r0, factor, box)
             # a face this large at the first pass's turn would have been found by it: at the finer scale such a
             # find is the print's pattern (a 560 px "face" over a 108 px portrait on a specimen)
             found = [d for d in found if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
@@ -299,8 +313,10 @@ class FaceFinder:
         cache: dict = {}
         for r in rotations[1:]:
             for factor in [f_first, *passes]:
-                found, _, _ = self._detect_box(decoded, r, factor, self._to_turn(decoded, box, r0, r),
-                                               "where a portrait can be", cache)
+                found, _ = self._box_pass(decoded, r, factor, self._to_turn(decoded, box, r0, r), cache,
+                                          cascade=factor > f_first)
+                if found and self.portrait_search == "cascade":  # the ghost beside a portrait found at this turn
+                    return r, self._completed(decoded, r, found)
                 if found:
                     return r, found
         cache.clear()
@@ -320,6 +336,26 @@ class FaceFinder:
                 return r, found
             decoded.forget_turned(r)
         return 0, []
+
+    def _box_pass(self, decoded: DecodedImage, rotation: int, factor: float, box: Box, cache: dict | None = None,
+                  cascade: bool = True) -> tuple[list[Detection], list[tuple[Detection, int]]]:
+        """One fine pass over the box where a portrait can be, at ``factor``: RetinaFace over the box, or, with
+        the cascade (and ``cascade``), YuNet's proposals over it confirmed by RetinaFace. (upright detections,
+        (sideways or upside-down detection, its turn) pairs), as :meth:`_detect_box` gives them."""
+        if not (cascade and self.portrait_search == "cascade"):
+            found, sideways, _ = self._detect_box(decoded, rotation, factor, box, "where a portrait can be", cache)
+            return found, sideways
+        upright, lying, _ = self._detect_box(decoded, rotation, factor * PROPOSAL_SCALE, box,
+                                             "proposals where a portrait can be", cache,
+                                             detector=self.proposer.detector, threshold=PROPOSAL_SCORE)
+        found: list[Detection] = []
+        sideways: list[tuple[Detection, int]] = []
+        for window, wanted in confirm_windows(upright + [d for d, _ in lying], self._size(decoded, rotation)):
+            f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, wanted), window)
+            hits, turned, _ = self._detect_box(decoded, rotation, f, window, "confirming a proposal")
+            found = merge(found, hits)
+            sideways.extend(turned)
+        return found, sideways
 
     def _factors(self, decoded: DecodedImage) -> tuple[float, float, float]:
         """Detector pixels per full-resolution pixel of the first pass, of a small-face pass over the whole frame
