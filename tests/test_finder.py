@@ -276,3 +276,17 @@ def test_an_unknown_portrait_search_is_a_configuration_error(verifier):
     with pytest.raises(ConfigurationError, match="FACECOMPARE_PORTRAIT_SEARCH"):
         FaceFinder(verifier.detector, verifier.settings, verifier.recognizer.chip_face_px, portrait_search="yunet")
     assert chosen_portrait_search(verifier.settings, "cascade") == "cascade"
+
+
+def test_the_portrait_search_setting_is_checked_and_reaches_the_finder():
+    """FACECOMPARE_PORTRAIT_SEARCH is a Settings field: refused like the others when it names no search, and the
+    engine's finder runs the one it names."""
+    from facecompare.engine import Verifier
+    from facecompare.errors import InvalidParameterException
+    from facecompare.settings import Settings
+
+    with pytest.raises(InvalidParameterException, match="FACECOMPARE_PORTRAIT_SEARCH"):
+        Settings.from_env({"FACECOMPARE_PORTRAIT_SEARCH": "yunet"})
+    assert Settings.from_env({}).portrait_search == "retinaface"
+    chosen = Settings.from_env({"FACECOMPARE_PORTRAIT_SEARCH": "cascade"})
+    assert Verifier(chosen).finder.portrait_search == "cascade"

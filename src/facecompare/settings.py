@@ -63,6 +63,10 @@ class Settings:
     recognizer: str = "sface"
     #: face detector (``retinaface``)
     detector: str = "retinaface"
+    #: the portrait search over a document's box: "retinaface" (RetinaFace alone) or "cascade" (YuNet proposes,
+    #: RetinaFace confirms in small windows; engine/cascade.py). Measured (README, Speed): 0.88-1.17x, the same
+    #: accuracy within one pair on both synthetic sets, so RetinaFace alone stays the default
+    portrait_search: str = "retinaface"
     #: half-width of the REVIEW band around the threshold, in calibrated log-odds (the logit of Similarity / 100):
     #: the same width for every model; 1.0 is Similarity 59.6 to 91.6 around the default threshold 80
     review_margin: float = 1.0
@@ -97,6 +101,10 @@ class Settings:
             )
         if not (36 <= self.pdf_dpi <= 600):
             raise InvalidParameterException(f"pdf_dpi={self.pdf_dpi} (FACECOMPARE_PDF_DPI): use 36 to 600 DPI.")
+        if self.portrait_search not in ("cascade", "retinaface"):
+            raise InvalidParameterException(
+                f"portrait_search={self.portrait_search[:40]!r} (FACECOMPARE_PORTRAIT_SEARCH): use cascade or retinaface."
+            )
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(
                 f"tta={self.tta!r} (FACECOMPARE_TTA): use 'flip', 'none' or 'jitter:N' (N from 2 to 100)."

@@ -70,7 +70,7 @@ class Verifier:
     def warm(self, *, calibration: bool = True) -> None:
         """Load every model and run each once, so the first real request is not slow. With ``calibration=False``
         (workers that only embed) the calibration is not loaded: a recognizer not yet calibrated warms too."""
-        self.detector.load()
+        self.finder.warm()
         self.recognizer.load()
         if calibration:
             _ = self.calibration
