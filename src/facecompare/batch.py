@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import FaceCompareError, InvalidParameterException, quote_input
 from .journal import append, open_journal, read_journal
+from .sources import is_s3_url, resolve_location
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CHUNK = 64  # rows handed to the workers at a time
@@ -69,13 +70,12 @@ def normalize_expected(value: str) -> str:
 
 
 def _resolve(base: Path, name: str) -> str:
-    name = (name or "").strip()
-    return name if name.startswith("s3://") or os.path.isabs(name) else str(base / name)
+    return resolve_location(base, (name or "").strip())
 
 
 def rows_for_folder(selfie: str, documents: str, s3_reader=None) -> Iterator[BatchRow]:
     """One selfie against every JPEG/PNG in a folder or under an ``s3://bucket/prefix`` (sorted by name)."""
-    if documents.startswith("s3://"):
+    if is_s3_url(documents):
         from .storage import parse_s3_url
 
         bucket, _, prefix = documents[5:].partition("/")

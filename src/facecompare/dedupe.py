@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from pathlib import Path
 from .batch import manifest_rows
 from .errors import FaceCompareError, InvalidParameterException, quote_input
 from .journal import append, open_journal, read_journal
+from .sources import ImageReader, resolve_location
 
 DEFAULT_COLLECTION = "dedupe"
 #: Similarity from which two rows count as one person. Stricter than compare's 80: a sweep of N faces makes N(N-1)/2
@@ -56,7 +56,7 @@ def read_dedupe_manifest(path: str | Path) -> Iterator[DedupeRow]:
         image = (row["image"] or "").strip()
         if not image:
             raise InvalidParameterException(f"{path} line {line}: empty image.")
-        yield DedupeRow(row_id, image if image.startswith("s3://") or os.path.isabs(image) else str(base / image))
+        yield DedupeRow(row_id, resolve_location(base, image))
 
 
 def external_image_id(row_id: str) -> str:
@@ -116,8 +116,6 @@ class Deduper:
         self.threshold = threshold
         self.quality_filter = quality_filter
         self.max_matches = max_matches
-        from .sources import ImageReader
-
         self.images = ImageReader(s3, collections.verifier.settings)
 
     def index_row(self, row: DedupeRow) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import ImageDraw
 
 from .engine import page_from_notes
+from .sources import ImageReader, is_s3_url
 
 THUMB = 220  # px, long side of each thumbnail
 MAX_ROWS_WITH_IMAGES = 500
@@ -18,8 +19,6 @@ COLORS = {"MATCH": "#1a9e4b", "NO_MATCH": "#d62728", "REVIEW": "#e69500", "ERROR
 
 
 def _read(location: str, s3) -> bytes:
-    from .sources import ImageReader
-
     return ImageReader(s3).read_bytes(location)
 
 
@@ -64,8 +63,7 @@ def _histogram_svg(results: list[dict], threshold: float) -> str:
 
 
 def write_report(out: Path, results: list[dict], summary: dict, s3=None) -> Path:
-    if s3 is None and any(str(r.get("selfie", "")).startswith("s3://") or str(r.get("document", "")).startswith("s3://")
-                          for r in results):
+    if s3 is None and any(is_s3_url(str(r.get("selfie", ""))) or is_s3_url(str(r.get("document", ""))) for r in results):
         from .storage import S3Reader
 
         s3 = S3Reader()
@@ -194,7 +192,7 @@ def write_dedupe_report(out: Path, rows: dict[str, dict], groups: list[dict], er
                         s3=None) -> Path:
     """``report.html`` of a dedupe run: each group's faces side by side with the similarity of each matching
     pair, then the rows that could not be indexed. Self-contained (thumbnails are data URIs)."""
-    if s3 is None and any(str(r.get("image", "")).startswith("s3://") for r in rows.values()):
+    if s3 is None and any(is_s3_url(str(r.get("image", ""))) for r in rows.values()):
         from .storage import S3Reader
 
         s3 = S3Reader()

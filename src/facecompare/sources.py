@@ -17,7 +17,9 @@ Who may read which object (FACECOMPARE_S3_ACCESS) is the server's rule, checked 
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 from .storage import S3Reader, parse_s3_url
 
@@ -26,6 +28,12 @@ S3_SCHEME = "s3://"
 
 def is_s3_url(location: object) -> bool:
     return isinstance(location, str) and location.startswith(S3_SCHEME)
+
+
+def resolve_location(base: Path, location: str) -> str:
+    """A manifest's location as the reader takes it: an ``s3://`` address or an absolute path as written, a
+    relative path from the manifest's folder ``base``."""
+    return location if is_s3_url(location) or os.path.isabs(location) else str(base / location)
 
 
 class ImageReader:

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 import anyio
 
 from ..errors import FaceCompareError, ImageTooLargeException
-from ..settings import env_number  # noqa: F401 - cli.py's import until it takes it from settings
 
 OVER_CAPACITY = "facecompare.over_capacity"  # scope key: the request arrived over the worker's connection cap
 DEFAULT_HEADER_TIMEOUT = 10.0  # FACECOMPARE_HEADER_TIMEOUT
