@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields, replace
 from .errors import ConfigurationError, InvalidParameterException
 
 MIB = 1024 * 1024
+#: the portrait searches over a document's box (``Settings.portrait_search``; engine/cascade.py)
+PORTRAIT_SEARCHES = ("cascade", "retinaface")
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Settings:
             )
         if not (36 <= self.pdf_dpi <= 600):
             raise InvalidParameterException(f"pdf_dpi={self.pdf_dpi} (FACECOMPARE_PDF_DPI): use 36 to 600 DPI.")
-        if self.portrait_search not in ("cascade", "retinaface"):
+        if self.portrait_search not in PORTRAIT_SEARCHES:
             raise InvalidParameterException(
                 f"portrait_search={self.portrait_search[:40]!r} (FACECOMPARE_PORTRAIT_SEARCH): use cascade or retinaface."
             )

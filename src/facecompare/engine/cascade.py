@@ -18,11 +18,8 @@ import threading
 
 from ..errors import ConfigurationError
 from ..models import Detection, Detector, create_detector
+from ..settings import PORTRAIT_SEARCHES, Settings
 
-PORTRAIT_SEARCHES = ("cascade", "retinaface")
-#: the portrait search when neither the settings nor the finder's caller choose one. RetinaFace alone: the cascade was
-#: 0.88-1.17x as fast on bench_finder.py's cases, as accurate on both synthetic sets (README, Identity documents)
-DEFAULT_PORTRAIT_SEARCH = "retinaface"
 #: YuNet looks at the box at this share of the scale RetinaFace alone would use there (a face RetinaFace needs
 #: about 24 px for is about 17 px to YuNet, which finds 97 % of 20 px faces)
 PROPOSAL_SCALE = 0.6
@@ -38,10 +35,11 @@ CONFIRM_FACE_PX = 80
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 
 
-def chosen_portrait_search(settings: object, chosen: str | None = None) -> str:
-    """The portrait search to run: ``chosen`` (the finder's argument), else the settings' ``portrait_search``,
-    else ``DEFAULT_PORTRAIT_SEARCH``. ConfigurationError for a name that is none of ``PORTRAIT_SEARCHES``."""
-    name = chosen if chosen is not None else getattr(settings, "portrait_search", None) or DEFAULT_PORTRAIT_SEARCH
+def chosen_portrait_search(settings: Settings, chosen: str | None = None) -> str:
+    """The portrait search to run: ``chosen`` (the finder's argument), else the settings' ``portrait_search``
+    (whose default, RetinaFace alone, is explained in settings.py). ConfigurationError for a name that is none of
+    ``PORTRAIT_SEARCHES``."""
+    name = chosen if chosen is not None else settings.portrait_search
     if name not in PORTRAIT_SEARCHES:
         raise ConfigurationError(
             f"portrait_search={str(name)[:40]!r} (FACECOMPARE_PORTRAIT_SEARCH): use {' or '.join(PORTRAIT_SEARCHES)}.",
