@@ -49,10 +49,11 @@ def test_without_the_orientation_check_the_detectors_first_turn_is_kept(verifier
     """Photos whose first detector hit is the face upside down or sideways (test_engine's
     test_upside_down_first_hit_is_turned_upright): the check finds the upright turn; switched off, the engine
     keeps the wrong one, which shows the switch is honoured."""
-    # Serena_Williams_0002 at seed 4: the detector's first hit is at 0 (upside down, with upright landmarks); seed 1
-    # was that case until the finder's search (the portrait is now found first at full resolution, upright)
+    # Tony_Blair_0001 at seed 4: the detector's first hit is at 0 (upside down, with upright landmarks). Serena
+    # Williams at seeds 1 and 4 were that case until the finder's search and then the cascade found the portrait
+    # first at its turn; among 3 faces x 2 turns x 11 seeds this is the one the cascade still gets wrong
     rotation = 180
-    data = _card_photo(fixtures / "Serena_Williams_0002.jpg", seed=4, portrait_fraction=0.05, rotation=rotation,
+    data = _card_photo(fixtures / "Tony_Blair_0001.jpg", seed=4, portrait_fraction=0.05, rotation=rotation,
                        tilt=0.1, frame=(2000, 1500))
     assert verifier.analyze(data, embed=0).rotation == rotation
     off = _with(verifier, orientation_check=False).analyze(data, embed=0)

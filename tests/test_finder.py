@@ -287,6 +287,6 @@ def test_the_portrait_search_setting_is_checked_and_reaches_the_finder():
 
     with pytest.raises(InvalidParameterException, match="FACECOMPARE_PORTRAIT_SEARCH"):
         Settings.from_env({"FACECOMPARE_PORTRAIT_SEARCH": "yunet"})
-    assert Settings.from_env({}).portrait_search == "retinaface"
+    assert Settings.from_env({}).portrait_search == "cascade"
     chosen = Settings.from_env({"FACECOMPARE_PORTRAIT_SEARCH": "cascade"})
     assert Verifier(chosen).finder.portrait_search == "cascade"

@@ -257,7 +257,8 @@ def _passport_box(x: float, y: float, w: float) -> tuple[int, int, int, int]:
     return (round(cx - cw / 2), round(cy - ch * 0.45), round(cw), round(ch))
 
 
-CONDITION_COLUMNS = ("size", "rotation", "exif", "grayscale", "ghost", "glare", "tilt", "blur", "jpeg")
+CONDITION_COLUMNS = ("size", "portrait_pct", "rotation", "exif", "grayscale", "ghost", "glare", "tilt", "blur",
+                     "jpeg")
 
 
 def identities(faces_dir: Path) -> tuple[list[list[Path]], list[Path]]:
@@ -292,7 +293,10 @@ def sample_conditions(rng: np.random.Generator) -> tuple[PhotoConditions, dict]:
         grayscale=bool(rng.random() < 0.25),
         ghost=bool(rng.random() < 0.4),
     )
-    labels = {"size": size, "rotation": str(rotation), "exif": "yes" if exif else "no",
+    labels = {"size": size,
+              # the portrait's width in whole percent of the frame's width: 2 (2-3 %) to 9, the aims' bins
+              "portrait_pct": str(int(conditions.portrait_fraction * 100)),
+              "rotation": str(rotation), "exif": "yes" if exif else "no",
               "grayscale": "yes" if conditions.grayscale else "no", "ghost": "yes" if conditions.ghost else "no",
               "glare": glare, "tilt": tilt, "blur": blur, "jpeg": "60-74" if quality < 75 else "75-90"}
     return conditions, labels

@@ -7,7 +7,8 @@ that scale instead (YuNet finds 14-22 px faces RetinaFace misses, at about half 
 RetinaFace in a window of ``CONFIRM_WINDOW_WIDTHS`` face widths around each of the best ``PROPOSALS``
 proposals. A proposal RetinaFace does not confirm is not a face: YuNet's boxes and landmarks are never returned.
 
-The choice is ``portrait_search``: ``"cascade"`` or ``"retinaface"`` (RetinaFace alone over the box, as before);
+The choice is ``portrait_search``: ``"cascade"`` (the default) or ``"retinaface"`` (RetinaFace alone over the box,
+the default before);
 the setting ``FACECOMPARE_PORTRAIT_SEARCH`` when the settings carry it, else a :class:`FaceFinder` argument.
 This module holds the parts that need no image: the choice, the proposer and the confirmation windows.
 """

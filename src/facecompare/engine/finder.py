@@ -15,8 +15,9 @@ The search, cheapest first, each step only when the one before found nothing:
    face and costs nothing more. The finer passes look only at the box around the textured tiles, at the scale
    that box allows within the pixel budget of one small-face pass over the whole frame (1600x1200), so a
    portrait on a card that covers a tenth of the frame is searched at full resolution. A whole frame is never
-   enlarged; windows are. With the cascade (``portrait_search="cascade"``; :mod:`.cascade`) YuNet
-   proposes faces over that box at 0.6 of that scale and RetinaFace confirms each in a small window instead.
+   enlarged; windows are. With the cascade (``portrait_search="cascade"``, the default; :mod:`.cascade`)
+   YuNet proposes faces over that box at 0.6 of that scale and RetinaFace confirms each in a small window
+   instead of RetinaFace running over the whole box (``"retinaface"``).
 3. The other turns at those scales, over that box, for a turned face the first passes did not see at all.
 4. The last resort: that box at up to full resolution (``max_detection_size``), at most
    ``max_detection_pixels`` of detector input: the bound applies to the box, not the frame.
