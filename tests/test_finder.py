@@ -44,8 +44,10 @@ class CountingDetector:
 
 @pytest.fixture(scope="module")
 def counting():
+    """RetinaFace alone over the document's box (``portrait_search="retinaface"``); the cascade, the default, has
+    its own fixture below, so both searches stay covered."""
     detector = CountingDetector()
-    verifier = Verifier(Settings(), detector=detector)
+    verifier = Verifier(Settings(portrait_search="retinaface"), detector=detector)
     verifier.warm()
     return verifier, detector
 
@@ -290,3 +292,30 @@ def test_the_portrait_search_setting_is_checked_and_reaches_the_finder():
     assert Settings.from_env({}).portrait_search == "cascade"
     chosen = Settings.from_env({"FACECOMPARE_PORTRAIT_SEARCH": "cascade"})
     assert Verifier(chosen).finder.portrait_search == "cascade"
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_a_turned_cards_chips_are_the_ones_the_whole_turned_view_gives_and_it_is_never_turned(verifier, fixtures,
+                                                                                            rotation):
+    """On a card turned 90/180/270 the orientation check's crop and the chips are cut from the upright decode and
+    only that region turned (a 12 MP view costs 60-250 ms to turn): the recognizer's chip and the quality chip
+    are pixel for pixel the ones the whole turned view gives, and no turned full-size view is ever made."""
+    from facecompare.images import load_image
+    from facecompare.models import alignment
+
+    data, _ = _document(fixtures, rotation=rotation, fraction=0.04)
+    decoded = load_image(data)
+    found = verifier.finder.find(decoded)
+    assert found.rotation == rotation and found.detections
+    describer = verifier.describer
+    for det in found.detections:
+        region, scale, origin = describer.chip_region(decoded, found.rotation, det)
+        reduction = decoded.reduction_for(verifier.recognizer.chip_face_px, det.width, finer_if_cached=True)
+        assert not decoded.has_view(reduction, rotation)  # nothing turned the whole image
+        whole = np.ascontiguousarray(np.rot90(decoded.view(reduction, 0), k=-(rotation // 90)))
+        assert whole.shape[1] * scale == pytest.approx(decoded.height if rotation in (90, 270) else decoded.width)
+        chip = describer.chip(decoded, found.rotation, det)
+        assert np.array_equal(chip, verifier.recognizer.align(whole, det.box / scale, det.landmarks / scale))
+        assert np.array_equal(alignment.align(region, det.landmarks / scale - origin, 150),
+                              alignment.align(whole, det.landmarks / scale, 150))
+    assert not any(decoded.has_view(r, rotation) for r in (1, 2, 4, 8))

@@ -212,3 +212,26 @@ def test_reduced_jpeg_views_are_smaller_and_consistent(fixtures):
     half = image.view(2)
     assert abs(half.shape[1] - full.shape[1] / 2) <= 1
     assert image.scale_of(half) == pytest.approx(2.0, rel=0.01)
+
+
+@pytest.mark.parametrize("reduction", [1, 2])
+def test_a_region_at_a_turn_is_the_turned_views_pixels_without_turning_the_view(fixtures, reduction):
+    """``DecodedImage.region(reduction, rotation, box)`` is ``view(reduction, rotation)[y1:y2, x1:x2]``, boxes
+    reaching past the edges included, cut from the upright view without making the turned one; with the turned
+    view already decoded, it is cut from that."""
+    rng = np.random.default_rng(3)
+    data = (fixtures / "obama.jpg").read_bytes()
+    for rotation in (0, 90, 180, 270):
+        decoded = load_image(data)
+        whole = np.ascontiguousarray(np.rot90(decoded.view(reduction, 0), k=-(rotation // 90)))
+        assert decoded.view_shape(reduction, rotation) == whole.shape[:2]
+        h, w = whole.shape[:2]
+        for _ in range(200):
+            x1, x2 = sorted(int(v) for v in rng.integers(-20, w + 20, 2))
+            y1, y2 = sorted(int(v) for v in rng.integers(-20, h + 20, 2))
+            want = whole[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
+            got = decoded.region(reduction, rotation, (x1, y1, x2, y2))
+            assert got.shape == want.shape and np.array_equal(got, want), (rotation, x1, y1, x2, y2)
+        assert not decoded.has_view(reduction, rotation) or rotation == 0
+        decoded.view(reduction, rotation)  # the turned view decoded: cut from it, the same pixels
+        assert np.array_equal(decoded.region(reduction, rotation, (5, 7, 60, 90)), whole[7:90, 5:60])

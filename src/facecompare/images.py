@@ -149,6 +149,37 @@ class DecodedImage:
             self._views[(reduction, rotation)] = turned
             return turned
 
+    def view_shape(self, reduction: int = 1, rotation: int = 0) -> tuple[int, int]:
+        """(height, width) of ``view(reduction, rotation)``, without turning a view to learn it."""
+        h, w = self.view(reduction, 0).shape[:2]
+        return (w, h) if rotation in (90, 270) else (h, w)
+
+    def region(self, reduction: int, rotation: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """``view(reduction, rotation)[y1:y2, x1:x2]`` for ``box`` = (x1, y1, x2, y2), clipped to the view: the
+        same pixels, cut from the upright view and only that cut turned, so a face's crop or chip at a turn
+        never turns the whole image (a 12 MP view costs 60-250 ms to turn)."""
+        reduction = max(reduction, self.base_reduction)
+        with self._lock:
+            turned = self._views.get((reduction, rotation))
+        if turned is not None:
+            x1, y1, x2, y2 = box
+            return turned[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
+        upright = self.view(reduction, 0)
+        h, w = upright.shape[:2]
+        th, tw = (w, h) if rotation in (90, 270) else (h, w)
+        x1, y1 = min(max(0, box[0]), tw), min(max(0, box[1]), th)
+        x2, y2 = min(max(x1, box[2]), tw), min(max(y1, box[3]), th)
+        # where the turned view's rows [y1, y2) and columns [x1, x2) lie in the upright view (turned clockwise)
+        if rotation == 90:  # turned[y, x] = upright[h - 1 - x, y]
+            cut = upright[h - x2:h - x1, y1:y2]
+        elif rotation == 180:  # turned[y, x] = upright[h - 1 - y, w - 1 - x]
+            cut = upright[h - y2:h - y1, w - x2:w - x1]
+        elif rotation == 270:  # turned[y, x] = upright[x, w - 1 - y]
+            cut = upright[x1:x2, w - y2:w - y1]
+        else:
+            return upright[y1:y2, x1:x2]
+        return np.ascontiguousarray(np.rot90(cut, k=-(rotation // 90)))
+
     def has_view(self, reduction: int, rotation: int = 0) -> bool:
         """Whether that view is decoded already (for timing traces)."""
         return (max(reduction, self.base_reduction), rotation) in self._views

@@ -20,6 +20,8 @@ from .trace import stage
 
 #: side of the aligned chip quality (brightness, sharpness) is measured on, whatever the recognizer
 QUALITY_CHIP_PX = 150
+#: a chip is cut from a region this many face widths wider than the face on each side (see ``chip_region``)
+CHIP_REGION_WIDTHS = 2.0
 
 
 class FaceDescriber:
@@ -58,25 +60,37 @@ class FaceDescriber:
             return self.recognizer.embed(chips, jitters=jitters)
         return self.recognizer.embed(chips)
 
-    def chip_view(self, decoded: DecodedImage, rotation: int, det: Detection) -> tuple[np.ndarray, float]:
-        """(the image turned by ``rotation`` at the resolution the face's chip is cut from, full-resolution
-        pixels per pixel of that view): the smallest decode in which the face is still as wide as the
-        recognizer needs for a chip with full detail."""
-        view = _view(decoded, decoded.reduction_for(self.recognizer.chip_face_px, det.width, finer_if_cached=True),
-                     rotation)
+    def chip_region(self, decoded: DecodedImage, rotation: int, det: Detection) -> tuple[np.ndarray, float, np.ndarray]:
+        """(the face's region of the image turned by ``rotation``, at the resolution the face's chip is cut from;
+        full-resolution pixels per pixel of it; the region's top-left corner in that view, x and y): the
+        smallest decode in which the face is still as wide as the recognizer needs for a chip with full detail.
+
+        The region reaches ``CHIP_REGION_WIDTHS`` face widths beyond the face on each side, more than any
+        aligned chip (ArcFace's or dlib's, a face turned up to 45 degrees included) takes from around it, so the
+        chip is the one the whole view would give; only the region is turned, never the whole image."""
+        reduction = decoded.reduction_for(self.recognizer.chip_face_px, det.width, finer_if_cached=True)
+        if not decoded.has_view(reduction, 0):
+            with stage(f"decode at 1/{reduction}"):
+                decoded.view(reduction, 0)
         full_w = decoded.height if rotation in (90, 270) else decoded.width
-        return view, full_w / view.shape[1]
+        scale = full_w / decoded.view_shape(reduction, rotation)[1]
+        x1, y1, x2, y2 = np.asarray(det.box, dtype=np.float64) / scale
+        margin = CHIP_REGION_WIDTHS * max(x2 - x1, y2 - y1, 1.0) + 4
+        origin = np.array([max(0, int(x1 - margin)), max(0, int(y1 - margin))])
+        region = decoded.region(reduction, rotation, (int(origin[0]), int(origin[1]),
+                                                      int(np.ceil(x2 + margin)), int(np.ceil(y2 + margin))))
+        return np.ascontiguousarray(region), scale, origin
 
     def chip(self, decoded: DecodedImage, rotation: int, det: Detection) -> np.ndarray:
         """The recognizer's aligned chip of one detection."""
-        view, scale = self.chip_view(decoded, rotation, det)
-        return self.recognizer.align(view, det.box / scale, det.landmarks / scale)
+        region, scale, origin = self.chip_region(decoded, rotation, det)
+        return self.recognizer.align(region, det.box / scale - np.tile(origin, 2), det.landmarks / scale - origin)
 
     def describe(self, decoded: DecodedImage, rotation: int, det: Detection) -> Face:
         """The Face record of one detection (coordinates in the unrotated image, quality on an aligned chip)."""
-        view, scale = self.chip_view(decoded, rotation, det)
+        region, scale, origin = self.chip_region(decoded, rotation, det)
         full_w, full_h = (decoded.height, decoded.width) if rotation in (90, 270) else (decoded.width, decoded.height)
-        quality_chip = alignment.align(view, det.landmarks / scale, QUALITY_CHIP_PX)
+        quality_chip = alignment.align(region, det.landmarks / scale - origin, QUALITY_CHIP_PX)
         quality = image_quality(quality_chip, source_face_px=det.width / scale)
         # back to the unrotated image, as ratios
         corners = unrotate_points(np.array([[det.box[0], det.box[1]], [det.box[2], det.box[3]]]),
@@ -99,13 +113,6 @@ class FaceDescriber:
             rotation=rotation,
         )
         return face
-
-
-def _view(decoded: DecodedImage, reduction: int, rotation: int) -> np.ndarray:
-    if decoded.has_view(reduction, rotation):
-        return decoded.view(reduction, rotation)
-    with stage(f"decode at 1/{reduction}" + (f", turned {rotation}" if rotation else "")):
-        return decoded.view(reduction, rotation)
 
 
 def smooth_chip(chip: np.ndarray, radius: float) -> np.ndarray:

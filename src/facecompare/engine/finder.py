@@ -445,14 +445,15 @@ class FaceFinder:
     def _face_crop(self, decoded: DecodedImage, rotation: int, det: Detection, face_px: int) -> np.ndarray:
         """The face with one face width of context on each side, scaled so the face is ``face_px`` wide. Cut
         from the view the face's chip will be cut from (decoded once, cached)."""
+        reduction = decoded.reduction_for(self.chip_face_px, det.width, finer_if_cached=True)
         with stage("face crop for the orientation check"):
-            view = decoded.view(decoded.reduction_for(self.chip_face_px, det.width, finer_if_cached=True), rotation)
+            h, vw = decoded.view_shape(reduction, rotation)
         full_w = decoded.height if rotation in (90, 270) else decoded.width
-        scale = full_w / view.shape[1]
+        scale = full_w / vw
         x1, y1, x2, y2 = det.box / scale
         w = x2 - x1
-        h, vw = view.shape[:2]
-        crop = view[int(max(0, y1 - w)):int(min(h, y2 + w)), int(max(0, x1 - w)):int(min(vw, x2 + w))]
+        crop = decoded.region(reduction, rotation, (int(max(0, x1 - w)), int(max(0, y1 - w)),
+                                                    int(min(vw, x2 + w)), int(min(h, y2 + w))))
         factor = face_px / max(w, 1.0)
         size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
         return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR))
