@@ -71,7 +71,19 @@ def test_synth_kyc_is_reproducible_and_evaluates(tmp_path, fixtures, capsys):
                  "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pairs"] == 18 and summary["images"] == 12 and "by_condition" in summary
-    assert set(summary["by_condition"]["conditions"]) >= {"rotation", "size", "grayscale"}
+    assert set(summary["by_condition"]["conditions"]) >= {"rotation", "size", "portrait_pct", "grayscale"}
+    # the portrait's share of the frame width in whole percent, within its size class; the groups add up
+    for row in rendered:
+        low, high = {"small": (2, 3), "medium": (4, 6), "large": (7, 9)}[row["size"]]
+        assert low <= int(row["portrait_pct"]) <= high, row
+    from facecompare.synth import CONDITION_COLUMNS
+
+    for name in CONDITION_COLUMNS:  # the document's conditions: each document is in one group of each
+        groups = summary["by_condition"]["conditions"][name]
+        assert sum(g["documents"] for g in groups.values()) == 6
+        assert sum(g["document_failures"] for g in groups.values()) <= summary["failure_to_acquire_images"]
+        for g in groups.values():
+            assert g["document_failure_to_acquire"] == pytest.approx(g["document_failures"] / g["documents"])
     # the plots are PNGs of their figure size (6 x 5 in, 7 x 4.5 in, at 110 dpi) with axes and labels (black)
     # and their data drawn: the ROC line in matplotlib's first colour, the histogram's genuine and impostor bars
     # (tab:green and tab:red at alpha 0.6 over white). (The DET curve draws only points where both error rates

@@ -293,6 +293,8 @@ def breakdown(pairs: list[Pair], distances: np.ndarray, same: np.ndarray, embedd
                 "genuine_pairs": int(genuine.size),
                 "tar": float(np.mean(distances[genuine] <= threshold)) if genuine.size else None,
                 "document_failure_to_acquire": failures / max(1, len(documents)),
+                "documents": len(documents),  # so that groups can be added up (e.g. every portrait of 3 % or more)
+                "document_failures": failures,
             }
         out[name] = rows
     return {"fmr_target": target_fmr, "distance_threshold": threshold, "conditions": out}
