@@ -22,12 +22,14 @@ the cosine distance to the selfie is taken. Per set and detector: how often a fa
 mean and median genuine distance, TAR at the shipped calibration's FMR 1e-3 distance (the loosest operating point
 of ``calibration-sface-*.json`` whose FMR on LFW's pairs is at most 1e-3; also at Similarity 80, the default
 threshold), the median detector ms per window (``detect`` only: preprocessing, the ONNX run, decoding, NMS), and
-the paired difference (b - a) on the documents both found: mean, and how many got closer / further. The engine's
-own chip (the cascade's answer) is reported beside them as ``engine``.
+the paired difference (b - a) on the documents both found: mean, and how many got closer / further (also per
+portrait size). The engine's own chip (the cascade's answer) is reported beside them as ``engine``. With
+``--control-face-px P`` a third row, ``retinaface@P``, runs our detector in the same window scaled so the face is
+about P px: what the extra milliseconds buy when spent on our own detector instead (the "per millisecond" control).
 
     PYTHONPATH=src nice -n 19 python benchmarks/bench_confirmer_alignment.py \\
         --set cards=/tmp/acc/cards/pairs.csv --set specimens=/tmp/acc/specimens/pairs.csv \\
-        --n 150 --out benchmarks/results/confirmer-alignment.json
+        --n 150 --control-face-px 160 --out benchmarks/results/confirmer-alignment.json
 
 Times are on a shared machine: compare the two detectors' ratio, measured in the same run, not the absolutes.
 """
@@ -59,7 +61,7 @@ from facecompare.models.retinaface import _ANCHOR_SIZES, _STRIDES, _VARIANCE, _a
 
 #: a detector's face must overlap the engine's box at least this much to be "the portrait" in the window
 MIN_IOU = 0.3
-DETECTORS = ("retinaface", "mnv2")
+DETECTORS = ["retinaface", "mnv2"]  # and the control, when asked for
 
 
 class MobileNetV2Detector:
@@ -159,7 +161,8 @@ def turned_box(face, width: int, height: int, rotation: int) -> np.ndarray:
     return np.concatenate([turned.min(axis=0), turned.max(axis=0)])
 
 
-def one_document(v: Verifier, detectors: dict, row: dict, base: Path, order: tuple[str, ...]) -> dict:
+def one_document(v: Verifier, detectors: dict, row: dict, base: Path, order: list[str],
+                 control_face_px: int = 0) -> dict:
     """The measures of one genuine pair (no image content, no path beyond the pair's own id)."""
     out: dict = {"pair_id": row.get("pair_id"), "size": row.get("size"), "portrait_pct": row.get("portrait_pct"),
                  "rotation_rendered": row.get("rotation")}
@@ -184,8 +187,11 @@ def one_document(v: Verifier, detectors: dict, row: dict, base: Path, order: tup
     out.update(rotation=rotation, face_px=float(box[2] - box[0]), window_factor=factor)
     found: dict[str, Detection] = {}
     for name in order:
-        timed = detectors[name]
-        upright, _, turned = finder._detect_box(decoded, rotation, factor, window, f"confirming with {name}",
+        timed = detectors[name.partition("@")[0]]
+        f = factor
+        if "@" in name:  # the control: our detector, the face about control_face_px wide
+            f = finder._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, wanted * control_face_px / CONFIRM_FACE_PX), window)
+        upright, _, turned = finder._detect_box(decoded, rotation, f, window, f"confirming with {name}",
                                                 detector=timed)
         best = max(upright, key=lambda d: iou(d.box, box), default=None)
         r = {"ms": timed.last_ms, "input_px": list(turned.shape[1::-1]), "found": False}
@@ -196,7 +202,7 @@ def one_document(v: Verifier, detectors: dict, row: dict, base: Path, order: tup
             r.update(found=True, score=best.score, iou=iou(best.box, box), distance=distance(selfie.embedding, emb))
             found[name] = best
         out[name] = r
-    if len(found) == 2:  # how far apart the two detectors put the 5 points, in face widths
+    if "retinaface" in found and "mnv2" in found:  # how far apart the two put the 5 points, in face widths
         a, b = found["retinaface"], found["mnv2"]
         out["landmark_gap"] = float(np.mean(np.linalg.norm(a.landmarks - b.landmarks, axis=1)) / max(a.width, 1.0))
     decoded.release_views()
@@ -208,6 +214,8 @@ def summarize(docs: list[dict], threshold: float, threshold_80: float) -> dict:
     summary: dict = {"documents": len(docs), "skipped": len(docs) - len(usable),
                      "skipped_why": sorted({d["skipped"] for d in docs if "skipped" in d})}
     for name in ("engine", *DETECTORS):
+        if not all(name in d for d in usable):
+            continue
         dist = [d[name]["distance"] for d in usable if d[name].get("distance") is not None]
         row = {
             "found": len(dist), "found_pct": 100 * len(dist) / max(1, len(usable)),
@@ -231,8 +239,26 @@ def summarize(docs: list[dict], threshold: float, threshold_80: float) -> dict:
         "closer": sum(x < 0 for x in diff), "further": sum(x > 0 for x in diff), "same": sum(x == 0 for x in diff),
         "median_landmark_gap_face_widths": statistics.median([d["landmark_gap"] for d in both]) if both else None,
     }
-    ratio = [d["mnv2"]["ms"] / d["retinaface"]["ms"] for d in usable if d["retinaface"]["ms"] > 0]
-    summary["ms_ratio_mnv2_over_retinaface_median"] = statistics.median(ratio) if ratio else None
+    by_size: dict = {}
+    for d in both:
+        x = d["mnv2"]["distance"] - d["retinaface"]["distance"]
+        g = by_size.setdefault(d.get("size") or "", {"documents": 0, "sum": 0.0, "closer": 0, "further": 0})
+        g["documents"] += 1
+        g["sum"] += x
+        g["closer"] += x < 0
+        g["further"] += x > 0
+    summary["paired_mnv2_minus_retinaface"]["by_size"] = {
+        k: {"documents": g["documents"], "mean_difference": g["sum"] / g["documents"], "closer": g["closer"],
+            "further": g["further"]} for k, g in sorted(by_size.items())}
+    for name in DETECTORS[1:]:
+        ratio = [d[name]["ms"] / d["retinaface"]["ms"] for d in usable if d["retinaface"]["ms"] > 0 and name in d]
+        summary[f"ms_ratio_{name}_over_retinaface_median"] = statistics.median(ratio) if ratio else None
+        if name != "mnv2":
+            pair = [d for d in usable if d["retinaface"]["found"] and d.get(name, {}).get("found")]
+            diff = [d[name]["distance"] - d["retinaface"]["distance"] for d in pair]
+            summary[f"paired_{name}_minus_retinaface"] = {
+                "documents_both_found": len(pair), "mean_difference": statistics.fmean(diff) if diff else None,
+                "closer": sum(x < 0 for x in diff), "further": sum(x > 0 for x in diff)}
     return summary
 
 
@@ -243,9 +269,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=150, help="genuine documents per set (the first N)")
     parser.add_argument("--model", type=Path, default=Path("/tmp/retinaface_mnv2.onnx"),
                         help="the ONNX file of scripts/convert_retinaface_mnv2.py")
+    parser.add_argument("--control-face-px", type=int, default=0,
+                        help="also run our detector with the face about this wide in the same window (0: not)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "confirmer-alignment.json")
     args = parser.parse_args()
     import hashlib
+
+    if args.control_face_px:
+        DETECTORS.append(f"retinaface@{args.control_face_px}")
 
     v = Verifier()
     v.warm()
@@ -258,7 +289,8 @@ def main() -> None:
     threshold_80 = v.calibration.distance_at(80.0)
     result: dict = {
         "what": "the cascade's confirm window re-run with RetinaFace MobileNet-0.25 (ours) and MobileNetV2",
-        "window": {"face_widths": CONFIRM_WINDOW_WIDTHS, "face_px": CONFIRM_FACE_PX},
+        "window": {"face_widths": CONFIRM_WINDOW_WIDTHS, "face_px": CONFIRM_FACE_PX,
+                   "control_face_px": args.control_face_px or None},
         "threshold": {"distance_fmr_1e-3": threshold, "operating_point": point, "distance_similarity_80": threshold_80,
                       "detection_score": v.finder.threshold, "min_iou_with_engine_box": MIN_IOU},
         "mnv2_onnx_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(),
@@ -272,8 +304,9 @@ def main() -> None:
         docs = []
         t0 = time.perf_counter()
         for i, row in enumerate(rows):
-            order = DETECTORS if i % 2 == 0 else DETECTORS[::-1]
-            docs.append(one_document(v, detectors, row, pairs.parent, order))
+            k = i % len(DETECTORS)  # which detector goes first turns document by document
+            order = DETECTORS[k:] + DETECTORS[:k]
+            docs.append(one_document(v, detectors, row, pairs.parent, order, args.control_face_px))
             if (i + 1) % 25 == 0:
                 print(f"{name}: {i + 1}/{len(rows)} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         summary = summarize(docs, threshold, threshold_80)
@@ -286,18 +319,28 @@ def main() -> None:
 
 def print_table(name: str, s: dict) -> None:
     print(f"\n{name}: {s['documents']} genuine documents ({s['skipped']} skipped: {', '.join(s['skipped_why'])})")
-    print(f"{'detector':<11} {'found %':>8} {'mean d':>7} {'median d':>8} {'TAR@1e-3':>8} {'TAR@80':>7} {'ms/window':>9}")
+    print(f"{'detector':<14} {'found %':>8} {'mean d':>7} {'median d':>8} {'TAR@1e-3':>8} {'TAR@80':>7} {'ms/window':>9}")
     for det in ("engine", *DETECTORS):
-        r = s[det]
+        r = s.get(det)
+        if r is None:
+            continue
         ms = f"{r['median_ms_per_window']:.1f}" if r.get("median_ms_per_window") is not None else "-"
         md = f"{r['mean_distance']:.4f}" if r["mean_distance"] is not None else "-"
         mdd = f"{r['median_distance']:.4f}" if r["median_distance"] is not None else "-"
-        print(f"{det:<11} {r['found_pct']:>8.1f} {md:>7} {mdd:>8} {100 * r['tar_at_fmr_1e-3']:>8.2f} "
+        print(f"{det:<14} {r['found_pct']:>8.1f} {md:>7} {mdd:>8} {100 * r['tar_at_fmr_1e-3']:>8.2f} "
               f"{100 * r['tar_at_similarity_80']:>7.2f} {ms:>9}")
     p = s["paired_mnv2_minus_retinaface"]
     mean = f"{p['mean_difference']:+.4f}" if p["mean_difference"] is not None else "-"
     print(f"paired (mnv2 - retinaface) on {p['documents_both_found']}: mean {mean}, closer {p['closer']}, "
-          f"further {p['further']}; ms ratio {s['ms_ratio_mnv2_over_retinaface_median']}")
+          f"further {p['further']}; ms ratio {s['ms_ratio_mnv2_over_retinaface_median']:.2f}")
+    for size, g in p["by_size"].items():
+        print(f"  portraits {size}: {g['documents']} documents, mean {g['mean_difference']:+.4f}, "
+              f"closer {g['closer']}, further {g['further']}")
+    for det in DETECTORS[2:]:
+        c = s[f"paired_{det}_minus_retinaface"]
+        mean = f"{c['mean_difference']:+.4f}" if c["mean_difference"] is not None else "-"
+        print(f"paired ({det} - retinaface) on {c['documents_both_found']}: mean {mean}, closer {c['closer']}, "
+              f"further {c['further']}; ms ratio {s[f'ms_ratio_{det}_over_retinaface_median']:.2f}")
 
 
 if __name__ == "__main__":
