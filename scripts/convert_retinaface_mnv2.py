@@ -34,7 +34,10 @@ H and W multiples of 32) and its outputs, in this order:
 N runs over the anchors in the order facecompare's ``models.retinaface`` builds them (level by level, row-major
 cells, both anchors of a cell adjacent). ``--check`` runs the TF graph whole on a test image and compares its own
 decoded faces with the ONNX heads decoded here the way facecompare decodes them (the same anchors), and the
-heads of both runtimes with each other. The script prints the ONNX file's sha256 (and its size).
+heads of both runtimes with each other. The script prints the ONNX file's sha256 (and its size). The bytes are not
+reproducible: two runs give files of a few dozen bytes' difference (tf2onnx's optimiser names and orders nodes
+differently from run to run, even with PYTHONHASHSEED fixed), with the same outputs; if the file is ever vendored,
+its sha256 pins the file that was made, not the script's output.
 """
 
 from __future__ import annotations
