@@ -32,13 +32,15 @@ PROPOSALS = 4
 #: a proposal is confirmed in a window this many face widths wide, scaled so the face is about CONFIRM_FACE_PX
 CONFIRM_WINDOW_WIDTHS = 4
 CONFIRM_FACE_PX = 80
+#: when no proposal is confirmed at CONFIRM_FACE_PX, each is tried once more at this many times that scale
+CONFIRM_RETRY_SCALE = 2.0
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 
 
 def chosen_portrait_search(settings: Settings, chosen: str | None = None) -> str:
     """The portrait search to run: ``chosen`` (the finder's argument), else the settings' ``portrait_search``
-    (whose default, RetinaFace alone, is explained in settings.py). ConfigurationError for a name that is none of
+    (whose default, the cascade, is explained in settings.py). ConfigurationError for a name that is none of
     ``PORTRAIT_SEARCHES``."""
     name = chosen if chosen is not None else settings.portrait_search
     if name not in PORTRAIT_SEARCHES:

@@ -16,11 +16,13 @@ The search, cheapest first, each step only when the one before found nothing:
    that box allows within the pixel budget of one small-face pass over the whole frame (1600x1200), so a
    portrait on a card that covers a tenth of the frame is searched at full resolution. A whole frame is never
    enlarged; windows are. With the cascade (``portrait_search="cascade"``, the default; :mod:`.cascade`)
-   YuNet proposes faces over that box at 0.6 of that scale and RetinaFace confirms each in a small window
-   instead of RetinaFace running over the whole box (``"retinaface"``).
+   YuNet proposes faces over that box at 0.6 of that scale and RetinaFace confirms the best in small windows
+   (at twice the scale if none is confirmed); when nothing is at any turn, RetinaFace alone runs over the box
+   at the image's own turn. ``"retinaface"``: RetinaFace alone over the box.
 3. The other turns at those scales, over that box, for a turned face the first passes did not see at all.
 4. The last resort: that box at up to full resolution (``max_detection_size``), at most
-   ``max_detection_pixels`` of detector input: the bound applies to the box, not the frame.
+   ``max_detection_pixels`` of detector input: the bound applies to the box, not the frame. With the cascade,
+   YuNet's proposals there are confirmed first (it sees the 35 px faces the bound leaves; RetinaFace does not).
 
 Then, when ``orientation_check`` is on, the largest face's crop is checked in four turns; when another turn is
 clearly the upright one, only a window around that face is searched at that turn (the whole frame at that turn
@@ -43,7 +45,7 @@ from ..models.nms import nms
 from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
 from ..settings import Settings
-from .cascade import PROPOSAL_SCALE, PROPOSAL_SCORE, Proposer, chosen_portrait_search, confirm_windows
+from .cascade import CONFIRM_RETRY_SCALE, PROPOSAL_SCALE, PROPOSAL_SCORE, Proposer, chosen_portrait_search, confirm_windows
 from .geometry import landmark_turn, rotate, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
 from .trace import stage
 
@@ -302,7 +304,7 @@ class FaceFinder:
         f_small = self._pixel_bounded(f_small, box)
         passes: list[float] = [f_small] if f_small > 1.2 * f_first else []
         for factor in passes:
-            found, sideways = self._box_pass(decoded, r0, factor, box)
+            found, sideways = self._box_pass(decoded, r0, factor, box, below=SMALL_FACE_PASS_BELOW_PX / f_first)
             # a face this large at the first pass's turn would have been found by it: at the finer scale such a
             # find is the print's pattern (a 560 px "face" over a 108 px portrait on a specimen)
             found = [d for d in found if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
@@ -321,10 +323,20 @@ class FaceFinder:
                 if found:
                     return r, found
         cache.clear()
+        if self.portrait_search == "cascade":  # a portrait YuNet misses at every turn (31 px on a specimen)
+            for factor in passes:
+                found, _, _ = self._detect_box(decoded, r0, factor, box, "where a portrait can be")
+                found = [d for d in found if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
+                if found:
+                    return r0, found
         f_full = self._pixel_bounded(full, box)
         if f_full <= 1.2 * max([f_first, *passes]):
             return 0, []
         note_large_work()
+        if self.portrait_search == "cascade":
+            proposed = self._proposed_last_resort(decoded, r0, rotations, f_full, f_first, box)
+            if proposed is not None:
+                return proposed
         last: dict = {}
         for r in rotations:
             with _LAST_RESORT_LOCK:
@@ -339,24 +351,52 @@ class FaceFinder:
         return 0, []
 
     def _box_pass(self, decoded: DecodedImage, rotation: int, factor: float, box: Box, cache: dict | None = None,
-                  cascade: bool = True) -> tuple[list[Detection], list[tuple[Detection, int]]]:
+                  cascade: bool = True, below: float = math.inf) -> tuple[list[Detection], list[tuple[Detection, int]]]:
         """One fine pass over the box where a portrait can be, at ``factor``: RetinaFace over the box, or, with
-        the cascade (and ``cascade``), YuNet's proposals over it confirmed by RetinaFace. (upright detections,
-        (sideways or upside-down detection, its turn) pairs), as :meth:`_detect_box` gives them."""
+        the cascade (and ``cascade``), YuNet's proposals narrower than ``below`` confirmed by RetinaFace.
+        (upright detections, (sideways or upside-down detection, its turn) pairs)."""
         if not (cascade and self.portrait_search == "cascade"):
             found, sideways, _ = self._detect_box(decoded, rotation, factor, box, "where a portrait can be", cache)
             return found, sideways
         upright, lying, _ = self._detect_box(decoded, rotation, factor * PROPOSAL_SCALE, box,
                                              "proposals where a portrait can be", cache,
                                              detector=self.proposer.detector, threshold=PROPOSAL_SCORE)
+        proposals = [d for d in upright + [d for d, _ in lying] if d.width < below]  # smaller than ``below`` px
+        return self._confirmed(decoded, rotation, proposals, "confirming a proposal")
+
+    def _confirmed(self, decoded: DecodedImage, rotation: int, proposals: list[Detection],
+                   label: str) -> tuple[list[Detection], list[tuple[Detection, int]]]:
+        """RetinaFace over a window around each of the best proposals, the face about ``CONFIRM_FACE_PX`` wide;
+        when none is confirmed, once more at twice that scale for upright faces only (a portrait under glare seen
+        at 150 px and not at 80). (upright detections, (sideways or upside-down detection, its turn) pairs)."""
+        windows = confirm_windows(proposals, self._size(decoded, rotation))
         found: list[Detection] = []
         sideways: list[tuple[Detection, int]] = []
-        for window, wanted in confirm_windows(upright + [d for d, _ in lying], self._size(decoded, rotation)):
-            f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, wanted), window)
-            hits, turned, _ = self._detect_box(decoded, rotation, f, window, "confirming a proposal")
-            found = merge(found, hits)
-            sideways.extend(turned)
+        for enlarge in (1.0, CONFIRM_RETRY_SCALE):
+            for window, wanted in windows:
+                f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, enlarge * wanted), window)
+                hits, turned, _ = self._detect_box(decoded, rotation, f, window, label)
+                found = merge(found, hits)
+                sideways.extend(turned if enlarge == 1.0 else [])
+            if found or sideways:
+                break
         return found, sideways
+
+    def _proposed_last_resort(self, decoded: DecodedImage, r0: int, rotations: tuple[int, ...], factor: float,
+                              f_first: float, box: Box) -> tuple[int, list[Detection]] | None:
+        """The cascade's last resort, before RetinaFace's: YuNet over the box at its scale (a 49 px grayscale
+        portrait is 35 px there: YuNet sees it, RetinaFace does not), the proposals too small for the first pass
+        (larger ones are the print's pattern) confirmed by RetinaFace; (rotation, faces) or None."""
+        cache: dict = {}
+        for r in rotations:
+            upright, lying, _ = self._detect_box(decoded, r, factor, self._to_turn(decoded, box, r0, r),
+                                                 "proposals at the last resort", cache,
+                                                 detector=self.proposer.detector, threshold=PROPOSAL_SCORE)
+            proposals = [d for d in upright + [d for d, _ in lying] if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
+            found, _ = self._confirmed(decoded, r, proposals, "confirming a proposal at the last resort")
+            if found:
+                return r, self._completed(decoded, r, found)
+        return None
 
     def _factors(self, decoded: DecodedImage) -> tuple[float, float, float]:
         """Detector pixels per full-resolution pixel of the first pass, of a small-face pass over the whole frame
