@@ -319,3 +319,38 @@ def test_a_turned_cards_chips_are_the_ones_the_whole_turned_view_gives_and_it_is
         assert np.array_equal(alignment.align(region, det.landmarks / scale - origin, 150),
                               alignment.align(whole, det.landmarks / scale, 150))
     assert not any(decoded.has_view(r, rotation) for r in (1, 2, 4, 8))
+
+
+def _grayscale_face_on_a_textured_frame(fixtures, face_px: int) -> bytes:
+    """A 4000x3000 frame textured all over (so the box where a portrait can be is the whole frame) with a
+    grayscale LFW photo pasted so that its face is about ``face_px`` wide: the box pass sees it at 0.4 (too small
+    for either detector) and the last resort, bounded at 6 MP, at 0.7."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(0)
+    canvas = Image.fromarray(rng.integers(88, 168, (750, 1000, 3), dtype=np.uint8)).resize((4000, 3000),
+                                                                                         Image.Resampling.BILINEAR)
+    face = ImageOps.grayscale(Image.open(fixtures / "Colin_Powell_0001.jpg")).convert("RGB")
+    side = round(250 * face_px / 100)  # the LFW photo is 250 px, its face about 100 px
+    canvas.paste(face.resize((side, side), Image.Resampling.LANCZOS), (2200, 1400))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def test_the_cascades_last_resort_finds_a_small_grayscale_face_that_retinaface_alone_does_not(
+        cascading, counting, fixtures):
+    """A 35 px grayscale face on a frame textured all over: at the last resort's 6 MP bound it is about 25 px,
+    which YuNet proposes and RetinaFace alone does not see; RetinaFace confirms it in a window (never more than
+    the bounded pixels), and it is the same person. RetinaFace alone, the same frame: no face."""
+    data = _grayscale_face_on_a_textured_frame(fixtures, 40)
+    verifier, detector, proposer = cascading
+    analyzed = _cascade(cascading, data)
+    assert len(analyzed.faces) == 1 and 28 < analyzed.largest.width_px < 45, analyzed.faces
+    selfie = verifier.analyze(fixtures / "Colin_Powell_0002.jpg", embed=1)
+    comparison = verifier.match_faces(selfie, analyzed)
+    assert comparison.matches and comparison.matches[0].similarity >= 90
+    assert proposer.largest <= verifier.settings.max_detection_pixels
+    assert detector.largest <= verifier.settings.max_detection_pixels
+    alone, _ = _analyze(counting, data)
+    assert alone.faces == []
