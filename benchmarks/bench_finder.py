@@ -4,7 +4,8 @@ Each checkout runs in its own process with warm models, on the same files: the b
 ``bench_compare.py`` (12 MP selfie against a 12 MP photo of an ID card, portrait 4 % of the frame), the same card
 photographed turned 90 and 180 degrees (no EXIF tag) with a 3 % portrait, an upright card with a 2 % portrait
 (CompareFaces p50 and p95 of each, and whether the portrait was found), and a 10 KB 8000x8000 blank PNG through
-DetectFaces (wall time and the process's peak memory after it), and a 1280x960 photo of a card that fills it.
+DetectFaces (wall time and the process's peak memory after it), a 12 MP photo textured all over with no face
+(DetectFaces: the search runs to its last resort), and a 1280x960 photo of a card that fills it.
 
     git archive <old-commit> src | tar -x -C /tmp/old
     python benchmarks/bench_finder.py --baseline-src /tmp/old/src [--runs 5] [--out benchmarks/results/finder.json]
@@ -121,12 +122,19 @@ def make_cases(workdir: Path) -> dict:
     buffer = io.BytesIO()
     Image.new("RGB", (8000, 8000), (255, 255, 255)).save(buffer, "PNG", optimize=True)
     blank.write_bytes(buffer.getvalue())
+    # no face, textured all over (so the search runs to its last resort): the worst case of an ordinary photo
+    import numpy as np
+
+    textured = workdir / "textured_12mp.jpg"
+    noise = np.random.default_rng(0).integers(88, 168, (750, 1000, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize((4000, 3000), Image.Resampling.BILINEAR).save(textured, quality=85)
     return {
         "bench_pair_4pct": ("compare", [str(selfie), str(document)]),
         "turned_90_3pct": ("compare", [str(selfie), str(make_card_photo(workdir, "t90.jpg", rotation=90, fraction=0.03))]),
         "turned_180_3pct": ("compare", [str(selfie), str(make_card_photo(workdir, "t180.jpg", rotation=180, fraction=0.03))]),
         "upright_2pct": ("compare", [str(selfie), str(make_card_photo(workdir, "u2.jpg", rotation=0, fraction=0.02))]),
         "blank_png_8000_detect": ("detect", [str(blank)]),
+        "textured_12mp_no_face_detect": ("detect", [str(textured)]),
         "card_1mp": ("compare", [str(selfie), str(make_card_photo_1mp(workdir))]),
     }
 

@@ -12,6 +12,12 @@ PAIRS="$SHARED/lfw/pairs.txt"
 FACES="$SHARED/lfw/lfw-deepfunneled"
 # the synthetic selfie-versus-ID benchmark (about 1.3 GB of images in $SYNTH); the same seed gives the same files
 [ -f "$SYNTH/pairs.csv" ] || facecompare synth-kyc --faces "$FACES" --n 2000 --seed 1 --out "$SYNTH"
+# the second set: the faces pasted into real specimens' portrait boxes (1,000 pairs, about 0.7 GB)
+SPECIMENS=${SPECIMENS:-/tmp/facecompare-synth-kyc-specimens}
+[ -f "$SPECIMENS/pairs.csv" ] || facecompare synth-kyc --faces "$FACES" --specimens "$SHARED/id_specimens" --n 1000 \
+    --seed 1 --out "$SPECIMENS"
+facecompare evaluate "$SPECIMENS/pairs.csv" --out evaluation/synth-kyc-specimens
+facecompare evaluate "$SPECIMENS/source-pairs.csv" --root "$FACES" --out evaluation/synth-kyc-specimens-source
 
 for RECOGNIZER in sface dlib; do
     if [ "$RECOGNIZER" = sface ]; then OUT=evaluation; else OUT=evaluation/dlib; fi
