@@ -334,7 +334,8 @@ class FaceFinder:
             return 0, []
         note_large_work()
         if self.portrait_search == "cascade":
-            proposed = self._proposed_last_resort(decoded, r0, rotations, f_full, f_first, box)
+            with _LAST_RESORT_LOCK:  # one at a time, as RetinaFace's below: the bound on memory holds per process
+                proposed = self._proposed_last_resort(decoded, r0, rotations, f_full, f_first, box)
             if proposed is not None:
                 return proposed
         last: dict = {}
@@ -384,14 +385,14 @@ class FaceFinder:
 
     def _proposed_last_resort(self, decoded: DecodedImage, r0: int, rotations: tuple[int, ...], factor: float,
                               f_first: float, box: Box) -> tuple[int, list[Detection]] | None:
-        """The cascade's last resort, before RetinaFace's: YuNet over the box at its scale (a 49 px grayscale
-        portrait is 35 px there: YuNet sees it, RetinaFace does not), the proposals too small for the first pass
-        (larger ones are the print's pattern) confirmed by RetinaFace; (rotation, faces) or None."""
+        """The cascade's last resort, before RetinaFace's: YuNet's proposals over the box at its scale that are too
+        small for the first pass, confirmed by RetinaFace (a 49 px grayscale portrait); (rotation, faces) or None."""
         cache: dict = {}
         for r in rotations:
             upright, lying, _ = self._detect_box(decoded, r, factor, self._to_turn(decoded, box, r0, r),
-                                                 "proposals at the last resort", cache,
+                                                 "proposals at the last resort", cache, forget_view=True,
                                                  detector=self.proposer.detector, threshold=PROPOSAL_SCORE)
+            release_freed_memory()
             proposals = [d for d in upright + [d for d, _ in lying] if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
             found, _ = self._confirmed(decoded, r, proposals, "confirming a proposal at the last resort")
             if found:
