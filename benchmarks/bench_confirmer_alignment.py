@@ -55,9 +55,8 @@ from facecompare.engine.finder import TURN_WINDOW_MAX_FACTOR  # noqa: E402
 from facecompare.engine.geometry import turn_points  # noqa: E402
 from facecompare.faces import Embedding, distance  # noqa: E402
 from facecompare.models import Detection  # noqa: E402
-from facecompare.models.nms import nms  # noqa: E402
 from facecompare.models.onnx_graph import session  # noqa: E402
-from facecompare.models.retinaface import _ANCHOR_SIZES, _STRIDES, _VARIANCE, _anchors  # noqa: E402
+from facecompare.models.retinaface import ANCHOR_SIZES, STRIDES, decode_heads  # noqa: E402
 
 #: a detector's face must overlap the engine's box at least this much to be "the portrait" in the window
 MIN_IOU = 0.3
@@ -78,7 +77,7 @@ class MobileNetV2Detector:
         names = [o.name for o in self._session.get_outputs()]
         if names != ["loc", "conf", "landm"] or self._session.get_inputs()[0].name != "x":
             raise SystemExit(f"{path}: not the file of scripts/convert_retinaface_mnv2.py (outputs {names})")
-        assert _STRIDES == (8, 16, 32) and _ANCHOR_SIZES == ((16, 32), (64, 128), (256, 512))  # peteryuX's cfg
+        assert STRIDES == (8, 16, 32) and ANCHOR_SIZES == ((16, 32), (64, 128), (256, 512))  # peteryuX's cfg
 
     def load(self) -> None:
         pass
@@ -89,18 +88,7 @@ class MobileNetV2Detector:
         blob = np.zeros((1, ph, pw, 3), dtype=np.float32)  # RGB 0-255, padded with black as the wheel does;
         blob[0, :height, :width] = rgb  # the graph normalises (x / 127.5 - 1)
         loc, conf, landms = self._session.run(None, {"x": blob})
-        scores = conf[0, :, 1]
-        candidates = np.flatnonzero(scores > score_threshold)
-        if candidates.size == 0:
-            return []
-        anchors = _anchors(ph, pw)[candidates]
-        loc, landms, scores = loc[0, candidates], landms[0, candidates], scores[candidates]
-        centers = anchors[:, :2] + loc[:, :2] * _VARIANCE[0] * anchors[:, 2:]
-        sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * _VARIANCE[1])
-        boxes = np.hstack([centers - sizes / 2, centers + sizes / 2]) * [pw, ph, pw, ph]
-        points = (anchors[:, None, :2] + landms.reshape(-1, 5, 2) * _VARIANCE[0] * anchors[:, None, 2:]) * [pw, ph]
-        keep = nms(boxes, scores, nms_threshold)
-        return [Detection(boxes[i].astype(np.float64), float(scores[i]), points[i].astype(np.float64)) for i in keep]
+        return decode_heads(loc, conf, landms, ph, pw, score_threshold, nms_threshold)
 
 
 class Timed:

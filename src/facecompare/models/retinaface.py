@@ -18,15 +18,16 @@ from .nms import nms
 from .weights import read_weights
 
 _MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
-_STRIDES = (8, 16, 32)
-_ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
+#: the prior boxes: feature strides and the anchor sizes at each (public: other RetinaFace graphs decode on them)
+STRIDES = (8, 16, 32)
+ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
 _VARIANCE = (0.1, 0.2)
 
 
 @lru_cache(maxsize=32)
 def _anchors(height: int, width: int) -> np.ndarray:
     rows = []
-    for stride, sizes in zip(_STRIDES, _ANCHOR_SIZES):
+    for stride, sizes in zip(STRIDES, ANCHOR_SIZES):
         ny, nx = math.ceil(height / stride), math.ceil(width / stride)
         ys, xs = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
         centers = np.stack([(xs.ravel() + 0.5) * stride / width, (ys.ravel() + 0.5) * stride / height], axis=1)
@@ -70,15 +71,25 @@ class RetinaFaceDetector:
             np.subtract(rgb[:, :, 2 - channel], _MEAN_BGR[channel], out=blob[0, channel, :height, :width],
                         dtype=np.float32)
         loc, conf, landms = self._session.run(None, {"input": blob})
-        scores = conf[0, :, 1]
-        candidates = np.flatnonzero(scores > score_threshold)
-        if candidates.size == 0:
-            return []
-        anchors = _anchors(ph, pw)[candidates]
-        loc, landms, scores = loc[0, candidates], landms[0, candidates], scores[candidates]
-        centers = anchors[:, :2] + loc[:, :2] * _VARIANCE[0] * anchors[:, 2:]
-        sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * _VARIANCE[1])
-        boxes = np.hstack([centers - sizes / 2, centers + sizes / 2]) * [pw, ph, pw, ph]
-        points = (anchors[:, None, :2] + landms.reshape(-1, 5, 2) * _VARIANCE[0] * anchors[:, None, 2:]) * [pw, ph]
-        keep = nms(boxes, scores, nms_threshold)
-        return [Detection(boxes[i].astype(np.float64), float(scores[i]), points[i].astype(np.float64)) for i in keep]
+        return decode_heads(loc, conf, landms, ph, pw, score_threshold, nms_threshold)
+
+
+def decode_heads(loc: np.ndarray, conf: np.ndarray, landms: np.ndarray, padded_height: int, padded_width: int,
+                 score_threshold: float, nms_threshold: float) -> list[Detection]:
+    """Detections from RetinaFace's three raw heads (box offsets, scores, landmark offsets; batch of one) for an
+    input padded to ``padded_height`` x ``padded_width``: decoded on this module's prior boxes, suppressed with
+    NMS. Any RetinaFace with these strides and anchor sizes decodes so (the MobileNetV2 one of
+    ``benchmarks/bench_confirmer_alignment.py`` too)."""
+    ph, pw = padded_height, padded_width
+    scores = conf[0, :, 1]
+    candidates = np.flatnonzero(scores > score_threshold)
+    if candidates.size == 0:
+        return []
+    anchors = _anchors(ph, pw)[candidates]
+    loc, landms, scores = loc[0, candidates], landms[0, candidates], scores[candidates]
+    centers = anchors[:, :2] + loc[:, :2] * _VARIANCE[0] * anchors[:, 2:]
+    sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * _VARIANCE[1])
+    boxes = np.hstack([centers - sizes / 2, centers + sizes / 2]) * [pw, ph, pw, ph]
+    points = (anchors[:, None, :2] + landms.reshape(-1, 5, 2) * _VARIANCE[0] * anchors[:, None, 2:]) * [pw, ph]
+    keep = nms(boxes, scores, nms_threshold)
+    return [Detection(boxes[i].astype(np.float64), float(scores[i]), points[i].astype(np.float64)) for i in keep]
