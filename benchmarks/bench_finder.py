@@ -34,6 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,8 +124,6 @@ def make_cases(workdir: Path) -> dict:
     Image.new("RGB", (8000, 8000), (255, 255, 255)).save(buffer, "PNG", optimize=True)
     blank.write_bytes(buffer.getvalue())
     # no face, textured all over (so the search runs to its last resort): the worst case of an ordinary photo
-    import numpy as np
-
     textured = workdir / "textured_12mp.jpg"
     noise = np.random.default_rng(0).integers(88, 168, (750, 1000, 3), dtype=np.uint8)
     Image.fromarray(noise).resize((4000, 3000), Image.Resampling.BILINEAR).save(textured, quality=85)

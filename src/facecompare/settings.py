@@ -66,8 +66,8 @@ class Settings:
     #: face detector (``retinaface``)
     detector: str = "retinaface"
     #: the portrait search over a document's box: "retinaface" (RetinaFace alone) or "cascade" (YuNet proposes,
-    #: RetinaFace confirms in small windows; engine/cascade.py). The default: the same accuracy on both synthetic
-    #: sets (README, Accuracy), 0.88-1.17x the time, and it finds portraits too small for RetinaFace (about 20 px)
+    #: RetinaFace confirms in small windows; engine/cascade.py). The default: on both synthetic sets it finds more
+    #: portraits and matches more of them (README, Accuracy), down to about 20 px, at 0.96-1.13x the time
     portrait_search: str = "cascade"
     #: half-width of the REVIEW band around the threshold, in calibrated log-odds (the logit of Similarity / 100):
     #: the same width for every model; 1.0 is Similarity 59.6 to 91.6 around the default threshold 80
@@ -105,7 +105,8 @@ class Settings:
             raise InvalidParameterException(f"pdf_dpi={self.pdf_dpi} (FACECOMPARE_PDF_DPI): use 36 to 600 DPI.")
         if self.portrait_search not in PORTRAIT_SEARCHES:
             raise InvalidParameterException(
-                f"portrait_search={self.portrait_search[:40]!r} (FACECOMPARE_PORTRAIT_SEARCH): use cascade or retinaface."
+                f"portrait_search={self.portrait_search[:40]!r} (FACECOMPARE_PORTRAIT_SEARCH): "
+                f"use {' or '.join(PORTRAIT_SEARCHES)}."
             )
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(

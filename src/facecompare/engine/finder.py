@@ -100,6 +100,11 @@ def _resample(factor: float) -> Image.Resampling:
     return Image.Resampling.NEAREST if 0.7 <= factor < 1.0 else Image.Resampling.BILINEAR
 
 
+def small_for_first_pass(detections: list[Detection], f_first: float) -> list[Detection]:
+    """Those too small for a first pass at ``f_first`` to find (larger at a finer scale: the print's pattern)."""
+    return [d for d in detections if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
+
+
 def merge(first: list[Detection], second: list[Detection], iou_threshold: float = 0.4) -> list[Detection]:
     """Detections of both passes, duplicates (same face found twice) kept once, the higher score winning."""
     both = first + second
@@ -297,17 +302,14 @@ class FaceFinder:
         textured = textured_box(first_input) if first_input.size else None
         if textured is None:
             return 0, []  # every tile is flat: nothing there can hold a face
-        box = (textured[0] / f_first, textured[1] / f_first, min(w0, textured[2] / f_first),
-               min(h0, textured[3] / f_first))
+        box = (textured[0] / f_first, textured[1] / f_first, min(w0, textured[2] / f_first), min(h0, textured[3] / f_first))
         area = max(1.0, (box[2] - box[0]) * (box[3] - box[1]))
         f_small = min(full, max(f_small_whole, math.sqrt(budget / area)))
         f_small = self._pixel_bounded(f_small, box)
         passes: list[float] = [f_small] if f_small > 1.2 * f_first else []
         for factor in passes:
-            found, sideways = self._box_pass(decoded, r0, factor, box, below=SMALL_FACE_PASS_BELOW_PX / f_first)
-            # a face this large at the first pass's turn would have been found by it: at the finer scale such a
-            # find is the print's pattern (a 560 px "face" over a 108 px portrait on a specimen)
-            found = [d for d in found if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
+            found, sideways = self._box_pass(decoded, r0, factor, box, first_pass=f_first)
+            found = small_for_first_pass(found, f_first)  # at the first pass's turn
             if found:
                 return r0, found
             turned = self._at_their_turn(decoded, r0, sideways)
@@ -325,8 +327,7 @@ class FaceFinder:
         cache.clear()
         if self.portrait_search == "cascade":  # a portrait YuNet misses at every turn (31 px on a specimen)
             for factor in passes:
-                found, _, _ = self._detect_box(decoded, r0, factor, box, "where a portrait can be")
-                found = [d for d in found if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
+                found = small_for_first_pass(self._box_pass(decoded, r0, factor, box, cascade=False)[0], f_first)
                 if found:
                     return r0, found
         f_full = self._pixel_bounded(full, box)
@@ -352,24 +353,24 @@ class FaceFinder:
         return 0, []
 
     def _box_pass(self, decoded: DecodedImage, rotation: int, factor: float, box: Box, cache: dict | None = None,
-                  cascade: bool = True, below: float = math.inf) -> tuple[list[Detection], list[tuple[Detection, int]]]:
-        """One fine pass over the box where a portrait can be, at ``factor``: RetinaFace over the box, or, with
-        the cascade (and ``cascade``), YuNet's proposals narrower than ``below`` confirmed by RetinaFace.
-        (upright detections, (sideways or upside-down detection, its turn) pairs)."""
+                  cascade: bool = True, first_pass: float | None = None) -> tuple[list[Detection], list[tuple[Detection, int]]]:
+        """One fine pass over the box at ``factor``: RetinaFace over it, or with the cascade (and ``cascade``) YuNet's
+        proposals (with ``first_pass``, those too small for that first pass) confirmed by RetinaFace."""
         if not (cascade and self.portrait_search == "cascade"):
             found, sideways, _ = self._detect_box(decoded, rotation, factor, box, "where a portrait can be", cache)
             return found, sideways
         upright, lying, _ = self._detect_box(decoded, rotation, factor * PROPOSAL_SCALE, box,
                                              "proposals where a portrait can be", cache,
                                              detector=self.proposer.detector, threshold=PROPOSAL_SCORE)
-        proposals = [d for d in upright + [d for d, _ in lying] if d.width < below]  # smaller than ``below`` px
+        proposals = upright + [d for d, _ in lying]
+        if first_pass is not None:
+            proposals = small_for_first_pass(proposals, first_pass)
         return self._confirmed(decoded, rotation, proposals, "confirming a proposal")
 
     def _confirmed(self, decoded: DecodedImage, rotation: int, proposals: list[Detection],
                    label: str) -> tuple[list[Detection], list[tuple[Detection, int]]]:
-        """RetinaFace over a window around each of the best proposals, the face about ``CONFIRM_FACE_PX`` wide;
-        when none is confirmed, once more at twice that scale for upright faces only (a portrait under glare seen
-        at 150 px and not at 80). (upright detections, (sideways or upside-down detection, its turn) pairs)."""
+        """RetinaFace over a window around each of the best proposals, the face about ``CONFIRM_FACE_PX`` wide; if
+        none is confirmed, again at twice that scale, upright faces only (a portrait under glare seen at 150 px)."""
         windows = confirm_windows(proposals, self._size(decoded, rotation))
         found: list[Detection] = []
         sideways: list[tuple[Detection, int]] = []
@@ -393,7 +394,7 @@ class FaceFinder:
                                                  "proposals at the last resort", cache, forget_view=True,
                                                  detector=self.proposer.detector, threshold=PROPOSAL_SCORE)
             release_freed_memory()
-            proposals = [d for d in upright + [d for d, _ in lying] if d.width * f_first < SMALL_FACE_PASS_BELOW_PX]
+            proposals = small_for_first_pass(upright + [d for d, _ in lying], f_first)
             found, _ = self._confirmed(decoded, r, proposals, "confirming a proposal at the last resort")
             if found:
                 return r, self._completed(decoded, r, found)
@@ -488,13 +489,12 @@ class FaceFinder:
         from the view the face's chip will be cut from (decoded once, cached)."""
         reduction = decoded.reduction_for(self.chip_face_px, det.width, finer_if_cached=True)
         with stage("face crop for the orientation check"):
-            h, vw = decoded.view_shape(reduction, rotation)
+            vw = decoded.view_shape(reduction, rotation)[1]
         full_w = decoded.height if rotation in (90, 270) else decoded.width
         scale = full_w / vw
         x1, y1, x2, y2 = det.box / scale
         w = x2 - x1
-        crop = decoded.region(reduction, rotation, (int(max(0, x1 - w)), int(max(0, y1 - w)),
-                                                    int(min(vw, x2 + w)), int(min(h, y2 + w))))
+        crop = decoded.region(reduction, rotation, (int(x1 - w), int(y1 - w), int(x2 + w), int(y2 + w)))  # clipped
         factor = face_px / max(w, 1.0)
         size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
         return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR))
