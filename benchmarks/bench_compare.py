@@ -2,13 +2,13 @@
 
 In the same run: the default engine (SFace), the engine with the dlib ResNet (the previous default,
 ``FACECOMPARE_RECOGNIZER=dlib``), the engine without flip, without the orientation check and with the YuNet
-detector (what each costs or saves), and
-the peer, the face_recognition package (HOG detector + the dlib ResNet) on the same pair; ratios are computed
-from these rows. Rows for the document side's harder cases too: a card turned 90 and 180 degrees with a 3 %
-portrait and an upright card with a 2 % portrait, against the same selfie. Also a per-stage breakdown of one
-comparison (decode, each detection pass, orientation check, alignment, embedding; median over the runs, per
-image: the two images run in parallel threads), the cold start (process start to the first answer) and that
-process's peak memory.
+detector, and with two onnxruntime threads per model (``FACECOMPARE_MODEL_THREADS=2``, the default before): what
+each costs or saves; and the peer, the face_recognition package (HOG detector + the dlib ResNet) on the same pair;
+ratios are computed from these rows. Rows for the document side's harder cases too: a card turned 90 and 180
+degrees with a 3 % portrait and an upright card with a 2 % portrait, against the same selfie. Also a per-stage
+breakdown of one comparison (decode, each detection pass, orientation check, alignment, embedding; median over the
+runs, per image: the two images run in parallel threads), the cold start (process start to the first answer) and
+that process's peak memory.
 
     python benchmarks/bench_compare.py [--runs 15] [--out benchmarks/results/compare.json]
 
@@ -195,6 +195,7 @@ def main() -> None:
         }
         document_rows = {name: bench_ours(selfie, path, args.runs) for name, path in documents.items()}
         variants = {
+            "facecompare_model_threads_2": bench_ours(selfie, document, args.runs, model_threads=2),
             "facecompare_tta_none": bench_ours(selfie, document, args.runs, tta="none"),
             "facecompare_without_orientation_check": bench_ours(selfie, document, args.runs, orientation_check=False),
             "facecompare_yunet_detector": bench_ours(selfie, document, args.runs, detector="yunet"),

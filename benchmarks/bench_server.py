@@ -113,15 +113,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60, help="requests per image size")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, help="FACECOMPARE_CONCURRENCY: engine calls at once per worker")
-    parser.add_argument("--threads", type=int, help="FACECOMPARE_THREADS: image threads per call and onnxruntime "
-                        "threads per model")
+    parser.add_argument("--threads", type=int, help="FACECOMPARE_THREADS: image threads per call")
+    parser.add_argument("--model-threads", type=int, help="FACECOMPARE_MODEL_THREADS: onnxruntime threads per model")
     parser.add_argument("--detector", help="FACECOMPARE_DETECTOR (default: the server's default, retinaface)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "server.json"))
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FACECOMPARE_AUTH": "off"}
-    for name, value in (("CONCURRENCY", args.concurrency), ("THREADS", args.threads), ("DETECTOR", args.detector)):
+    for name, value in (("CONCURRENCY", args.concurrency), ("THREADS", args.threads), ("MODEL_THREADS", args.model_threads),
+                        ("DETECTOR", args.detector)):
         if value is not None:
             env[f"FACECOMPARE_{name}"] = str(value)
     server = subprocess.Popen([sys.executable, "-m", "facecompare.cli", "serve", "--no-auth", "--port", str(port),

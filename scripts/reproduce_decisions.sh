@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
-# The measurements behind the default pipeline's choices for SFace (README, "Choices, measured"): each one
-# `facecompare evaluate` run with one setting changed, on LFW (small clean photos) and on the synthetic ID
-# benchmark (printed portraits). About 2 hours on 2 cores. Run scripts/reproduce_results.sh first (it makes
-# the synthetic set).
-#   ./scripts/reproduce_decisions.sh [SHARED_DATA_DIR] [SYNTH_OUT_DIR]
+# The measurements behind the default pipeline's choices (README, "Choices, measured"): each one
+# `facecompare evaluate` run with one setting changed, on the synthetic ID benchmark's two sets (drawn cards,
+# 2,000 pairs; specimen artwork, 1,000 pairs) and on LFW. About 2 hours on 2 cores, the most telling rows
+# first. Run scripts/reproduce_results.sh first: it renders both sets and evaluates the default on each.
+#   ./scripts/reproduce_decisions.sh [SHARED_DATA_DIR] [SYNTH_OUT_DIR] [SPECIMENS_OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${1:-../shared/data}
 SYNTH=${2:-/tmp/facecompare-synth-kyc}
+SPECIMENS=${3:-/tmp/facecompare-synth-kyc-specimens}
 . .venv/bin/activate
 PAIRS="$SHARED/lfw/pairs.txt"
 OUT=evaluation/decisions
+run() {  # run NAME PAIRS [evaluate options...], with the environment the caller set
+    local name=$1 pairs=$2
+    shift 2
+    echo "== $name ($(date +%H:%M:%S))"
+    facecompare evaluate "$pairs" --no-progress --out "$OUT/$name" "$@"
+}
+# no orientation check: RetinaFace's first hit on a turned card is sometimes the face upside down
+FACECOMPARE_ORIENTATION_CHECK=false run synth-kyc-no-orientation-check "$SYNTH/pairs.csv"
+FACECOMPARE_ORIENTATION_CHECK=false run specimens-no-orientation-check "$SPECIMENS/pairs.csv"
 # test-time flip: embed once instead of averaging with the mirror image
-facecompare evaluate "$PAIRS" --tta none --out "$OUT/lfw-tta-none"
-facecompare evaluate "$SYNTH/pairs.csv" --tta none --out "$OUT/synth-kyc-tta-none"
-# the chip blur that helped the dlib ResNet against guilloche (0.8 px)
-FACECOMPARE_CHIP_BLUR=0.8 facecompare evaluate "$PAIRS" --out "$OUT/lfw-blur-0.8"
-FACECOMPARE_CHIP_BLUR=0.8 facecompare evaluate "$SYNTH/pairs.csv" --out "$OUT/synth-kyc-blur-0.8"
-# no orientation check
-FACECOMPARE_ORIENTATION_CHECK=false facecompare evaluate "$SYNTH/pairs.csv" --out "$OUT/synth-kyc-no-orientation-check"
+run synth-kyc-tta-none "$SYNTH/pairs.csv" --tta none
+run specimens-tta-none "$SPECIMENS/pairs.csv" --tta none
+run lfw-tta-none "$PAIRS" --tta none
+# the detector: YuNet instead of RetinaFace
+FACECOMPARE_DETECTOR=yunet run synth-kyc-yunet "$SYNTH/pairs.csv"
+# chips cut from the full-resolution decode instead of the smallest sufficient one
+FACECOMPARE_CHIPS_AT_FULL_RESOLUTION=true run synth-kyc-chips-full-resolution "$SYNTH/pairs.csv"
+# the chip blur that helped the dlib ResNet against guilloche (0.8 px), and on either side of it
+for BLUR in 0.8 0.4 1.2; do
+    FACECOMPARE_CHIP_BLUR=$BLUR run "synth-kyc-blur-$BLUR" "$SYNTH/pairs.csv"
+done
+FACECOMPARE_CHIP_BLUR=0.8 run lfw-blur-0.8 "$PAIRS"
+FACECOMPARE_CHIP_BLUR=0.8 run specimens-blur-0.8 "$SPECIMENS/pairs.csv"
+echo "== done ($(date +%H:%M:%S))"

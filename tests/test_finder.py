@@ -31,6 +31,7 @@ class CountingDetector:
         self.name = self.inner.name
         self.pixels = 0
         self.calls = 0
+        self.inputs: list[tuple[int, int]] = []
 
     def load(self) -> None:
         self.inner.load()
@@ -39,6 +40,7 @@ class CountingDetector:
         self.pixels += rgb.shape[0] * rgb.shape[1]
         self.largest = max(getattr(self, "largest", 0), rgb.shape[0] * rgb.shape[1])
         self.calls += 1
+        self.inputs.append(rgb.shape[:2])
         return self.inner.detect(rgb, **kwargs)
 
 
@@ -63,6 +65,7 @@ def _document(fixtures, *, rotation=0, fraction=0.03, ghost=True, seed=12) -> tu
 def _analyze(counting, data):
     verifier, detector = counting
     detector.pixels = detector.calls = detector.largest = 0
+    detector.inputs = []
     analyzed = verifier.analyze(data, embed=1)
     return analyzed, detector.pixels
 
@@ -115,6 +118,31 @@ def test_a_ghosted_card_gives_the_portrait_and_the_ghost_at_every_turn(counting,
     assert analyzed.rotation == rotation and len(analyzed.faces) == 2  # PIL turns counter-clockwise
     portrait, ghost = analyzed.faces
     assert 170 < portrait.width_px < 210 and ghost.width_px < 0.5 * portrait.width_px
+
+
+def test_a_card_filling_a_1mp_frame_gets_a_window_scaled_to_its_face(counting, fixtures):
+    """A 1280x960 photo that the card fills (portrait 22 % of the width, the face about 100 px: 50 px at the first
+    pass). The small-face window around it is scaled so the face is about 80 px (SMALL_FACE_WINDOW_FACE_PX), not
+    to the 1600 px scale (125 px): the portrait is found, the same person, and the detector sees the first pass,
+    a window 8 face heights square with the face at 80 px, and the orientation check's four crops 3 faces of 64 px
+    wide (at the 1600 px scale and with 96 px faces: about 1.9 MP in all). The ghost of this card lies 6 face
+    widths away, outside any window; ghosts the windows do find are in
+    test_a_ghosted_card_gives_the_portrait_and_the_ghost_at_every_turn."""
+    rng = np.random.default_rng(13)
+    face = Image.open(fixtures / "obama.jpg").convert("RGB")
+    card, info = render_card(face, rng, width=1200, ghost=True, face_box=(200, 80, 440, 380))
+    data, _ = photograph(card, info, rng, PhotoConditions(portrait_fraction=0.22, tilt=0.05, glare=0.1,
+                                                          jpeg_quality=85, frame=(1280, 960)))
+    verifier, detector = counting
+    analyzed, pixels = _analyze(counting, data)
+    assert len(analyzed.faces) == 1 and 80 < analyzed.faces[0].width_px < 120
+    assert detector.calls == 6  # the first pass, one window, four turns of the orientation check
+    window = (8 * 1.35 * 82) ** 2  # 8 face heights (a face box is about 1.3 widths high), the face 80 px wide
+    assert detector.largest <= window, detector.largest  # at the 1600 px scale: 1040x960 x 1.25^2, 1.56 MP
+    assert all(max(shape) <= 225 for shape in detector.inputs[-4:]), detector.inputs  # 3.3 x 64 px (317 at 96)
+    assert pixels <= 640 * 480 + window + 4 * 225 * 200, pixels
+    comparison = verifier.match_faces(verifier.analyze(fixtures / "obama.jpg", embed=1), analyzed)
+    assert comparison.matches and comparison.matches[0].similarity >= 90
 
 
 def test_a_blank_8000px_png_costs_one_small_pass(counting):

@@ -69,3 +69,29 @@ def test_defaults_that_depend_on_the_model(verifier):
     assert Verifier(Settings(detector="yunet", detection_threshold=0.7))._detection_threshold == 0.7
     assert verifier.recognizer.default_chip_blur == 0.0
     assert Verifier(Settings(recognizer="dlib")).recognizer.default_chip_blur == 0.8
+
+
+def test_chips_at_full_resolution_cut_from_the_full_decode(fixtures, tmp_path):
+    """By default a large face's chip comes from a reduced JPEG decode; with ``chips_at_full_resolution`` from the
+    full one. The embedding moves a little and stays the same person (the README's "Choices, measured" row)."""
+    import io
+
+    from PIL import Image
+
+    big = Image.open(fixtures / "Serena_Williams_0001.jpg").convert("RGB")
+    big = big.resize((big.width * 8, big.height * 8), Image.Resampling.LANCZOS)  # 2000 px: reduced decodes
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=92)
+    data = buffer.getvalue()
+    scales, embeddings = {}, {}
+    for full in (False, True):
+        verifier = Verifier(Settings(chips_at_full_resolution=full, tta="none"))
+        decoded = verifier.load(data)
+        found = verifier.finder.find(decoded)
+        largest = max(found.detections, key=lambda d: d.width)
+        scales[full] = verifier.describer.chip_region(decoded, found.rotation, largest)[1]
+        embeddings[full] = verifier.analyze(data, embed=1).faces[0].embedding
+    assert scales[True] == 1.0 and scales[False] >= 2.0
+    other = Verifier(Settings(tta="none")).analyze(fixtures / "Serena_Williams_0002.jpg", embed=1).faces[0].embedding
+    assert 0.0005 < distance(embeddings[False], embeddings[True]) < 0.1
+    assert distance(embeddings[True], other) < 0.4

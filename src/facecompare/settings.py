@@ -84,8 +84,15 @@ class Settings:
     #: 1e-3: 83.7 % -> 86.0 % at 0.8 px); SFace does better without (97.8 % at 0, 97.6 % at 0.8, 96.3 % at 1.2),
     #: so its default is 0
     chip_blur: float = -1.0
+    #: cut each face's chip from the full-resolution decode instead of the smallest decode in which the face is
+    #: still as wide as the recognizer needs (slower; README, "Choices, measured")
+    chips_at_full_resolution: bool = False
     #: worker threads for analysing the two images of a comparison in parallel
     threads: int = 2
+    #: threads each model's inference runs on (onnxruntime's intra-op threads). 1: the least CPU per image; at 2
+    #: an image took 20-28 % more CPU for less wall time when nothing else ran, and a comparison's two images
+    #: already run in parallel (``threads``), so under load the extra threads only compete (README, Speed)
+    model_threads: int = 1
 
     def __post_init__(self) -> None:
         if not (0 < self.detection_threshold < 1 or self.detection_threshold == -1):
@@ -107,6 +114,10 @@ class Settings:
             raise InvalidParameterException(
                 f"portrait_search={self.portrait_search[:40]!r} (FACECOMPARE_PORTRAIT_SEARCH): "
                 f"use {' or '.join(PORTRAIT_SEARCHES)}."
+            )
+        if not (1 <= self.model_threads <= 64):
+            raise InvalidParameterException(
+                f"model_threads={self.model_threads} (FACECOMPARE_MODEL_THREADS): use 1 to 64 threads."
             )
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(

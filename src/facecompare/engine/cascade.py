@@ -20,6 +20,7 @@ import threading
 from ..errors import ConfigurationError
 from ..models import Detection, Detector, create_detector
 from ..settings import PORTRAIT_SEARCHES, Settings
+from .geometry import square_window
 
 #: YuNet looks at the box at this share of the scale RetinaFace alone would use there (a face RetinaFace needs
 #: about 24 px for is about 17 px to YuNet, which finds 97 % of 20 px faces)
@@ -74,12 +75,5 @@ def confirm_windows(proposals: list[Detection], size: tuple[int, int]) -> list[t
     """(window, wanted scale) for the best ``PROPOSALS`` proposals (full-resolution pixels of an image ``size``
     wide and high): a square ``CONFIRM_WINDOW_WIDTHS`` face widths wide around each, clipped to the image, and the
     detector pixels per image pixel that make the face about ``CONFIRM_FACE_PX`` wide (the finder bounds it)."""
-    w, h = size
-    out: list[tuple[Box, float]] = []
-    for det in sorted(proposals, key=lambda d: d.score, reverse=True)[:PROPOSALS]:
-        width = max(det.width, det.height, 1.0)
-        cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
-        half = CONFIRM_WINDOW_WIDTHS / 2 * width
-        window = (max(0.0, cx - half), max(0.0, cy - half), min(float(w), cx + half), min(float(h), cy + half))
-        out.append((window, CONFIRM_FACE_PX / width))
-    return out
+    return [(square_window(det.box, CONFIRM_WINDOW_WIDTHS, size), CONFIRM_FACE_PX / max(det.width, det.height, 1.0))
+            for det in sorted(proposals, key=lambda d: d.score, reverse=True)[:PROPOSALS]]

@@ -68,7 +68,10 @@ class FaceDescriber:
         The region reaches ``CHIP_REGION_WIDTHS`` face widths beyond the face on each side, more than any
         aligned chip (ArcFace's or dlib's, a face turned up to 45 degrees included) takes from around it, so the
         chip is the one the whole view would give; only the region is turned, never the whole image."""
-        reduction = decoded.reduction_for(self.recognizer.chip_face_px, det.width, finer_if_cached=True)
+        if self.settings.chips_at_full_resolution:
+            reduction = decoded.base_reduction
+        else:
+            reduction = decoded.reduction_for(self.recognizer.chip_face_px, det.width, finer_if_cached=True)
         if not decoded.has_view(reduction, 0):
             with stage(f"decode at 1/{reduction}"):
                 decoded.view(reduction, 0)

@@ -46,7 +46,7 @@ from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
 from ..settings import Settings
 from .cascade import CONFIRM_RETRY_SCALE, PROPOSAL_SCALE, PROPOSAL_SCORE, Proposer, chosen_portrait_search, confirm_windows
-from .geometry import landmark_turn, rotate, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
+from .geometry import landmark_turn, rotate, square_window, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
 from .trace import stage
 
 #: in the first detection pass, a largest face narrower than this (pixels of the detector input)
@@ -59,6 +59,8 @@ SMALL_FACE_PASS_BELOW_PX = 64
 #: the first pass found
 SMALL_FACE_WINDOW_WIDTHS = 8
 SMALL_FACE_WINDOWS = 3
+#: ... scaled so the face is about this wide (at most the small-face scale; 2.5x its first-pass width before)
+SMALL_FACE_WINDOW_FACE_PX = 80
 #: a face found lying sideways or upside down is searched again at its turn in a window this many face widths
 #: wide, scaled so the face is about TURN_WINDOW_FACE_PX wide (at most TURN_WINDOW_MAX_FACTOR x full resolution)
 TURN_WINDOW_WIDTHS = 8
@@ -162,7 +164,7 @@ class FaceFinder:
         #: "cascade" (YuNet proposes over a document's box, RetinaFace confirms) or "retinaface" (RetinaFace
         #: alone over the box); see :mod:`facecompare.engine.cascade`
         self.portrait_search = chosen_portrait_search(settings, portrait_search)
-        self.proposer = Proposer(settings.threads, proposer)
+        self.proposer = Proposer(settings.model_threads, proposer)
 
     def warm(self) -> None:
         """Load the models the search runs (the cascade's proposer too)."""
@@ -424,14 +426,13 @@ class FaceFinder:
         largest = max(d.width for d in found) * factor
         if f_window <= 1.2 * factor or largest >= SMALL_FACE_PASS_BELOW_PX:
             return found
-        w, h = self._size(decoded, rotation)
         out: list[Detection] = []
         for det in sorted(found, key=lambda d: d.width, reverse=True)[:SMALL_FACE_WINDOWS]:
-            cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
-            half = SMALL_FACE_WINDOW_WIDTHS / 2 * max(det.width, det.height)
-            window = (max(0.0, cx - half), max(0.0, cy - half), min(float(w), cx + half), min(float(h), cy + half))
-            hits, _, _ = self._detect_box(decoded, rotation, f_window, window,
-                                          f"around a small face at {self.settings.small_face_detection_size} px")
+            window = square_window(det.box, SMALL_FACE_WINDOW_WIDTHS, self._size(decoded, rotation))
+            f = min(f_window, SMALL_FACE_WINDOW_FACE_PX / max(det.width, 1.0))
+            if f <= 1.2 * factor:
+                continue
+            hits, _, _ = self._detect_box(decoded, rotation, f, window, "around a small face")
             out.extend(hits)
         return merge(found, out)
 
@@ -439,12 +440,9 @@ class FaceFinder:
         """Detections in a window around ``det`` (found in the image turned by ``rotation``) in the image turned
         further by ``turn``: (that rotation, its upright detections)."""
         target = (rotation + turn) % 360
-        x1, y1, x2, y2 = self._to_turn(decoded, tuple(det.box), rotation, target)
+        x1, y1, x2, y2 = box = self._to_turn(decoded, tuple(det.box), rotation, target)
         width = max(x2 - x1, y2 - y1, 1.0)
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        half = TURN_WINDOW_WIDTHS / 2 * width
-        w, h = self._size(decoded, target)
-        window = (max(0.0, cx - half), max(0.0, cy - half), min(float(w), cx + half), min(float(h), cy + half))
+        window = square_window(box, TURN_WINDOW_WIDTHS, self._size(decoded, target))
         factor = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, TURN_WINDOW_FACE_PX / width), window)
         found, _, _ = self._detect_box(decoded, target, factor, window, "around a turned face")
         return target, found

@@ -44,6 +44,15 @@ def turn_points(points: np.ndarray, rotation: int, width: float, height: float) 
     raise ValueError(rotation)
 
 
+def square_window(box, widths: float, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A square ``widths`` times the box's larger side, centred on ``box`` (x1, y1, x2, y2), clipped to an image
+    ``size`` (width, height) wide and high."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    half = widths / 2 * max(x2 - x1, y2 - y1, 1.0)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return max(0.0, cx - half), max(0.0, cy - half), min(float(size[0]), cx + half), min(float(size[1]), cy + half)
+
+
 def landmark_turn(points: np.ndarray) -> int | None:
     """The quarter turn (clockwise) after which these 5 landmarks look upright (0 if they already do), or None
     when they look upright at no turn (a pattern, not a face). Turning about the origin is enough: the check
