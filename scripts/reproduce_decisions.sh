@@ -24,15 +24,17 @@ FACECOMPARE_ORIENTATION_CHECK=false run specimens-no-orientation-check "$SPECIME
 # test-time flip: embed once instead of averaging with the mirror image
 run synth-kyc-tta-none "$SYNTH/pairs.csv" --tta none
 run specimens-tta-none "$SPECIMENS/pairs.csv" --tta none
+run lfw-default "$PAIRS"  # the default on LFW, with this code, for the LFW rows below
 run lfw-tta-none "$PAIRS" --tta none
 # the detector: YuNet instead of RetinaFace
 FACECOMPARE_DETECTOR=yunet run synth-kyc-yunet "$SYNTH/pairs.csv"
 # chips cut from the full-resolution decode instead of the smallest sufficient one
 FACECOMPARE_CHIPS_AT_FULL_RESOLUTION=true run synth-kyc-chips-full-resolution "$SYNTH/pairs.csv"
-# the chip blur that helped the dlib ResNet against guilloche (0.8 px), and on either side of it
-for BLUR in 0.8 0.4 1.2; do
+# the chip blur that helped the dlib ResNet against guilloche (0.8 px), then on either side of it
+FACECOMPARE_CHIP_BLUR=0.8 run synth-kyc-blur-0.8 "$SYNTH/pairs.csv"
+FACECOMPARE_CHIP_BLUR=0.8 run specimens-blur-0.8 "$SPECIMENS/pairs.csv"
+FACECOMPARE_CHIP_BLUR=0.8 run lfw-blur-0.8 "$PAIRS"
+for BLUR in 0.4 1.2; do
     FACECOMPARE_CHIP_BLUR=$BLUR run "synth-kyc-blur-$BLUR" "$SYNTH/pairs.csv"
 done
-FACECOMPARE_CHIP_BLUR=0.8 run lfw-blur-0.8 "$PAIRS"
-FACECOMPARE_CHIP_BLUR=0.8 run specimens-blur-0.8 "$SPECIMENS/pairs.csv"
 echo "== done ($(date +%H:%M:%S))"

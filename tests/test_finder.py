@@ -217,6 +217,7 @@ class CountingYuNet(CountingDetector):
         self.default_threshold = self.inner.default_threshold
         self.name = self.inner.name
         self.pixels = self.calls = self.largest = 0
+        self.inputs: list[tuple[int, int]] = []
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +234,7 @@ def _cascade(cascading, data):
     verifier, detector, proposer = cascading
     for d in (detector, proposer):
         d.pixels = d.calls = d.largest = 0
+        d.inputs = []
     return verifier.analyze(data, embed=1)
 
 

@@ -335,3 +335,24 @@ def test_a_calibration_fitted_for_another_model_is_refused(tmp_path):
     assert load_calibration(None, model="sface-2021dec-int8bq").model == "sface-2021dec-int8bq"
     with pytest.raises(InvalidParameterException, match="No calibration ships"):
         load_calibration(None, model="onnx-mine-0123456789ab")
+
+
+@pytest.mark.parametrize("threads, small, large", [(0, 1, 2), (1, 1, 1), (3, 3, 3)])
+def test_detector_sessions_take_two_threads_for_large_inputs_only_when_automatic(fixtures, threads, small, large):
+    """``FACECOMPARE_MODEL_THREADS=0`` (the default): a detector input under LARGE_INPUT_PIXELS runs on one
+    onnxruntime thread, a larger one on two (a second session of the same weights); a number is used for both.
+    The two sessions give the same outputs, and a large input finds the face."""
+    from facecompare.models.onnx_graph import LARGE_INPUT_PIXELS
+
+    detector = RetinaFaceDetector(threads=threads)
+    below = detector._sessions.for_pixels(LARGE_INPUT_PIXELS - 1)
+    above = detector._sessions.for_pixels(LARGE_INPUT_PIXELS)
+    assert below.get_session_options().intra_op_num_threads == small
+    assert above.get_session_options().intra_op_num_threads == large
+    assert (below is above) == (small == large)
+    face = np.asarray(Image.open(fixtures / "Serena_Williams_0001.jpg").convert("RGB").resize((1504, 1504)))
+    blob = np.ascontiguousarray(face[None, :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32) - 110.0
+    for a, b in zip(below.run(None, {"input": blob}), above.run(None, {"input": blob})):
+        assert np.allclose(a, b, atol=1e-4)
+    found = detector.detect(face)  # 2.26 MP: the large session
+    assert found and found[0].score > 0.9 and found[0].width > 500

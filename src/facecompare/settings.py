@@ -89,10 +89,11 @@ class Settings:
     chips_at_full_resolution: bool = False
     #: worker threads for analysing the two images of a comparison in parallel
     threads: int = 2
-    #: threads each model's inference runs on (onnxruntime's intra-op threads). 1: the least CPU per image; at 2
-    #: an image took 20-28 % more CPU for less wall time when nothing else ran, and a comparison's two images
-    #: already run in parallel (``threads``), so under load the extra threads only compete (README, Speed)
-    model_threads: int = 1
+    #: threads each model's inference runs on (onnxruntime's intra-op threads). 0 (automatic): one, and two for a
+    #: detector input of 1.5 MP or more (a 1600 px pass, the last resort). At two for every input an image took
+    #: 20-28 % more CPU, and a comparison's two images already run in parallel (``threads``); at one for every
+    #: input a faceless 12 MP photo analysed alone, searched to its last resort, took 1.4x as long (README, Speed)
+    model_threads: int = 0
 
     def __post_init__(self) -> None:
         if not (0 < self.detection_threshold < 1 or self.detection_threshold == -1):
@@ -115,9 +116,10 @@ class Settings:
                 f"portrait_search={self.portrait_search[:40]!r} (FACECOMPARE_PORTRAIT_SEARCH): "
                 f"use {' or '.join(PORTRAIT_SEARCHES)}."
             )
-        if not (1 <= self.model_threads <= 64):
+        if not (0 <= self.model_threads <= 64):
             raise InvalidParameterException(
-                f"model_threads={self.model_threads} (FACECOMPARE_MODEL_THREADS): use 1 to 64 threads."
+                f"model_threads={self.model_threads} (FACECOMPARE_MODEL_THREADS): use 1 to 64 threads, or 0 for "
+                "one thread and two for large detector inputs."
             )
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(

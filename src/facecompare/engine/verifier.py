@@ -42,7 +42,7 @@ class Verifier:
                  recognizer: Recognizer | None = None, calibration: Calibration | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.detector = detector or create_detector(self.settings.detector, threads=self.settings.model_threads)
-        self.recognizer = recognizer or create_recognizer(self.settings.recognizer, threads=self.settings.model_threads)
+        self.recognizer = recognizer or create_recognizer(self.settings.recognizer, threads=self.settings.model_threads or 1)
         self.orientation = OrientationCheck(self.detector)
         #: the detection plan (where, at which scale and at which turn to look)
         self.finder = FaceFinder(self.detector, self.settings, self.recognizer.chip_face_px, self.orientation)

@@ -8,7 +8,6 @@ Pre- and post-processing (anchors, box decoding, :mod:`.nms`) are numpy; no Open
 from __future__ import annotations
 
 import math
-import threading
 from functools import lru_cache
 
 import numpy as np
@@ -48,21 +47,17 @@ class RetinaFaceDetector:
     name = "retinaface-mobilenet0.25"
 
     def __init__(self, threads: int = 1) -> None:
-        self._threads = threads
-        self._session = None
-        self._lock = threading.Lock()
+        """``threads``: onnxruntime intra-op threads; 0: one for small inputs, two for large ones
+        (:class:`~facecompare.models.onnx_graph.DetectorSessions`)."""
+        from .onnx_graph import DetectorSessions
+
+        self._sessions = DetectorSessions(lambda: read_weights(self.name), threads)
 
     def load(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                return
-            from .onnx_graph import session
-
-            self._session = session(read_weights(self.name), self._threads)
+        self._sessions.for_pixels(0)
 
     def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:
         """Faces in an RGB uint8 array, in its pixel coordinates, highest score first."""
-        self.load()
         height, width = rgb.shape[:2]
         # pad to a multiple of 32 so every pyramid level lines up; padding is the mean colour (zero input)
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
@@ -70,7 +65,7 @@ class RetinaFaceDetector:
         for channel in range(3):  # BGR order, mean subtracted; channel by channel keeps temporaries small
             np.subtract(rgb[:, :, 2 - channel], _MEAN_BGR[channel], out=blob[0, channel, :height, :width],
                         dtype=np.float32)
-        loc, conf, landms = self._session.run(None, {"input": blob})
+        loc, conf, landms = self._sessions.for_pixels(ph * pw).run(None, {"input": blob})
         return decode_heads(loc, conf, landms, ph, pw, score_threshold, nms_threshold)
 
 

@@ -9,8 +9,6 @@ Input: float32 NCHW **BGR** 0-255 (OpenCV's ``FaceDetectorYN`` feeds ``blobFromI
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from .base import Detection
@@ -31,29 +29,25 @@ class YuNetDetector:
     name = "yunet-2023mar-int8bq"
 
     def __init__(self, threads: int = 1) -> None:
-        self._threads = threads
-        self._session = None
-        self._lock = threading.Lock()
+        """``threads``: onnxruntime intra-op threads; 0: one for small inputs, two for large ones
+        (:class:`~facecompare.models.onnx_graph.DetectorSessions`)."""
+        from .onnx_graph import DetectorSessions
+
+        # prepared offline (int8 weights folded, input size symbolic; scripts/prepare_weights.py)
+        self._sessions = DetectorSessions(lambda: read_weights(PREPARED), threads)
 
     def load(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                return
-            from .onnx_graph import release_freed_memory, session
-
-            # prepared offline (int8 weights folded, input size symbolic; scripts/prepare_weights.py)
-            self._session = session(read_weights(PREPARED), self._threads)
-            release_freed_memory()
+        self._sessions.for_pixels(0)
 
     def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:
         """Faces in an RGB uint8 array, in its pixel coordinates, highest score first."""
-        self.load()
         height, width = rgb.shape[:2]
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
         blob = np.zeros((1, 3, ph, pw), dtype=np.float32)
         for channel in range(3):  # BGR
             blob[0, channel, :height, :width] = rgb[:, :, 2 - channel]
-        outputs = dict(zip([o.name for o in self._session.get_outputs()], self._session.run(None, {"input": blob})))
+        loaded = self._sessions.for_pixels(ph * pw)
+        outputs = dict(zip([o.name for o in loaded.get_outputs()], loaded.run(None, {"input": blob})))
         boxes, scores, points = [], [], []
         for stride in _STRIDES:
             cols = pw // stride
