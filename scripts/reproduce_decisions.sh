@@ -18,22 +18,26 @@ run() {  # run NAME PAIRS [evaluate options...], with the environment the caller
     echo "== $name ($(date +%H:%M:%S))"
     facecompare evaluate "$pairs" --no-progress --out "$OUT/$name" "$@"
 }
+# the most telling rows first, on the drawn cards; then LFW; then the specimen artwork and the blur on either side
 # no orientation check: RetinaFace's first hit on a turned card is sometimes the face upside down
 FACECOMPARE_ORIENTATION_CHECK=false run synth-kyc-no-orientation-check "$SYNTH/pairs.csv"
-FACECOMPARE_ORIENTATION_CHECK=false run specimens-no-orientation-check "$SPECIMENS/pairs.csv"
 # test-time flip: embed once instead of averaging with the mirror image
 run synth-kyc-tta-none "$SYNTH/pairs.csv" --tta none
-run specimens-tta-none "$SPECIMENS/pairs.csv" --tta none
-run lfw-default "$PAIRS"  # the default on LFW, with this code, for the LFW rows below
-run lfw-tta-none "$PAIRS" --tta none
 # the detector: YuNet instead of RetinaFace
 FACECOMPARE_DETECTOR=yunet run synth-kyc-yunet "$SYNTH/pairs.csv"
+# the chip blur that helped the dlib ResNet against guilloche (0.8 px)
+FACECOMPARE_CHIP_BLUR=0.8 run synth-kyc-blur-0.8 "$SYNTH/pairs.csv"
 # chips cut from the full-resolution decode instead of the smallest sufficient one
 FACECOMPARE_CHIPS_AT_FULL_RESOLUTION=true run synth-kyc-chips-full-resolution "$SYNTH/pairs.csv"
-# the chip blur that helped the dlib ResNet against guilloche (0.8 px), then on either side of it
-FACECOMPARE_CHIP_BLUR=0.8 run synth-kyc-blur-0.8 "$SYNTH/pairs.csv"
-FACECOMPARE_CHIP_BLUR=0.8 run specimens-blur-0.8 "$SPECIMENS/pairs.csv"
+# LFW: the default with this code, and the two embedding-side rows
+run lfw-default "$PAIRS"
+run lfw-tta-none "$PAIRS" --tta none
 FACECOMPARE_CHIP_BLUR=0.8 run lfw-blur-0.8 "$PAIRS"
+# the specimen artwork
+FACECOMPARE_ORIENTATION_CHECK=false run specimens-no-orientation-check "$SPECIMENS/pairs.csv"
+run specimens-tta-none "$SPECIMENS/pairs.csv" --tta none
+FACECOMPARE_CHIP_BLUR=0.8 run specimens-blur-0.8 "$SPECIMENS/pairs.csv"
+# the blur on either side of 0.8
 for BLUR in 0.4 1.2; do
     FACECOMPARE_CHIP_BLUR=$BLUR run "synth-kyc-blur-$BLUR" "$SYNTH/pairs.csv"
 done
