@@ -30,7 +30,8 @@ class DetectorOrientationCheck:
     #: the face is scaled to this width in the crop (a crop 3 faces wide: 192 px, four detector runs of it). 96
     #: before: at 96, 72 and 64 the same turn, the right one, for every one of 1,600 documents and 400 selfies of
     #: the two synthetic sets (1,000 drawn cards, 600 specimen artworks, seed 1; 72 of them found at a wrong turn
-    #: by the search and put right by the check); at 48 one more wrong per set. 64 costs 0.44x the pixels of 96
+    #: by the search and put right by the check); at 48 one more wrong per set (scripts/orientation_crop_sizes.py,
+    #: evaluation/decisions/orientation-crop-sizes-*.json). 64 costs 0.44x the pixels of 96
     FACE_PX = 64
     #: another turn must score this much (logit) above the current one to be chosen
     MARGIN = 0.5
