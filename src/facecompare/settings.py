@@ -82,8 +82,8 @@ class Settings:
     #: Gaussian blur radius, in pixels of the recognizer's aligned chip, applied before embedding (0 = off;
     #: -1 = the recognizer's own default). Printed portraits carry guilloche lines, microprint and halftone that
     #: the dlib ResNet reads as facial texture, and a slight blur helps it (synthetic ID benchmark, TAR at FMR
-    #: 1e-3: 83.7 % -> 86.0 % at 0.8 px); SFace does better without (97.8 % at 0, 97.6 % at 0.8, 96.3 % at 1.2),
-    #: so its default is 0
+    #: 1e-3: 83.7 % -> 86.0 % at 0.8 px); SFace does better without (`evaluate` on the drawn
+    #: cards: 97.45 % at 0 and 0.4, 97.15 % at 0.8, 96.66 % at 1.2), so its default is 0
     chip_blur: float = -1.0
     #: cut each face's chip from the full-resolution decode instead of the smallest decode in which the face is
     #: still as wide as the recognizer needs (slower; README, "Choices, measured")

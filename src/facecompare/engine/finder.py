@@ -428,9 +428,9 @@ class FaceFinder:
         largest = max(d.width for d in found) * factor
         if f_window <= 1.2 * factor or largest >= SMALL_FACE_PASS_BELOW_PX:
             return found
-        out: list[Detection] = []
+        size, out = self._size(decoded, rotation), []
         for det in sorted(found, key=lambda d: d.width, reverse=True)[:SMALL_FACE_WINDOWS]:
-            window = square_window(det.box, SMALL_FACE_WINDOW_WIDTHS, self._size(decoded, rotation))
+            window = square_window(det.box, SMALL_FACE_WINDOW_WIDTHS, size)
             f = min(f_window, SMALL_FACE_WINDOW_FACE_PX / max(det.width, 1.0))
             if f <= 1.2 * factor:
                 continue
