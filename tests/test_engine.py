@@ -282,3 +282,39 @@ def test_image_sources_give_identical_answers(verifier, fixtures):
     by_bytes = facecompare.detect_faces(path.read_bytes(), verifier=verifier)
     by_file = facecompare.detect_faces(io.BytesIO(path.read_bytes()), verifier=verifier)
     assert by_path == by_bytes == by_file
+
+
+def test_each_analysis_is_counted_while_it_runs_for_the_model_threads(fixtures):
+    """The models' CPU budget (``models.cpu``) hears of every image analysis: one while a single image is
+    analysed, two while a pair's images overlap, none after (also when the analysis fails)."""
+    from facecompare.models import cpu
+    from facecompare.models.retinaface import RetinaFaceDetector
+
+    class Recording(RetinaFaceDetector):
+        seen: list[int] = []
+
+        def detect(self, rgb, **kwargs):
+            self.seen.append(cpu.running())
+            return super().detect(rgb, **kwargs)
+
+    detector = Recording(threads=0)
+    verifier = facecompare.Verifier(detector=detector)
+    verifier.analyze(fixtures / "Colin_Powell_0001.jpg")
+    assert set(detector.seen) == {1} and cpu.running() == 0
+    detector.seen.clear()
+    started = threading.Barrier(2)
+    original = detector.detect
+
+    def meet_first(rgb, **kwargs):  # each image's first pass waits for the other's: they overlap for sure
+        if threading.current_thread().name not in met:
+            met.add(threading.current_thread().name)
+            started.wait(timeout=30)
+        return original(rgb, **kwargs)
+
+    met: set[str] = set()
+    detector.detect = meet_first
+    verifier.analyze_pair(fixtures / "Colin_Powell_0001.jpg", fixtures / "Colin_Powell_0002.jpg")
+    assert 2 in detector.seen and cpu.running() == 0
+    with pytest.raises(facecompare.errors.InvalidImageFormatException):
+        verifier.analyze(b"not an image")
+    assert cpu.running() == 0

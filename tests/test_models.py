@@ -3,6 +3,7 @@ the ONNX-by-path recognizer, the dlib recognizer, and the guard that keeps embed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -264,6 +265,30 @@ def test_sface_separates_people_on_real_faces(verifier, fixtures):
     assert max(cos[0, 2], cos[0, 3], cos[1, 2], cos[1, 3]) < 0.25  # different people
 
 
+def test_automatic_threads_embed_two_chips_at_once_while_a_core_is_spare(verifier, fixtures):
+    """SFace takes one chip per run. With automatic threads (0) and a core spare, half of a face's chips (its
+    mirror image, with flip) run on the helper thread at the same time; while every core has an analysis, all run
+    on the caller's thread. The embeddings are those of one thread, run after run."""
+    import threading
+
+    from facecompare.models import cpu
+
+    names = ["Colin_Powell_0001", "Colin_Powell_0002", "Serena_Williams_0001", "Serena_Williams_0002"]
+    chips = _chips(verifier, fixtures, names)
+    one = SFaceRecognizer(threads=1).embed(chips)
+    automatic = SFaceRecognizer(threads=0)
+    assert np.abs(automatic.embed(chips) - one).max() < 1e-5
+    caller = threading.current_thread().name
+    where = cpu.map_spread(lambda _: threading.current_thread().name, range(4))
+    if cpu.CORES >= 2:
+        assert where[:2] == [caller, caller] and all(n.startswith("facecompare-model") for n in where[2:])
+    with contextlib.ExitStack() as busy:
+        for _ in range(cpu.CORES):
+            busy.enter_context(cpu.analysis())
+        assert cpu.map_spread(lambda _: threading.current_thread().name, range(4)) == [caller] * 4
+        assert np.abs(automatic.embed(chips) - one).max() < 1e-5
+
+
 def test_a_user_onnx_file_loads_by_path(verifier, fixtures):
     """The path for a user's own ArcFace-style model, tried with the SFace file: with SFace's input options the
     embeddings equal the built-in recognizer's; with the ArcFace defaults (normalised input) they do not."""
@@ -339,17 +364,29 @@ def test_a_calibration_fitted_for_another_model_is_refused(tmp_path):
 
 @pytest.mark.parametrize("threads, small, large", [(0, 1, 2), (1, 1, 1), (3, 3, 3)])
 def test_detector_sessions_take_two_threads_for_large_inputs_only_when_automatic(fixtures, threads, small, large):
-    """``FACECOMPARE_MODEL_THREADS=0`` (the default): a detector input under LARGE_INPUT_PIXELS runs on one
-    onnxruntime thread, a larger one on two (a second session of the same weights); a number is used for both.
-    The two sessions give the same outputs, and a large input finds the face."""
+    """``FACECOMPARE_MODEL_THREADS=0`` (the default): while as many analyses run as there are cores, a detector
+    input under LARGE_INPUT_PIXELS runs on one onnxruntime thread, a larger one on two (a second session of the
+    same weights); with a core spare, any input of 0.1 MP or more takes two; a number is used for all. The two sessions give the
+    same outputs, and a large input finds the face."""
+    from facecompare.models import cpu
     from facecompare.models.onnx_graph import LARGE_INPUT_PIXELS
 
     detector = RetinaFaceDetector(threads=threads)
-    below = detector._sessions.for_pixels(LARGE_INPUT_PIXELS - 1)
-    above = detector._sessions.for_pixels(LARGE_INPUT_PIXELS)
+    with contextlib.ExitStack() as busy:
+        for _ in range(cpu.CORES):
+            busy.enter_context(cpu.analysis())
+        assert not cpu.spare_core()
+        below = detector._sessions.for_pixels(LARGE_INPUT_PIXELS - 1)
+        above = detector._sessions.for_pixels(LARGE_INPUT_PIXELS)
+    assert cpu.running() == 0
+    idle = detector._sessions.for_pixels(LARGE_INPUT_PIXELS - 1)
+    tiny = detector._sessions.for_pixels(96 * 96)  # two threads would be slower: one even with a core spare
     assert below.get_session_options().intra_op_num_threads == small
     assert above.get_session_options().intra_op_num_threads == large
     assert (below is above) == (small == large)
+    spare = 2 if threads == 0 and cpu.CORES >= 2 else small
+    assert idle.get_session_options().intra_op_num_threads == spare
+    assert tiny.get_session_options().intra_op_num_threads == small
     face = np.asarray(Image.open(fixtures / "Serena_Williams_0001.jpg").convert("RGB").resize((1504, 1504)))
     blob = np.ascontiguousarray(face[None, :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32) - 110.0
     for a, b in zip(below.run(None, {"input": blob}), above.run(None, {"input": blob})):

@@ -91,9 +91,12 @@ class Settings:
     #: worker threads for analysing the two images of a comparison in parallel
     threads: int = 2
     #: threads each model's inference runs on (onnxruntime's intra-op threads). 0 (automatic): one, and two for a
-    #: detector input of 1.5 MP or more (a 1600 px pass, the last resort). At two for every input an image took
-    #: 20-28 % more CPU, and a comparison's two images already run in parallel (``threads``); at one for every
-    #: input a faceless 12 MP photo analysed alone, searched to its last resort, took 1.4x as long (README, Speed)
+    #: detector input of 1.5 MP or more (a 1600 px pass, the last resort) and, while fewer images are being analysed
+    #: in this process than it has cores (``models/cpu.py``: a pair's other image is done, a DetectFaces alone), for
+    #: a detector input of 0.1 MP or more; a recognizer that takes one chip per run then runs a face and its mirror
+    #: image at once. At two for every input an image took 20-28 % more CPU, and a comparison's two images already
+    #: run in parallel (``threads``); at one for every input a faceless 12 MP photo analysed alone took 1.4x as long,
+    #: and the bench pair's document, whose search runs on after the selfie is done, waited on one core (README, Speed)
     model_threads: int = 0
 
     def __post_init__(self) -> None:
@@ -120,7 +123,7 @@ class Settings:
         if not (0 <= self.model_threads <= 64):
             raise InvalidParameterException(
                 f"model_threads={self.model_threads} (FACECOMPARE_MODEL_THREADS): use 1 to 64 threads, or 0 for "
-                "one thread and two for large detector inputs."
+                "automatic (two while a core is spare and for large detector inputs, else one)."
             )
         if self.tta not in ("none", "flip") and not _is_jitter(self.tta):
             raise InvalidParameterException(

@@ -19,7 +19,7 @@ from ..checks import check_quality_filter, check_threshold
 from ..faces import AnalyzedImage, Comparison
 from ..images import DecodedImage, ImageSource, load_image
 from ..memory import note_large_work, released_after_large_work
-from ..models import Detector, Recognizer, create_detector, create_recognizer
+from ..models import Detector, Recognizer, cpu, create_detector, create_recognizer
 from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
 from ..scoring import Calibration, load_calibration
@@ -42,7 +42,7 @@ class Verifier:
                  recognizer: Recognizer | None = None, calibration: Calibration | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.detector = detector or create_detector(self.settings.detector, threads=self.settings.model_threads)
-        self.recognizer = recognizer or create_recognizer(self.settings.recognizer, threads=self.settings.model_threads or 1)
+        self.recognizer = recognizer or create_recognizer(self.settings.recognizer, threads=self.settings.model_threads)
         self.orientation = OrientationCheck(self.detector)
         #: the detection plan (where, at which scale and at which turn to look)
         self.finder = FaceFinder(self.detector, self.settings, self.recognizer.chip_face_px, self.orientation)
@@ -103,7 +103,8 @@ class Verifier:
         """Detect up to ``max_faces`` faces (largest first); embed the ``embed`` largest of them.
 
         With ``trace`` (a list), each step appends ``(stage name, seconds)``: where the time goes."""
-        with collecting(trace), released_after_large_work():  # large buffers are given back at the end
+        # counted while it runs: a model call takes a second core only while fewer analyses run than cores
+        with collecting(trace), released_after_large_work(), cpu.analysis():  # large buffers given back at the end
             return self._analyze(image, embed, max_faces)
 
     def _analyze(self, image: ImageSource | DecodedImage, embed: int, max_faces: int) -> AnalyzedImage:

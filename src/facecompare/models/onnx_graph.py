@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .cpu import spare_core
+
 
 def prepare(model_bytes: bytes) -> bytes:
     """The serialized model with constant ``DequantizeLinear`` nodes folded and unused inputs dropped."""
@@ -127,11 +129,18 @@ def session(model_bytes: bytes, threads: int):
 #: last resort) runs on two intra-op threads and a smaller one on one: small inputs spend 20-28 % more CPU on two
 #: threads for little wall time, while a 6 MP pass of an image analysed alone takes 1.4x as long on one
 LARGE_INPUT_PIXELS = 1_500_000
+#: ... and, while a core is spare (:func:`.cpu.spare_core`), an input of at least this many pixels. Two threads
+#: against one ran RetinaFace / YuNet 0.83x / 0.61x as fast at 96x96 (waking the second thread costs more than it
+#: saves), 0.97x / 0.66x at 160x160, 1.05x / 0.95x at 224x224, 1.58x / 1.11x at 320x320, 1.62x / 1.33x at 640x640
+#: (``benchmarks/bench_model_threads.py``, ``benchmarks/results/model-threads.json``)
+SPARE_CORE_MIN_PIXELS = 100_000
 
 
 class DetectorSessions:
-    """A detector's onnxruntime sessions: ``threads`` intra-op threads for every input or, with ``threads=0``, one
-    for inputs under LARGE_INPUT_PIXELS and two for larger ones (each session created on first use). Thread-safe."""
+    """A detector's onnxruntime sessions: ``threads`` intra-op threads for every input or, with ``threads=0``, two
+    for inputs of LARGE_INPUT_PIXELS or more, and for those of SPARE_CORE_MIN_PIXELS or more while a core is spare
+    (:func:`.cpu.spare_core`: the other image of a pair is done), else one (each session created on first use).
+    Thread-safe."""
 
     def __init__(self, model_bytes: Callable[[], bytes], threads: int) -> None:
         self._model_bytes = model_bytes
@@ -139,9 +148,18 @@ class DetectorSessions:
         self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        """Load the session that small inputs take under load (the other is loaded on first use)."""
+        self._session(self._threads or 1)
+
     def for_pixels(self, pixels: int):
         """The session for an input of ``pixels`` pixels (loaded on first use)."""
-        threads = self._threads or (2 if pixels >= LARGE_INPUT_PIXELS else 1)
+        if self._threads:
+            return self._session(self._threads)
+        two = pixels >= LARGE_INPUT_PIXELS or (pixels >= SPARE_CORE_MIN_PIXELS and spare_core())
+        return self._session(2 if two else 1)
+
+    def _session(self, threads: int):
         with self._lock:
             loaded = self._sessions.get(threads)
             if loaded is None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import InvalidParameterException, ModelNotAvailableError
 from . import alignment
+from .cpu import map_spread
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class OnnxRecognizer:
         self.chip_face_px = 0.6 * self.chip_size
         self.name = name or self._name_from_file(model)
         self.dimension = 0  # known after load()
+        #: onnxruntime intra-op threads; 0: automatic (one, and two chips at once while a core is spare)
         self._threads = threads
         self._session = None
         self._input = ""
@@ -119,7 +121,7 @@ class OnnxRecognizer:
             from .onnx_graph import release_freed_memory, session
 
             try:
-                loaded = session(self._prepared_bytes(), self._threads)
+                loaded = session(self._prepared_bytes(), self._threads or 1)
             except ModelNotAvailableError:
                 raise
             except Exception as exc:  # onnx / onnxruntime raise many types for a file that is not a usable model
@@ -161,8 +163,12 @@ class OnnxRecognizer:
         if not len(chips):
             return np.zeros((0, self.dimension), dtype=np.float32)
         blob = self._blob(chips)
-        if self._batch_one:
-            rows = [self._session.run(None, {self._input: blob[i:i + 1]})[0].reshape(1, -1) for i in range(len(blob))]
+        if self._batch_one:  # one chip per run; with automatic threads, two runs at once while a core is spare
+            def run(i: int) -> np.ndarray:
+                return self._session.run(None, {self._input: blob[i:i + 1]})[0].reshape(1, -1)
+
+            indices = range(len(blob))
+            rows = map_spread(run, indices) if self._threads == 0 else [run(i) for i in indices]
             vectors = np.vstack(rows)
         else:
             vectors = self._session.run(None, {self._input: blob})[0].reshape(len(blob), -1)

@@ -47,14 +47,14 @@ class RetinaFaceDetector:
     name = "retinaface-mobilenet0.25"
 
     def __init__(self, threads: int = 1) -> None:
-        """``threads``: onnxruntime intra-op threads; 0: one for small inputs, two for large ones
+        """``threads``: onnxruntime intra-op threads; 0: automatic (two for large inputs and while a core is spare, else one)
         (:class:`~facecompare.models.onnx_graph.DetectorSessions`)."""
         from .onnx_graph import DetectorSessions
 
         self._sessions = DetectorSessions(lambda: read_weights(self.name), threads)
 
     def load(self) -> None:
-        self._sessions.for_pixels(0)
+        self._sessions.load()
 
     def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:
         """Faces in an RGB uint8 array, in its pixel coordinates, highest score first."""

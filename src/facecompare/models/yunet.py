@@ -29,7 +29,7 @@ class YuNetDetector:
     name = "yunet-2023mar-int8bq"
 
     def __init__(self, threads: int = 1) -> None:
-        """``threads``: onnxruntime intra-op threads; 0: one for small inputs, two for large ones
+        """``threads``: onnxruntime intra-op threads; 0: automatic (two for large inputs and while a core is spare, else one)
         (:class:`~facecompare.models.onnx_graph.DetectorSessions`)."""
         from .onnx_graph import DetectorSessions
 
@@ -37,7 +37,7 @@ class YuNetDetector:
         self._sessions = DetectorSessions(lambda: read_weights(PREPARED), threads)
 
     def load(self) -> None:
-        self._sessions.for_pixels(0)
+        self._sessions.load()
 
     def detect(self, rgb: np.ndarray, score_threshold: float = 0.8, nms_threshold: float = 0.4) -> list[Detection]:
         """Faces in an RGB uint8 array, in its pixel coordinates, highest score first."""
