@@ -235,3 +235,36 @@ def test_a_region_at_a_turn_is_the_turned_views_pixels_without_turning_the_view(
         assert not decoded.has_view(reduction, rotation) or rotation == 0
         decoded.view(reduction, rotation)  # the turned view decoded: cut from it, the same pixels
         assert np.array_equal(decoded.region(reduction, rotation, (5, 7, 60, 90)), whole[7:90, 5:60])
+
+
+def test_the_kept_heap_goes_back_before_a_png_over_the_working_size_is_decoded(monkeypatch):
+    """A PNG decodes at full size in fresh pages; the heap glibc kept from earlier calls is returned first (once,
+    before any pixel is decoded), so it is not held beside it. A PNG within the working size and a JPEG over it
+    (DCT-scaled, never decoded at full size) do not pay for the trim."""
+    import facecompare.images as images
+
+    calls: list[bool] = []
+    real_open = Image.open
+    opened: list[Image.Image] = []
+
+    def recording_open(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    def recording_release():
+        calls.append(not opened[-1].tile if opened else False)  # were pixels decoded already? (no tiles left)
+
+    monkeypatch.setattr(images, "release_freed_memory", recording_release)
+    monkeypatch.setattr(images.Image, "open", recording_open)
+    settings = Settings(max_working_pixels=1_000_000)
+
+    def encoded(size, fmt):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (200, 180, 160)).save(buffer, fmt)
+        return buffer.getvalue()
+
+    decoded = load_image(encoded((1500, 1000), "PNG"), settings)
+    assert calls == [False] and decoded.base_reduction == 2 and decoded.width == 1500
+    load_image(encoded((900, 900), "PNG"), settings)
+    load_image(encoded((1500, 1000), "JPEG"), settings)
+    assert calls == [False]

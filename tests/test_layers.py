@@ -30,7 +30,7 @@ ABOVE_THE_ENGINE = ("facecompare.rekognition", "facecompare.collections", "facec
 #: the layers of the README's Code map, lowest first: a module imports only from its own layer or those before it
 #: (top-level modules and packages of ``facecompare``; the package's ``__init__`` is the public face above them all)
 LAYERS = (
-    ("errors", "settings", "checks", "faces", "quality", "scoring", "journal", "extras", "data"),  # leaves
+    ("errors", "settings", "checks", "faces", "quality", "scoring", "journal", "extras", "data", "heap"),  # leaves
     ("images", "image_limits", "image_pixels", "formats", "pdf_worker", "storage", "sources"),  # decoding
     ("models", "memory"),
     ("engine",),

@@ -16,13 +16,12 @@ Two fixes that quantised and older exports need:
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
+from ..heap import release_freed_memory  # noqa: F401  (re-exported: the engine and models use it from here)
 from .cpu import spare_core
 
 
@@ -166,18 +165,3 @@ class DetectorSessions:
                 loaded = self._sessions[threads] = session(self._model_bytes(), threads)
                 release_freed_memory()
             return loaded
-
-
-def release_freed_memory() -> None:
-    """Give the heap that loading a model freed back to the operating system (glibc keeps it otherwise).
-
-    Preparing SFace in memory (as before the prepared file shipped, and still for a user's model) builds the
-    float32 graph and its protobuf copies (about 100 MB), which are garbage once the
-    session exists; glibc's allocator keeps those pages, so a 12 MP comparison afterwards peaked at about
-    450 MB instead of about 355 MB (``benchmarks/bench_compare.py``). A no-op where ``malloc_trim`` is absent."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        pass
