@@ -393,3 +393,28 @@ def test_detector_sessions_take_two_threads_for_large_inputs_only_when_automatic
         assert np.allclose(a, b, atol=1e-4)
     found = detector.detect(face)  # 2.26 MP: the large session
     assert found and found[0].score > 0.9 and found[0].width > 500
+
+
+def test_worker_processes_take_their_share_of_the_cores(monkeypatch):
+    """Engine processes started side by side (the worker pools of batch / evaluate / calibrate, ``serve --workers``)
+    each count only their own analyses, so each is given its share of the cores: two workers on two cores have one
+    core each and never take a second per model call. A worker pool's children report it; a process started with
+    ``FACECOMPARE_ENGINE_PROCESSES`` (as serve's workers are) reads it at import."""
+    import os
+    import subprocess
+    import sys
+
+    from facecompare.models import cpu
+    from facecompare.workers import WorkerPool
+
+    machine = cpu._cores()
+    with WorkerPool(2, int) as pool:
+        shares = list(pool.map_unordered(cpu.cores, [0, 1]))
+    assert shares == [max(1, machine // 2)] * 2
+    with WorkerPool(1, int) as pool:
+        assert list(pool.map_unordered(cpu.cores, [0])) == [machine]
+    env = {**os.environ, cpu.ENGINE_PROCESSES_VARIABLE: "4"}
+    out = subprocess.run([sys.executable, "-c", "from facecompare.models import cpu; print(cpu.CORES, cpu.spare_core())"],
+                         capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert out == [str(max(1, machine // 4)), str(machine // 4 >= 2)]
+    assert cpu.CORES == machine  # this process: not one of several

@@ -260,7 +260,18 @@ def _run_dask(rows: Iterable[BatchRow], write, threshold: float, scheduler: str 
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        from .models.cpu import ENGINE_PROCESSES_VARIABLE
+
+        # the worker processes start now and inherit it: each takes its share of the cores (models/cpu.py)
+        before = os.environ.get(ENGINE_PROCESSES_VARIABLE)
+        os.environ[ENGINE_PROCESSES_VARIABLE] = str(max(1, workers))
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        finally:
+            if before is None:
+                os.environ.pop(ENGINE_PROCESSES_VARIABLE, None)
+            else:
+                os.environ[ENGINE_PROCESSES_VARIABLE] = before
         client = Client(cluster)
     try:
         client.register_plugin(ModelPlugin())

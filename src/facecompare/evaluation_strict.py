@@ -82,10 +82,13 @@ def image_set_from_pairs(pairs: list, *, fmt: str) -> ImageSet:
 _verifier = None
 
 
-def _init(settings_kwargs: dict) -> None:
+def _init(settings_kwargs: dict, processes: int = 1) -> None:
     global _verifier
     from .engine import Verifier
+    from .models import cpu
     from .settings import Settings
+
+    cpu.share(processes)  # one of ``processes`` workers: no second core per model call
 
     _verifier = Verifier(Settings.from_env(**settings_kwargs, threads=1))
     _verifier.warm()
@@ -160,7 +163,7 @@ def embed_all_faces(paths: list[str], *, workers: int | None = None, settings_kw
     workers = workers or os.cpu_count() or 1
     found: dict[str, tuple[list, str]] = {}
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init,
-                                                   initargs=(settings_kwargs or {},)) as pool:
+                                                   initargs=(settings_kwargs or {}, workers)) as pool:
         for path, faces, reason in tqdm(pool.imap_unordered(_embed_all, paths, chunksize=4), total=len(paths),
                                         disable=not progress, desc="embedding", unit="img"):
             found[path] = (faces, reason)

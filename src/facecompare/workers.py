@@ -19,9 +19,12 @@ from .errors import FaceCompareError, InternalServerError
 _startup_error: FaceCompareError | None = None
 
 
-def _start(initializer: Callable, initargs: tuple) -> None:
+def _start(initializer: Callable, initargs: tuple, processes: int = 1) -> None:
     global _startup_error
     try:
+        from .models import cpu
+
+        cpu.share(processes)  # one of ``processes`` workers on the machine's cores: no second core per model call
         initializer(*initargs)
     except FaceCompareError as exc:
         _startup_error = exc
@@ -40,7 +43,7 @@ class WorkerPool:
 
     def __init__(self, workers: int, initializer: Callable, initargs: tuple = ()) -> None:
         self._executor = ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start, initargs=(initializer, initargs))
+                                             initializer=_start, initargs=(initializer, initargs, max(1, workers)))
 
     def __enter__(self) -> WorkerPool:
         return self

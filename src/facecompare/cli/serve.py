@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import secrets
 import sys
 
+from ..models.cpu import ENGINE_PROCESSES_VARIABLE
 from .common import (
     EXIT_ERROR,
     add_calibration_argument,
@@ -59,6 +61,8 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     require_calibration(settings)  # one clear error now, not a traceback from each worker's start-up
     pass_to_workers(args, settings)  # the workers read their settings from the environment
+    if args.workers > 1:  # each worker takes its share of the cores (models/cpu.py)
+        os.environ[ENGINE_PROCESSES_VARIABLE] = str(args.workers)
     from ..server.app import UVICORN_LOG_CONFIG, ServerConfig
 
     config = ServerConfig.from_env()

@@ -5,8 +5,11 @@ and the document's search then runs alone while a core idles. With automatic thr
 (``FACECOMPARE_MODEL_THREADS=0``) a model call made while fewer analyses run than there are cores takes a second
 core: a detector runs on two intra-op threads (:class:`~facecompare.models.onnx_graph.DetectorSessions`), and a
 recognizer whose graph takes one chip at a time runs two chips at once (a face and its mirror image). Under load
-(a server answering several requests, a batch run) every analysis keeps one core, so no CPU goes to threads
-waiting on each other. The count is this process's; separate worker processes do not see each other's.
+(a server answering several requests) every analysis keeps one core, so no CPU goes to threads waiting on each
+other. The count is this process's: where several engine processes share the machine (``serve --workers N``, the
+worker pools of ``batch``, ``evaluate`` and ``calibrate``), each is given its share of the cores (:func:`share`;
+``serve`` passes it to its workers in ``FACECOMPARE_ENGINE_PROCESSES``), so that N single-image processes on N
+cores do not each take two.
 """
 
 from __future__ import annotations
@@ -29,8 +32,23 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-#: the cores this process may run on
-CORES = _cores()
+#: set by a parent that starts this many engine processes on the machine (``serve --workers``): each takes its share
+ENGINE_PROCESSES_VARIABLE = "FACECOMPARE_ENGINE_PROCESSES"
+
+
+def _share(processes: int) -> int:
+    return max(1, _cores() // max(1, processes))
+
+
+def _processes_from_environment() -> int:
+    try:
+        return max(1, int(os.environ.get(ENGINE_PROCESSES_VARIABLE, "1")))
+    except ValueError:
+        return 1
+
+
+#: the cores this process may use: those it may run on, divided among the engine processes sharing them
+CORES = _share(_processes_from_environment())
 
 _active = 0
 _lock = threading.Lock()
@@ -48,6 +66,17 @@ def analysis() -> Iterator[None]:
     finally:
         with _lock:
             _active -= 1
+
+
+def share(processes: int) -> None:
+    """This process is one of ``processes`` engine processes sharing the machine's cores: it takes its share."""
+    global CORES
+    CORES = _share(processes)
+
+
+def cores(_item: object = None) -> int:
+    """The cores this process may use (its share); takes and ignores one argument, so that a worker pool can map it."""
+    return CORES
 
 
 def running() -> int:
