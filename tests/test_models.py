@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -400,7 +401,6 @@ def test_worker_processes_take_their_share_of_the_cores(monkeypatch):
     each count only their own analyses, so each is given its share of the cores: two workers on two cores have one
     core each and never take a second per model call. A worker pool's children report it; a process started with
     ``FACECOMPARE_ENGINE_PROCESSES`` (as serve's workers are) reads it at import."""
-    import os
     import subprocess
     import sys
 
@@ -418,3 +418,39 @@ def test_worker_processes_take_their_share_of_the_cores(monkeypatch):
                          capture_output=True, text=True, check=True, env=env).stdout.split()
     assert out == [str(max(1, machine // 4)), str(machine // 4 >= 2)]
     assert cpu.CORES == machine  # this process: not one of several
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_spreads_chips_on_a_helper_of_its_own():
+    """After a fork the parent's helper thread does not exist in the child; the child gets a new helper instead of
+    waiting forever on the old one."""
+    import threading
+
+    from facecompare.models import cpu
+
+    assert cpu.map_spread(lambda x: x * 2, [1, 2, 3, 4]) == [2, 4, 6, 8]  # the parent's helper exists now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, then leave at once
+        try:
+            names = cpu.map_spread(lambda _: threading.current_thread().name, range(4))
+            os.write(write, ("ok " + ",".join(names)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    import time
+
+    deadline = time.monotonic() + 30
+    done, status = 0, 0
+    while not done and time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if not done:  # stuck on the parent's helper: a failure, not a hung suite
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(read)
+        pytest.fail("the forked child waited forever on the parent's helper thread")
+    answer = os.read(read, 4096).decode()
+    os.close(read)
+    assert status == 0 and answer.startswith("ok ")
+    assert len(answer[3:].split(",")) == 4

@@ -55,6 +55,16 @@ _lock = threading.Lock()
 _helper: ThreadPoolExecutor | None = None
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: the helper (whose thread is gone) and the count start over."""
+    global _active, _lock, _helper
+    _active, _lock, _helper = 0, threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextmanager
 def analysis() -> Iterator[None]:
     """Counts one image analysis as running while the block runs."""
