@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from .models.onnx_graph import release_freed_memory
+from .heap import release_freed_memory
 
 _large_work: ContextVar[list[bool] | None] = ContextVar("facecompare_large_work", default=None)
 

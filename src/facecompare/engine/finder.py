@@ -38,11 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..heap import release_freed_memory
 from ..images import DecodedImage
 from ..memory import note_large_work
 from ..models import Detection, Detector
 from ..models.nms import nms
-from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
 from ..settings import Settings
 from .cascade import CONFIRM_RETRY_SCALE, PROPOSAL_SCALE, PROPOSAL_SCORE, Proposer, chosen_portrait_search, confirm_windows

@@ -17,10 +17,10 @@ import numpy as np
 
 from ..checks import check_quality_filter, check_threshold
 from ..faces import AnalyzedImage, Comparison
+from ..heap import release_freed_memory
 from ..images import DecodedImage, ImageSource, load_image
 from ..memory import note_large_work, released_after_large_work
 from ..models import Detector, Recognizer, cpu, create_detector, create_recognizer
-from ..models.onnx_graph import release_freed_memory
 from ..models.orientation import OrientationCheck
 from ..scoring import Calibration, load_calibration
 from ..settings import Settings

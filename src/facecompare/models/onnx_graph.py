@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..heap import release_freed_memory  # noqa: F401  (re-exported: the engine and models use it from here)
+from ..heap import release_freed_memory
 from .cpu import spare_core
 
 

@@ -118,7 +118,8 @@ class OnnxRecognizer:
         with self._lock:
             if self._session is not None:
                 return
-            from .onnx_graph import release_freed_memory, session
+            from ..heap import release_freed_memory
+            from .onnx_graph import session
 
             try:
                 loaded = session(self._prepared_bytes(), self._threads or 1)
