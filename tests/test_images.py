@@ -238,23 +238,31 @@ def test_a_region_at_a_turn_is_the_turned_views_pixels_without_turning_the_view(
 
 
 def test_the_kept_heap_goes_back_before_a_png_over_the_working_size_is_decoded(monkeypatch):
-    """A PNG decodes at full size in fresh pages; the heap glibc kept from earlier calls is returned first (once,
-    before any pixel is decoded), so it is not held beside it. A PNG within the working size and a JPEG over it
-    (DCT-scaled, never decoded at full size) do not pay for the trim."""
+    """A PNG (or WebP) decodes at full size in fresh pages; the heap glibc kept from earlier calls is returned first
+    (once, before any pixel is decoded), so it is not held beside it. A PNG within the working size, any PNG when
+    there is no working size, and a JPEG over it (DCT-scaled, never decoded at full size) do not pay for the trim."""
     import facecompare.images as images
 
     calls: list[bool] = []
-    real_open = Image.open
+    real_open, real_decode = Image.open, images.decode_upright
     opened: list[Image.Image] = []
+    decoding: list[str] = []  # formats that reached decode_upright (where a WebP's pixels are decoded)
 
     def recording_open(*args, **kwargs):
         opened.append(real_open(*args, **kwargs))
         return opened[-1]
 
+    def recording_decode(im, fmt, *args):
+        decoding.append(fmt)
+        return real_decode(im, fmt, *args)
+
     def recording_release():
-        calls.append(not opened[-1].tile if opened else False)  # were pixels decoded already? (no tiles left)
+        # were pixels decoded already? A PNG's tiles are gone once it is; a WebP's are decoded in decode_upright
+        im = opened[-1]
+        calls.append(bool(decoding) and decoding[-1] == "WebP" if im.format == "WEBP" else not im.tile)
 
     monkeypatch.setattr(images, "release_freed_memory", recording_release)
+    monkeypatch.setattr(images, "decode_upright", recording_decode)
     monkeypatch.setattr(images.Image, "open", recording_open)
     settings = Settings(max_working_pixels=1_000_000)
 
@@ -268,3 +276,8 @@ def test_the_kept_heap_goes_back_before_a_png_over_the_working_size_is_decoded(m
     load_image(encoded((900, 900), "PNG"), settings)
     load_image(encoded((1500, 1000), "JPEG"), settings)
     assert calls == [False]
+    load_image(encoded((1500, 1000), "PNG"), Settings(max_working_pixels=0))  # no working size: nothing to trim for
+    assert calls == [False]
+    decoding.clear()
+    decoded = load_image(encoded((1500, 1000), "WEBP"), settings)  # WebP and AVIF decode at full size as PNG does
+    assert calls == [False, False] and decoding == ["WebP"] and decoded.base_reduction == 2

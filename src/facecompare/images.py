@@ -296,12 +296,7 @@ def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedIm
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
         w, h = im.size
-        check_dimensions(w, h, settings)
-        if fmt != "JPEG" and w * h > settings.max_working_pixels:
-            # a PNG decodes at full size (4 bytes a pixel: 256 MB at 8000x8000), in fresh pages; the heap that
-            # ordinary calls freed and glibc kept (about 130 MB after a few 12 MP pairs) goes back first, so it is
-            # not held beside it (benchmarks/bench_finder.py's peak memory)
-            release_freed_memory()
+        (check_dimensions if fmt == "JPEG" else _check_before_full_decode)(w, h, settings)
         orientation = 1
         try:
             orientation = int(im.getexif().get(0x0112, 1) or 1)
@@ -336,6 +331,16 @@ def decode_bytes(data: bytes, settings: Settings, *, page: int = 1) -> DecodedIm
                         base_reduction=base)
 
 
+def _check_before_full_decode(width: int, height: int, settings: Settings) -> None:
+    """``check_dimensions`` for an image that decodes at full size before it is reduced (PNG, HEIF, WebP, AVIF;
+    a JPEG is DCT-scaled instead). When it is over the working size, the heap that ordinary calls freed and glibc
+    kept (about 130 MB after a few 12 MP pairs) goes back first, so that it is not held beside the decode's fresh
+    pages (4 bytes a pixel: 256 MB at 8000x8000; benchmarks/bench_finder.py's peak memory)."""
+    check_dimensions(width, height, settings)
+    if working_reduction(width, height, settings) > 1:
+        release_freed_memory()
+
+
 def _decode_extra(data: bytes, fmt: str, settings: Settings, page: int) -> DecodedImage:
     """HEIF, WebP, AVIF (decoded once, then reduced as PNG is) and PDF (every page rendered in a bounded child
     process); see :mod:`facecompare.formats` for what is checked before decoding."""
@@ -345,12 +350,12 @@ def _decode_extra(data: bytes, fmt: str, settings: Settings, page: int) -> Decod
                                min_side=settings.min_image_side)
         return _pdf_page(pdf, page)
     if fmt == "HEIF":
-        im = formats.open_heif(data, lambda w, h: check_dimensions(w, h, settings))
+        im = formats.open_heif(data, lambda w, h: _check_before_full_decode(w, h, settings))
         orientation = 1  # libheif applied irot/imir, and pillow-heif set the EXIF orientation to 1
     else:
         try:
             im = Image.open(io.BytesIO(data), formats=[fmt])
-            check_dimensions(*im.size, settings)
+            _check_before_full_decode(*im.size, settings)
             try:
                 orientation = int(im.getexif().get(0x0112, 1) or 1)
             except DECODE_ERRORS:
