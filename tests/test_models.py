@@ -136,6 +136,66 @@ def test_folding_the_int8_weights_keeps_the_outputs():
     assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
 
 
+@pytest.mark.parametrize("slopes, ops", [
+    ([-0.81, 0.0, 0.25, 1.0, 1.12, -3.0], ["Relu", "Min", "Mul", "Add"]),  # a slope above 1 and one of 0
+    ([-0.81, -3.0, 0.25, 1.0, 0.5, 1e-3], ["Mul", "Max"]),  # every slope at most 1 and none 0: max(x, a x)
+])
+def test_split_prelu_gives_prelu_s_values_on_every_kind_of_input(slopes, ops):
+    """PRelu(x, slope) written as Relu(x) + Min(x, 0) * slope, or as Max(x, x * slope) where every slope is at
+    most 1 and none is 0: the same float32 values for positive, negative, zero, tiny, huge, infinite and NaN
+    inputs, with slopes below 0, between 0 and 1 and above 1 (SFace's run from -0.81 to 1.12), and for a second
+    PRelu in the same graph. Only a zero's sign may differ (0 for -0), which no later convolution or sum can
+    tell."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from facecompare.models.onnx_graph import split_prelu
+
+    rng = np.random.default_rng(3)
+    slope = np.array(slopes, np.float32).reshape(6, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "slope"], ["h"]), helper.make_node("PRelu", ["h", "slope"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 4, 5])],
+        [numpy_helper.from_array(slope, "slope")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.normal(0, 10, (1, 6, 4, 5)).astype(np.float32)
+    for c in range(6):  # every special value under every slope
+        x[0, c, 0, :] = [0.0, -0.0, 1e-42, -1e-42, 3e38]
+        x[0, c, 1, :] = [-3e38, np.inf, -np.inf, np.nan, -1e-30]
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert split_prelu(model.graph) == 2
+    assert [n.op_type for n in model.graph.node] == ops * 2
+    onnx.checker.check_model(model)
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(after, before)  # NaN where NaN, every other value equal
+    assert np.isnan(after).any() and np.isinf(after).any() and (after < 0).any()
+
+
+def test_the_shipped_sface_graph_has_its_prelu_split_and_gives_the_same_embeddings(verifier, fixtures):
+    """What loads (the prepared file) has no PRelu left, and it embeds real faces exactly as the graph folded
+    the same way without the split."""
+    import onnx
+    import onnxruntime as ort
+
+    shipped = onnx.load_from_string(read_weights("sface-2021dec-int8bq-folded"))
+    ops = [n.op_type for n in shipped.graph.node]
+    assert "PRelu" not in ops and ops.count("Relu") == 2 and ops.count("Max") == 25  # see split_prelu
+    unsplit = prepare(read_weights("sface-2021dec-int8bq"), split=False)
+    assert [n.op_type for n in onnx.load_from_string(unsplit).graph.node].count("PRelu") == 27
+    chips = _chips(verifier, fixtures, ["Colin_Powell_0001", "Serena_Williams_0001", "Tony_Blair_0001"])
+    batch = np.stack([c.astype(np.float32).transpose(2, 0, 1) for c in chips])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    outputs = []
+    for graph in (unsplit, shipped.SerializeToString()):
+        sess = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        outputs.append(np.concatenate([sess.run(None, {"data": chip[None]})[0] for chip in batch]))
+    assert outputs[0].shape == (3, 128) and np.abs(outputs[0]).max() > 0.1
+    np.testing.assert_array_equal(outputs[1], outputs[0])
+
+
 @pytest.mark.parametrize("key", sorted(k for k, entry in WEIGHTS.items() if entry.made_from))
 def test_prepared_weight_files_are_what_the_script_makes(key):
     """The shipped prepared files (what loads at run time) are byte for byte what scripts/prepare_weights.py makes

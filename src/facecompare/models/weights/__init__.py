@@ -46,8 +46,8 @@ WEIGHTS = {
     # prepared once, offline, by scripts/prepare_weights.py: these are what loads at run time
     "sface-2021dec-int8bq-folded": WeightFile(
         "face_recognition_sface_2021dec_int8bq_folded.onnx",
-        "107111c7155b7f4316fe357472ff37f5cc5c6e10a7ffdc432cd5031d78ea1c44",
-        38_702_229,
+        "491b77c56973f68f4fea00f6a506a0c3b1aa9de555729616e281e32602a084d0",
+        38_706_516,
         "LICENSE-Apache-2.0.txt",
         made_from="sface-2021dec-int8bq",
     ),
