@@ -295,6 +295,44 @@ def test_the_cascade_gives_the_portrait_and_its_ghost_on_a_small_card(cascading,
     assert cascading[1].largest <= TURN_WINDOW_PIXELS
 
 
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_the_cascade_gives_the_ghosted_card_s_portrait_and_ghost_at_every_turn(cascading, rotation):
+    """examples/id_card.jpg turned in its pixels (no EXIF), with the cascade: both faces at every turn, the
+    portrait the largest; the ghost is found by YuNet over the small-face window and confirmed by RetinaFace in a
+    window of its own, while RetinaFace looks at the portrait only in a window 4 face widths wide."""
+    image = Image.open(EXAMPLES / "id_card.jpg")
+    buffer = io.BytesIO()
+    image.rotate(rotation, expand=True).save(buffer, "JPEG", quality=92)
+    analyzed = _cascade(cascading, buffer.getvalue())
+    assert analyzed.rotation == rotation and len(analyzed.faces) == 2
+    portrait, ghost = analyzed.faces
+    assert 170 < portrait.width_px < 210 and ghost.width_px < 0.5 * portrait.width_px
+    assert cascading[2].calls >= 1
+
+
+def test_the_cascade_completes_a_small_face_with_a_landmark_window_and_yunet_beside_it(cascading, fixtures):
+    """The 1280x960 photo that the card fills (face about 100 px, 50 px at the first pass), with the cascade: the
+    small-face window 8 face heights wide is searched by YuNet at 0.6 of its scale (the face about 48 px), and
+    RetinaFace gets only the first pass, a window 4 face widths wide with the face at about 80 px, and the
+    orientation check's crops: about 0.5 MP in all, against 1.1 MP with RetinaFace over the whole window
+    (test_a_card_filling_a_1mp_frame_gets_a_window_scaled_to_its_face). The same person is found."""
+    rng = np.random.default_rng(13)
+    face = Image.open(fixtures / "obama.jpg").convert("RGB")
+    card, info = render_card(face, rng, width=1200, ghost=True, face_box=(200, 80, 440, 380))
+    data, _ = photograph(card, info, rng, PhotoConditions(portrait_fraction=0.22, tilt=0.05, glare=0.1,
+                                                          jpeg_quality=85, frame=(1280, 960)))
+    verifier, detector, proposer = cascading
+    analyzed = _cascade(cascading, data)
+    assert len(analyzed.faces) == 1 and 80 < analyzed.faces[0].width_px < 120
+    landmark_window = (4 * 1.35 * 82) ** 2  # 4 face heights, the face 80 px wide
+    wide_window = (8 * 1.35 * 82 * 0.6) ** 2  # the small-face window, YuNet's scale
+    assert detector.inputs[1][0] * detector.inputs[1][1] <= landmark_window, detector.inputs
+    assert proposer.calls == 1 and proposer.largest <= wide_window, proposer.inputs
+    assert detector.pixels <= 640 * 480 + landmark_window + 4 * 225 * 200, detector.inputs
+    comparison = verifier.match_faces(verifier.analyze(fixtures / "obama.jpg", embed=1), analyzed)
+    assert comparison.matches and comparison.matches[0].similarity >= 90
+
+
 def test_the_cascade_proposes_nothing_on_a_blank_8000px_png(cascading):
     """A flat image: the first pass only; YuNet is never run."""
     buffer = io.BytesIO()

@@ -7,9 +7,12 @@ in full-resolution pixels of the image turned by it. It never sees recognizers, 
 The search, cheapest first, each step only when the one before found nothing:
 
 1. **The whole frame at the first size** (640 px). Upright faces: done, completed by windows around small ones
-   (ghost portraits, better landmarks) with the face at about 80 px. Faces lying sideways or upside down are
-   kept too: their landmarks give the turn, and only **a window around such a face, at that turn** is searched
-   again (about 8 face widths, the face about 80 px), not the whole frame at 90/180/270.
+   (ghost portraits, better landmarks) with the face at about 80 px. With the cascade, RetinaFace looks only at
+   4 face widths around the face (its landmarks) and YuNet over the window's 8 for the faces beside it, each
+   confirmed by RetinaFace in a window of its own (about a third of the detector's work on such a window).
+   Faces lying sideways or upside down are kept too: their landmarks give the turn, and only **a window around
+   such a face, at that turn** is searched again (about 8 face widths, the face about 80 px), not the whole
+   frame at 90/180/270.
 2. **Where a face can be**: the first pass's input, in 16 px tiles, tells the textured tiles (a card, a page,
    a head) from the flat ones (a blank image, a plain table, sky). An image without a textured tile holds no
    face and costs nothing more. The finer passes look only at the box around the textured tiles, at the scale
@@ -63,6 +66,12 @@ SMALL_FACE_WINDOWS = 3
 #: 2.5x the face's first-pass width (a 48 px face at 120 px). At 80: cards 97.35 -> 97.45 % at FMR 1e-3,
 #: specimens 96.74 % both, the tests' ghost portraits still found, 0.43x the pixels on a card filling a 1 MP frame
 SMALL_FACE_WINDOW_FACE_PX = 80
+#: with the cascade, the small-face window is two cheaper passes instead of RetinaFace over all of it: RetinaFace
+#: only in a window this many face widths wide (the face's landmarks at about SMALL_FACE_WINDOW_FACE_PX), and
+#: YuNet over the whole window at PROPOSAL_SCALE of that scale for the faces beside it (a ghost portrait), each
+#: new proposal confirmed by RetinaFace in its own small window (at most GHOST_PROPOSALS, best score first)
+SMALL_FACE_LANDMARK_WIDTHS = 4
+GHOST_PROPOSALS = 2
 #: a face found lying sideways or upside down is searched again at its turn in a window this many face widths
 #: wide, scaled so the face is about TURN_WINDOW_FACE_PX wide (at most TURN_WINDOW_MAX_FACTOR x full resolution)
 TURN_WINDOW_WIDTHS = 8
@@ -117,6 +126,22 @@ def merge(first: list[Detection], second: list[Detection], iou_threshold: float 
     boxes = np.array([d.box for d in both])
     scores = np.array([d.score for d in both])
     return [both[i] for i in nms(boxes, scores, iou_threshold)]
+
+
+def _overlaps(det: Detection, others: list[Detection], iou_threshold: float = 0.3) -> bool:
+    """Whether ``det``'s box overlaps one of ``others``' by at least ``iou_threshold`` (intersection over union)."""
+    x1, y1, x2, y2 = det.box[:4]
+    area = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    for other in others:
+        ox1, oy1, ox2, oy2 = other.box[:4]
+        iw, ih = min(x2, ox2) - max(x1, ox1), min(y2, oy2) - max(y1, oy1)
+        if iw <= 0 or ih <= 0:
+            continue
+        inter = iw * ih
+        union = area + max(0.0, ox2 - ox1) * max(0.0, oy2 - oy1) - inter
+        if union > 0 and inter / union >= iou_threshold:
+            return True
+    return False
 
 
 def textured_box(pixels: np.ndarray, tile: int = TEXTURE_TILE_PX) -> Box | None:
@@ -434,9 +459,33 @@ class FaceFinder:
             f = min(f_window, SMALL_FACE_WINDOW_FACE_PX / max(det.width, 1.0))
             if f <= 1.2 * factor:
                 continue
-            hits, _, _ = self._detect_box(decoded, rotation, f, window, "around a small face")
+            if self.portrait_search != "cascade":
+                hits, _, _ = self._detect_box(decoded, rotation, f, window, "around a small face")
+                out.extend(hits)
+                continue
+            tight = square_window(det.box, SMALL_FACE_LANDMARK_WIDTHS, size)
+            hits, _, _ = self._detect_box(decoded, rotation, f, tight, "landmarks of a small face")
             out.extend(hits)
+            out.extend(self._ghosts(decoded, rotation, window, f, found + out))
         return merge(found, out)
+
+    def _ghosts(self, decoded: DecodedImage, rotation: int, window: Box, factor: float,
+                known: list[Detection]) -> list[Detection]:
+        """The faces in ``window`` beside those ``known`` (a ghost portrait beside a card's portrait): YuNet's
+        proposals over it at ``PROPOSAL_SCALE * factor`` that overlap no known face, each confirmed by RetinaFace
+        in a small window (one scale: a proposal it does not see there is not a face)."""
+        upright, lying, _ = self._detect_box(decoded, rotation, factor * PROPOSAL_SCALE, window,
+                                             "proposals beside a small face", detector=self.proposer.detector,
+                                             threshold=PROPOSAL_SCORE)
+        new = [d for d in upright + [d for d, _ in lying] if not _overlaps(d, known)]
+        if not new:
+            return []
+        confirmed: list[Detection] = []
+        for box, wanted in confirm_windows(new, self._size(decoded, rotation))[:GHOST_PROPOSALS]:
+            f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, wanted), box)
+            hits, _, _ = self._detect_box(decoded, rotation, f, box, "confirming a face beside a small face")
+            confirmed = merge(confirmed, [d for d in hits if not _overlaps(d, known)])
+        return confirmed
 
     def _window_at_turn(self, decoded: DecodedImage, rotation: int, det: Detection, turn: int) -> tuple[int, list[Detection]]:
         """Detections in a window around ``det`` (found in the image turned by ``rotation``) in the image turned
