@@ -12,7 +12,8 @@ from PIL import Image
 
 from facecompare import Settings, Verifier
 from facecompare.engine.cascade import chosen_portrait_search
-from facecompare.engine.finder import FaceFinder, Found, landmark_turn, textured_box, turn_points, unrotate_points
+from facecompare.engine.finder import FaceFinder, Found, landmark_turn, turn_points, unrotate_points
+from facecompare.engine.texture import textured_box
 from facecompare.errors import ConfigurationError
 from facecompare.models.alignment import upright_landmarks
 from facecompare.models.retinaface import RetinaFaceDetector

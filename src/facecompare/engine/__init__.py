@@ -5,10 +5,11 @@ of :mod:`facecompare.faces` and :class:`Verification`; :mod:`facecompare.rekogni
 :mod:`facecompare.native` turn them into JSON.
 
 - ``verifier.py``: :class:`Verifier`, the API class (analyse, compare, verify);
-- ``finder.py``: the detection plan (where, at which scale and turn to look for faces);
+- ``finder.py``: the detection plan (where, at which scale and turn to look for faces); ``cascade.py``: its YuNet
+  proposals confirmed by RetinaFace; ``texture.py``: where on the image a face can be (textured tiles);
 - ``describe.py``: per face, the record (box, landmarks, pose, quality) and the embedding of its aligned chip;
 - ``decision.py``: the KYC decision and CompareFaces' matching, pure functions of analysed images;
-- ``geometry.py``: quarter turns of images and points;
+- ``geometry.py``: quarter turns of images and points, windows and overlaps of boxes;
 - ``trace.py``: stage timing for the benchmarks.
 """
 

@@ -49,7 +49,8 @@ from ..models.nms import nms
 from ..models.orientation import OrientationCheck
 from ..settings import Settings
 from .cascade import CONFIRM_RETRY_SCALE, PROPOSAL_SCALE, PROPOSAL_SCORE, Proposer, chosen_portrait_search, confirm_windows
-from .geometry import landmark_turn, rotate, square_window, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
+from .geometry import landmark_turn, overlaps, rotate, square_window, turn_points, unrotate_points  # noqa: F401  (part of the plan's contract)
+from .texture import textured_box
 from .trace import stage
 
 #: in the first detection pass, a largest face narrower than this (pixels of the detector input)
@@ -78,16 +79,6 @@ TURN_WINDOW_WIDTHS = 8
 TURN_WINDOW_FACE_PX = 80
 TURN_WINDOW_MAX_FACTOR = 2.0
 TURN_WINDOWS = 2
-#: texture tiles: side in pixels of the first pass's input; a tile is textured when its mean absolute
-#: difference between neighbouring gray pixels is above TEXTURE_FLAT (gray levels), and, when the image's median
-#: tile is itself textured, above TEXTURE_OF_MEDIAN times it (so a noisy table is flat beside a card's print)
-TEXTURE_TILE_PX = 16
-TEXTURE_FLAT = 1.5
-TEXTURE_OF_MEDIAN = 1.5
-#: ... when at least this share of the tiles stands out of a textured background; otherwise every textured tile
-TEXTURE_STANDING_OUT = 0.01
-#: the box around the textured tiles is grown by this many tiles on each side
-TEXTURE_MARGIN_TILES = 2
 
 #: one last-resort detection at a time in the process: its detector input (up to max_detection_pixels, 6 MP)
 #: needs about 290 MB of feature maps, and the two images of a comparison (or concurrent requests) each running
@@ -126,56 +117,6 @@ def merge(first: list[Detection], second: list[Detection], iou_threshold: float 
     boxes = np.array([d.box for d in both])
     scores = np.array([d.score for d in both])
     return [both[i] for i in nms(boxes, scores, iou_threshold)]
-
-
-def _overlaps(det: Detection, others: list[Detection], iou_threshold: float = 0.3) -> bool:
-    """Whether ``det``'s box overlaps one of ``others``' by at least ``iou_threshold`` (intersection over union)."""
-    x1, y1, x2, y2 = det.box[:4]
-    area = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    for other in others:
-        ox1, oy1, ox2, oy2 = other.box[:4]
-        iw, ih = min(x2, ox2) - max(x1, ox1), min(y2, oy2) - max(y1, oy1)
-        if iw <= 0 or ih <= 0:
-            continue
-        inter = iw * ih
-        union = area + max(0.0, ox2 - ox1) * max(0.0, oy2 - oy1) - inter
-        if union > 0 and inter / union >= iou_threshold:
-            return True
-    return False
-
-
-def textured_box(pixels: np.ndarray, tile: int = TEXTURE_TILE_PX) -> Box | None:
-    """The box (pixels of ``pixels``) around the textured tiles of an RGB image, grown by a margin; None when
-    every tile is flat (nothing there can hold a face)."""
-    h, w = pixels.shape[:2]
-    if h < tile or w < tile:
-        return (0.0, 0.0, float(w), float(h))
-    gray = pixels.astype(np.int16).sum(axis=2)  # 0..765: three times the gray level
-    dx = np.abs(np.diff(gray, axis=1))[:-1, :]
-    dy = np.abs(np.diff(gray, axis=0))[:, :-1]
-    energy = (dx + dy).astype(np.float32) / 6.0  # mean of both, in gray levels
-    rows, cols = (h - 1) // tile, (w - 1) // tile
-    if rows == 0 or cols == 0:
-        return (0.0, 0.0, float(w), float(h))
-    tiles = energy[:rows * tile, :cols * tile].reshape(rows, tile, cols, tile).mean(axis=(1, 3))
-    textured = tiles > TEXTURE_FLAT
-    if not textured.any():
-        return None
-    median = float(np.median(tiles))
-    if median > TEXTURE_FLAT:  # a textured background (a table's grain, sensor noise): what stands out of it
-        standing_out = tiles > TEXTURE_OF_MEDIAN * median
-        if standing_out.mean() >= TEXTURE_STANDING_OUT:
-            textured = standing_out
-        # else nothing stands out (texture everywhere, such as a busy scene): the whole textured image
-    ys, xs = np.nonzero(textured)
-    m = TEXTURE_MARGIN_TILES
-    x1, x2 = max(0, xs.min() - m) * tile, min(w, (xs.max() + 1 + m) * tile)
-    y1, y2 = max(0, ys.min() - m) * tile, min(h, (ys.max() + 1 + m) * tile)
-    if x2 >= w - tile:
-        x2 = w
-    if y2 >= h - tile:
-        y2 = h
-    return (float(x1), float(y1), float(x2), float(y2))
 
 
 class FaceFinder:
@@ -477,14 +418,14 @@ class FaceFinder:
         upright, lying, _ = self._detect_box(decoded, rotation, factor * PROPOSAL_SCALE, window,
                                              "proposals beside a small face", detector=self.proposer.detector,
                                              threshold=PROPOSAL_SCORE)
-        new = [d for d in upright + [d for d, _ in lying] if not _overlaps(d, known)]
+        new = [d for d in upright + [d for d, _ in lying] if not overlaps(d, known)]
         if not new:
             return []
         confirmed: list[Detection] = []
         for box, wanted in confirm_windows(new, self._size(decoded, rotation))[:GHOST_PROPOSALS]:
             f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, wanted), box)
             hits, _, _ = self._detect_box(decoded, rotation, f, box, "confirming a face beside a small face")
-            confirmed = merge(confirmed, [d for d in hits if not _overlaps(d, known)])
+            confirmed = merge(confirmed, [d for d in hits if not overlaps(d, known)])
         return confirmed
 
     def _window_at_turn(self, decoded: DecodedImage, rotation: int, det: Detection, turn: int) -> tuple[int, list[Detection]]:
