@@ -71,6 +71,28 @@ def _analyze(counting, data):
     return analyzed, detector.pixels
 
 
+def _turned_id_card(rotation: int, *, half: bool = False) -> bytes:
+    """examples/id_card.jpg (portrait and a faint ghost portrait) turned in its pixels (no EXIF), as a JPEG; with
+    ``half``, at half size in the middle of a frame three card widths square."""
+    image = Image.open(EXAMPLES / "id_card.jpg")
+    if half:
+        image = image.resize((image.width // 2, image.height // 2))
+        canvas = Image.new("RGB", (image.width * 3, image.width * 3), (120, 110, 100))
+        canvas.paste(image, (image.width, image.width))
+        image = canvas
+    buffer = io.BytesIO()
+    image.rotate(rotation, expand=True).save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def _assert_portrait_and_ghost(analyzed, rotation: int, portrait_px: tuple[int, int]) -> None:
+    """Two faces at ``rotation`` (PIL turns counter-clockwise): the portrait, the largest, ``portrait_px`` wide, and
+    the ghost less than half as wide."""
+    assert analyzed.rotation == rotation and len(analyzed.faces) == 2
+    portrait, ghost = analyzed.faces
+    assert portrait_px[0] < portrait.width_px < portrait_px[1] and ghost.width_px < 0.5 * portrait.width_px
+
+
 #: one detection pass over a 4000x3000 frame at the small-face size (1600x1200): the whole-frame passes the
 #: old search repeated at each turn, and then at up to 6 MP each
 SMALL_PASS_PIXELS = 1600 * 1200
@@ -112,13 +134,8 @@ def test_a_ghosted_card_gives_the_portrait_and_the_ghost_at_every_turn(counting,
     """examples/id_card.jpg (portrait and a faint ghost portrait) turned in its pixels (no EXIF): at every turn
     both are found, the portrait as the largest face, the ghost less than half as wide (found by the small-face
     windows after the turn window, as upright)."""
-    image = Image.open(EXAMPLES / "id_card.jpg")
-    buffer = io.BytesIO()
-    image.rotate(rotation, expand=True).save(buffer, "JPEG", quality=92)
-    analyzed, _ = _analyze(counting, buffer.getvalue())
-    assert analyzed.rotation == rotation and len(analyzed.faces) == 2  # PIL turns counter-clockwise
-    portrait, ghost = analyzed.faces
-    assert 170 < portrait.width_px < 210 and ghost.width_px < 0.5 * portrait.width_px
+    analyzed, _ = _analyze(counting, _turned_id_card(rotation))
+    _assert_portrait_and_ghost(analyzed, rotation, (170, 210))
 
 
 def test_a_card_filling_a_1mp_frame_gets_a_window_scaled_to_its_face(counting, fixtures):
@@ -283,16 +300,8 @@ def test_the_cascade_gives_the_portrait_and_its_ghost_on_a_small_card(cascading,
     """examples/id_card.jpg at half size in a 3600x3600 frame (portrait about 95 px, its faint ghost about 40 px;
     too small for the 640 px pass), turned in its pixels: YuNet proposes both, RetinaFace confirms both, the
     portrait the largest. (At 90 and 270 neither search finds the ghost: the portrait only.)"""
-    image = Image.open(EXAMPLES / "id_card.jpg")
-    image = image.resize((image.width // 2, image.height // 2))
-    canvas = Image.new("RGB", (image.width * 3, image.width * 3), (120, 110, 100))
-    canvas.paste(image, (image.width, image.width))
-    buffer = io.BytesIO()
-    canvas.rotate(rotation, expand=True).save(buffer, "JPEG", quality=92)
-    analyzed = _cascade(cascading, buffer.getvalue())
-    assert analyzed.rotation == rotation and len(analyzed.faces) == 2
-    portrait, ghost = analyzed.faces
-    assert 85 < portrait.width_px < 115 and ghost.width_px < 0.5 * portrait.width_px
+    analyzed = _cascade(cascading, _turned_id_card(rotation, half=True))
+    _assert_portrait_and_ghost(analyzed, rotation, (85, 115))
     assert cascading[1].largest <= TURN_WINDOW_PIXELS
 
 
@@ -301,13 +310,8 @@ def test_the_cascade_gives_the_ghosted_card_s_portrait_and_ghost_at_every_turn(c
     """examples/id_card.jpg turned in its pixels (no EXIF), with the cascade: both faces at every turn, the
     portrait the largest; the ghost is found by YuNet over the small-face window and confirmed by RetinaFace in a
     window of its own, while RetinaFace looks at the portrait only in a window 4 face widths wide."""
-    image = Image.open(EXAMPLES / "id_card.jpg")
-    buffer = io.BytesIO()
-    image.rotate(rotation, expand=True).save(buffer, "JPEG", quality=92)
-    analyzed = _cascade(cascading, buffer.getvalue())
-    assert analyzed.rotation == rotation and len(analyzed.faces) == 2
-    portrait, ghost = analyzed.faces
-    assert 170 < portrait.width_px < 210 and ghost.width_px < 0.5 * portrait.width_px
+    analyzed = _cascade(cascading, _turned_id_card(rotation))
+    _assert_portrait_and_ghost(analyzed, rotation, (170, 210))
     assert cascading[2].calls >= 1
 
 
