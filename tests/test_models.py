@@ -167,6 +167,7 @@ def test_split_prelu_gives_prelu_s_values_on_every_kind_of_input(slopes, ops):
     before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert split_prelu(model.graph) == 2
     assert [n.op_type for n in model.graph.node] == ops * 2
+    assert len(model.graph.initializer) == 1 + ("Min" in ops)  # the slopes, and a zero only where one is used
     onnx.checker.check_model(model)
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_array_equal(after, before)  # NaN where NaN, every other value equal

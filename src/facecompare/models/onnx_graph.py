@@ -87,25 +87,23 @@ def split_prelu(graph) -> int:
         if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx") or slope not in constants:
             nodes.append(node)  # a slope computed at run time: its element type is not known here
             continue
-        dtype = numpy_helper.to_array(constants[slope]).dtype  # x has the slope's type (PRelu's constraint)
-        if dtype not in zeros:
-            zeros[dtype] = _unused_name(graph, f"prelu_split_zero_{dtype}")
-            graph.initializer.append(numpy_helper.from_array(np.zeros((), dtype), zeros[dtype]))
-        zero = zeros[dtype]
+        slopes = numpy_helper.to_array(constants[slope])
         out = node.output[0]
         stem = _unused_name(graph, f"{out}_prelu_split")
         make = onnx.helper.make_node
-        slopes = numpy_helper.to_array(constants[slope])
+        count += 1
         if slopes.size and np.all(slopes <= 1) and np.all(slopes != 0):  # max(x, a x) is x for x > 0, a x below
             nodes += [make("Mul", [x, slope], [f"{stem}_scaled"], name=f"{stem}_mul"),
                       make("Max", [x, f"{stem}_scaled"], [out], name=f"{stem}_max")]
-            count += 1
             continue
+        if slopes.dtype not in zeros:  # x has the slope's element type (PRelu's constraint)
+            zeros[slopes.dtype] = _unused_name(graph, f"prelu_split_zero_{slopes.dtype}")
+            graph.initializer.append(numpy_helper.from_array(np.zeros((), slopes.dtype), zeros[slopes.dtype]))
+        zero = zeros[slopes.dtype]
         nodes += [make("Relu", [x], [f"{stem}_positive"], name=f"{stem}_relu"),
                   make("Min", [x, zero], [f"{stem}_negative"], name=f"{stem}_min"),
                   make("Mul", [f"{stem}_negative", slope], [f"{stem}_scaled"], name=f"{stem}_mul"),
                   make("Add", [f"{stem}_positive", f"{stem}_scaled"], [out], name=f"{stem}_add")]
-        count += 1
     if count:
         del graph.node[:]
         graph.node.extend(nodes)
