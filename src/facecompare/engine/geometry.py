@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.alignment import upright_landmarks
+from ..models.nms import iou
 
 
 def rotate(view: np.ndarray, rotation: int) -> np.ndarray:
@@ -67,15 +68,6 @@ def landmark_turn(points: np.ndarray) -> int | None:
 def overlaps(det, others, iou_threshold: float = 0.3) -> bool:
     """Whether the box (``.box``: x1, y1, x2, y2) of detection ``det`` overlaps that of one of ``others`` by at least
     ``iou_threshold`` (intersection over union)."""
-    x1, y1, x2, y2 = det.box[:4]
-    area = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    for other in others:
-        ox1, oy1, ox2, oy2 = other.box[:4]
-        iw, ih = min(x2, ox2) - max(x1, ox1), min(y2, oy2) - max(y1, oy1)
-        if iw <= 0 or ih <= 0:
-            continue
-        inter = iw * ih
-        union = area + max(0.0, ox2 - ox1) * max(0.0, oy2 - oy1) - inter
-        if union > 0 and inter / union >= iou_threshold:
-            return True
-    return False
+    if not others:
+        return False
+    return bool((iou(det.box[:4], np.array([o.box[:4] for o in others])) >= iou_threshold).any())
