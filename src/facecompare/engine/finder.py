@@ -346,13 +346,20 @@ class FaceFinder:
         sideways: list[tuple[Detection, int]] = []
         for enlarge in (1.0, CONFIRM_RETRY_SCALE):
             for window, wanted in windows:
-                f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, enlarge * wanted), window)
-                hits, turned, _ = self._detect_box(decoded, rotation, f, window, label)
+                hits, turned = self._in_confirm_window(decoded, rotation, window, enlarge * wanted, label)
                 found = merge(found, hits)
                 sideways.extend(turned if enlarge == 1.0 else [])
             if found or sideways:
                 break
         return found, sideways
+
+    def _in_confirm_window(self, decoded: DecodedImage, rotation: int, window: Box, wanted: float,
+                           label: str) -> tuple[list[Detection], list[tuple[Detection, int]]]:
+        """RetinaFace in one of :func:`.cascade.confirm_windows`' windows at the ``wanted`` scale (at most
+        ``TURN_WINDOW_MAX_FACTOR``, within the pixel bound): (upright detections, (sideways one, its turn) pairs)."""
+        f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, wanted), window)
+        hits, turned, _ = self._detect_box(decoded, rotation, f, window, label)
+        return hits, turned
 
     def _proposed_last_resort(self, decoded: DecodedImage, r0: int, rotations: tuple[int, ...], factor: float,
                               f_first: float, box: Box) -> tuple[int, list[Detection]] | None:
@@ -423,8 +430,7 @@ class FaceFinder:
             return []
         confirmed: list[Detection] = []
         for box, wanted in confirm_windows(new, self._size(decoded, rotation))[:GHOST_PROPOSALS]:
-            f = self._pixel_bounded(min(TURN_WINDOW_MAX_FACTOR, wanted), box)
-            hits, _, _ = self._detect_box(decoded, rotation, f, box, "confirming a face beside a small face")
+            hits, _ = self._in_confirm_window(decoded, rotation, box, wanted, "confirming a face beside a small face")
             confirmed = merge(confirmed, [d for d in hits if not overlaps(d, known)])
         return confirmed
 
