@@ -81,6 +81,8 @@ def split_prelu(graph) -> int:
     from onnx import numpy_helper
 
     constants = {init.name: init for init in graph.initializer}
+    taken = ({i.name for i in graph.initializer} | {i.name for i in graph.input} | {o.name for o in graph.output}
+             | {name for node in graph.node for name in (*node.input, *node.output, node.name)})
     nodes, count, zeros = [], 0, {}
     for node in graph.node:
         x, slope = (list(node.input) + ["", ""])[:2]
@@ -89,7 +91,7 @@ def split_prelu(graph) -> int:
             continue
         slopes = numpy_helper.to_array(constants[slope])
         out = node.output[0]
-        stem = _unused_name(graph, f"{out}_prelu_split")
+        stem = _unused_name(taken, f"{out}_prelu_split")
         make = onnx.helper.make_node
         count += 1
         if slopes.size and np.all(slopes <= 1) and np.all(slopes != 0):  # max(x, a x) is x for x > 0, a x below
@@ -97,7 +99,7 @@ def split_prelu(graph) -> int:
                       make("Max", [x, f"{stem}_scaled"], [out], name=f"{stem}_max")]
             continue
         if slopes.dtype not in zeros:  # x has the slope's element type (PRelu's constraint)
-            zeros[slopes.dtype] = _unused_name(graph, f"prelu_split_zero_{slopes.dtype}")
+            zeros[slopes.dtype] = _unused_name(taken, f"prelu_split_zero_{slopes.dtype}")
             graph.initializer.append(numpy_helper.from_array(np.zeros((), slopes.dtype), zeros[slopes.dtype]))
         zero = zeros[slopes.dtype]
         nodes += [make("Relu", [x], [f"{stem}_positive"], name=f"{stem}_relu"),
@@ -110,14 +112,13 @@ def split_prelu(graph) -> int:
     return count
 
 
-def _unused_name(graph, stem: str) -> str:
-    """``stem``, or ``stem_N``, whichever no node, initializer, input or output of ``graph`` uses yet."""
-    taken = ({i.name for i in graph.initializer} | {i.name for i in graph.input} | {o.name for o in graph.output}
-             | {name for node in graph.node for name in (*node.input, *node.output, node.name)})
+def _unused_name(taken: set[str], stem: str) -> str:
+    """``stem``, or ``stem_N``, whichever is not in ``taken`` (the graph's names so far); added to it."""
     name, n = stem, 0
     while name in taken:
         n += 1
         name = f"{stem}_{n}"
+    taken.add(name)
     return name
 
 
